@@ -1,0 +1,397 @@
+"""AWS: the zone blackhole (contract §4) with boto3, and its activities.
+
+A blackholed subnet is associated with a deny-all network ACL that gameday creates per VPC. Each
+gameday ACL carries the run and step in tags and, per subnet it holds, the ACL that subnet had
+(`gameday:restore:<subnet>`), so a restore works from the checkpoint or from the tags alone.
+EC2 allows 50 tags per resource, so one ACL holds at most `SUBNETS_PER_ACL` subnets and a large
+zone gets several ACLs per VPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.base import check_guardrails, cloud_span, progress, temporal_errors
+from gameday.errors import CloudError, Refused, TargetNotFound
+from gameday.plan import (
+    Checkpoint,
+    FaultRequest,
+    FaultResult,
+    PrepareRequest,
+    ResolvedStep,
+    Resource,
+    Scope,
+    StepRequest,
+)
+from gameday.runbook import AwsZoneTarget
+
+TAG_RUN = "gameday:run"
+TAG_STEP = "gameday:step"
+TAG_CHUNK = "gameday:chunk"
+TAG_MANAGED = "gameday:managed-by"
+TAG_RESTORE = "gameday:restore:"
+SUBNETS_PER_ACL = 40  # 40 restore tags + 6 of our own stay under EC2's 50 tags per resource
+MAX_TAG_VALUE = 256
+
+_THROTTLED = {
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+    "RequestThrottled", "SlowDown", "EC2ThrottledException", "PriorRequestNotComplete",
+}
+_TRANSIENT = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"}
+_DENY_ALL = [
+    {"RuleNumber": 1, "CidrBlock": "0.0.0.0/0"},
+    {"RuleNumber": 2, "Ipv6CidrBlock": "::/0"},
+]
+
+
+class AclGroup(BaseModel):
+    """One gameday ACL to be: the subnets it will hold, each with the ACL it had before."""
+
+    vpc_id: str
+    chunk: int
+    subnets: dict[str, str]
+
+
+class BlackholeState(BaseModel):
+    groups: list[AclGroup]
+
+
+def _error(exc: Exception, doing: str) -> Exception:
+    """Turn a boto error into a CloudError that says whether retrying can help."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _THROTTLED or status == 429:
+            return CloudError(f"AWS throttled {doing}: {code}", retryable=True, retry_after=1.0,
+                              code=code)
+        retryable = code in _TRANSIENT or status >= 500
+        return CloudError(f"AWS refused {doing}: {code}: {message}", retryable=retryable, code=code)
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return CloudError(f"AWS did not answer {doing}: {exc}", retryable=True)
+    return CloudError(f"AWS call failed {doing}: {exc}", retryable=True)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+@dataclass
+class Associations:
+    """Which ACL each subnet of some VPCs is associated with, read in one pass per VPC."""
+
+    acl_of: dict[str, str]
+    association_of: dict[str, str]
+    vpc_of: dict[str, str]
+    default_acl: dict[str, str]
+
+
+class AwsZoneBlackhole:
+    """The zone blackhole's SDK calls: resolve, prepare, apply and restore, each idempotent."""
+
+    def __init__(self, session_factory: Any = boto3.session.Session):
+        self._session_factory = session_factory
+        self._config = Config(retries={"max_attempts": 2, "mode": "standard"},
+                              connect_timeout=5, read_timeout=30)
+
+    # --- clients and reads ----------------------------------------------------------------
+
+    def ec2(self, region: str) -> Any:
+        return self._session_factory(region_name=region).client("ec2", config=self._config)
+
+    def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, doing) from exc
+
+    def _pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+        try:
+            items: list[dict[str, Any]] = []
+            for page in client.get_paginator(operation).paginate(**kwargs):
+                items.extend(page.get(key, []))
+            return items
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, operation) from exc
+
+    def check_identity(self, scope: Scope) -> None:
+        """The credentials must belong to the account the runbook names."""
+        sts = self._session_factory(region_name=scope.region).client("sts", config=self._config)
+        account = self._call("GetCallerIdentity", sts.get_caller_identity)["Account"]
+        if account != scope.account:
+            raise Refused(
+                f"the worker's AWS credentials are for account {account}, "
+                f"but the step targets account {scope.account}"
+            )
+
+    def associations(self, ec2: Any, vpc_ids: Iterable[str]) -> Associations:
+        found = Associations({}, {}, {}, {})
+        for vpc_id in sorted(set(vpc_ids)):
+            acls = self._pages(ec2, "describe_network_acls", "NetworkAcls",
+                               Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+            for acl in acls:
+                if acl.get("IsDefault"):
+                    found.default_acl[vpc_id] = acl["NetworkAclId"]
+                for association in acl.get("Associations", []):
+                    found.acl_of[association["SubnetId"]] = acl["NetworkAclId"]
+                    found.vpc_of[association["SubnetId"]] = vpc_id
+                    found.association_of[association["SubnetId"]] = association[
+                        "NetworkAclAssociationId"
+                    ]
+        return found
+
+    def gameday_acls(self, ec2: Any, run_id: str, step_id: str) -> list[dict[str, Any]]:
+        return self._pages(ec2, "describe_network_acls", "NetworkAcls", Filters=[
+            {"Name": f"tag:{TAG_RUN}", "Values": [run_id]},
+            {"Name": f"tag:{TAG_STEP}", "Values": [step_id]},
+        ])
+
+    # --- the four verbs -------------------------------------------------------------------
+
+    def resolve(self, request: StepRequest) -> ResolvedStep:
+        target = request.step.target
+        assert isinstance(target, AwsZoneTarget)
+        scope = Scope.of(target)
+        with cloud_span("aws.resolve_blackhole_zone", scope) as span:
+            check_guardrails(request.step.id, scope, request.guardrails, None)
+            self.check_identity(scope)
+            ec2 = self.ec2(target.region)
+            zones = self._call("DescribeAvailabilityZones", ec2.describe_availability_zones,
+                               Filters=[{"Name": "region-name", "Values": [target.region]}])
+            names = {z["ZoneName"] for z in zones.get("AvailabilityZones", [])}
+            if target.zone not in names:
+                raise TargetNotFound(
+                    f"step {request.step.id}: zone {target.zone} does not exist in "
+                    f"{target.region} (zones: {', '.join(sorted(names)) or 'none'})"
+                )
+            filters = [{"Name": "availability-zone", "Values": [target.zone]}]
+            if target.vpc_ids:
+                filters.append({"Name": "vpc-id", "Values": list(target.vpc_ids)})
+            filters += [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(target.tags.items())]
+            subnets = self._pages(ec2, "describe_subnets", "Subnets", Filters=filters)
+            if not subnets:
+                tags = ", ".join(f"{k}={v}" for k, v in sorted(target.tags.items()))
+                raise TargetNotFound(
+                    f"step {request.step.id}: no subnet in {target.zone}"
+                    + (f" of {', '.join(target.vpc_ids)}" if target.vpc_ids else "")
+                    + (f" carries the tags {tags}" if tags else "")
+                )
+            current = self.associations(ec2, (s["VpcId"] for s in subnets))
+            resources = [
+                Resource(
+                    id=s["SubnetId"], kind="subnet", name=_tags(s).get("Name"),
+                    detail={"vpc": s["VpcId"], "cidr": s.get("CidrBlock", ""),
+                            "network_acl": current.acl_of.get(s["SubnetId"], "")},
+                )
+                for s in sorted(subnets, key=lambda s: s["SubnetId"])
+            ]
+            span.set_attribute("gameday.resources", len(resources))
+            return ResolvedStep(step_id=request.step.id, action="blackhole_zone", scope=scope,
+                                resources=resources)
+
+    def prepare(self, request: PrepareRequest) -> Checkpoint:
+        """Record each subnet's current ACL; refuse a subnet another run already holds."""
+        resolved = request.resolved
+        scope = resolved.scope
+        with cloud_span("aws.prepare_blackhole_zone", scope, len(resolved.resources)):
+            if len(request.run_id) > MAX_TAG_VALUE:
+                raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, EC2's tag limit")
+            check_guardrails(resolved.step_id, scope, request.guardrails, len(resolved.resources))
+            ec2 = self.ec2(scope.region)
+            vpc_of = {r.id: r.detail["vpc"] for r in resolved.resources}
+            current = self.associations(ec2, vpc_of.values())
+            held = self._held_by_gameday(ec2, set(current.acl_of.values()))
+            groups: list[AclGroup] = []
+            for vpc_id in sorted(set(vpc_of.values())):
+                subnets = sorted(s for s, v in vpc_of.items() if v == vpc_id and s in current.acl_of)
+                for subnet in subnets:
+                    holder = held.get(current.acl_of[subnet])
+                    if holder:
+                        raise Refused(
+                            f"subnet {subnet} is already blackholed by gameday run {holder}"
+                        )
+                for chunk, start in enumerate(range(0, len(subnets), SUBNETS_PER_ACL)):
+                    members = subnets[start:start + SUBNETS_PER_ACL]
+                    groups.append(AclGroup(vpc_id=vpc_id, chunk=chunk,
+                                           subnets={s: current.acl_of[s] for s in members}))
+            state = BlackholeState(groups=groups)
+            count = sum(len(g.subnets) for g in groups)
+            return Checkpoint(run_id=request.run_id, step_id=resolved.step_id,
+                              action="blackhole_zone", scope=scope, resources=count,
+                              state=state.model_dump(mode="json"))
+
+    def _held_by_gameday(self, ec2: Any, acl_ids: set[str]) -> dict[str, str]:
+        """The run that made each of these ACLs, for those gameday made."""
+        if not acl_ids:
+            return {}
+        acls = self._pages(ec2, "describe_network_acls", "NetworkAcls", Filters=[
+            {"Name": "tag-key", "Values": [TAG_RUN]},
+        ])
+        return {a["NetworkAclId"]: _tags(a)[TAG_RUN] for a in acls if a["NetworkAclId"] in acl_ids}
+
+    def apply(self, request: FaultRequest) -> FaultResult:
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = BlackholeState.model_validate(checkpoint.state)
+        result = FaultResult()
+        with cloud_span("aws.apply_blackhole_zone", scope, checkpoint.resources):
+            check_guardrails(checkpoint.step_id, scope, request.guardrails, checkpoint.resources)
+            self.check_identity(scope)
+            ec2 = self.ec2(scope.region)
+            existing = {
+                (_tags(a).get(TAG_CHUNK), a["VpcId"]): a["NetworkAclId"]
+                for a in self.gameday_acls(ec2, checkpoint.run_id, checkpoint.step_id)
+            }
+            current = self.associations(ec2, (g.vpc_id for g in state.groups))
+            done = 0
+            for group in state.groups:
+                acl_id = existing.get((str(group.chunk), group.vpc_id))
+                if acl_id is None:
+                    acl_id = self._create_deny_all(ec2, checkpoint, group)
+                for subnet in group.subnets:
+                    done += 1
+                    if current.acl_of.get(subnet) == acl_id:
+                        result.unchanged += 1
+                    elif subnet not in current.association_of:
+                        result.notes.append(f"subnet {subnet} no longer exists; skipped")
+                    else:
+                        self._call("ReplaceNetworkAclAssociation",
+                                   ec2.replace_network_acl_association,
+                                   AssociationId=current.association_of[subnet],
+                                   NetworkAclId=acl_id)
+                        result.changed += 1
+                    progress(done, checkpoint.resources)
+            return result
+
+    def _create_deny_all(self, ec2: Any, checkpoint: Checkpoint, group: AclGroup) -> str:
+        tags = {
+            "Name": f"gameday-{checkpoint.step_id}-{group.chunk}"[:MAX_TAG_VALUE],
+            TAG_MANAGED: "gameday",
+            TAG_RUN: checkpoint.run_id,
+            TAG_STEP: checkpoint.step_id,
+            TAG_CHUNK: str(group.chunk),
+        }
+        tags.update({f"{TAG_RESTORE}{subnet}": acl for subnet, acl in group.subnets.items()})
+        created = self._call(
+            "CreateNetworkAcl", ec2.create_network_acl, VpcId=group.vpc_id,
+            TagSpecifications=[{"ResourceType": "network-acl",
+                                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )
+        acl_id = created["NetworkAcl"]["NetworkAclId"]
+        for egress in (False, True):
+            for entry in _DENY_ALL:
+                try:
+                    ec2.create_network_acl_entry(NetworkAclId=acl_id, Egress=egress, Protocol="-1",
+                                                 RuleAction="deny", **entry)
+                except ClientError as exc:
+                    if _code(exc) != "NetworkAclEntryAlreadyExists":
+                        raise _error(exc, "CreateNetworkAclEntry") from exc
+                except BotoCoreError as exc:
+                    raise _error(exc, "CreateNetworkAclEntry") from exc
+        return acl_id
+
+    def restore(self, request: FaultRequest) -> FaultResult:
+        """Put every subnet back on the ACL it had, then delete gameday's ACLs. Safe to repeat."""
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = BlackholeState.model_validate(checkpoint.state)
+        with cloud_span("aws.restore_blackhole_zone", scope, checkpoint.resources):
+            ec2 = self.ec2(scope.region)
+            original = {s: acl for g in state.groups for s, acl in g.subnets.items()}
+            ours = self.gameday_acls(ec2, checkpoint.run_id, checkpoint.step_id)
+            for acl in ours:  # subnets that joined our ACLs outside the checkpoint (drift)
+                for key, value in _tags(acl).items():
+                    if key.startswith(TAG_RESTORE):
+                        original.setdefault(key.removeprefix(TAG_RESTORE), value)
+            vpcs = {g.vpc_id for g in state.groups} | {a["VpcId"] for a in ours}
+            return self.restore_subnets(ec2, original, vpcs, [a["NetworkAclId"] for a in ours])
+
+    def restore_subnets(self, ec2: Any, original: dict[str, str], vpc_ids: Iterable[str],
+                        gameday_acl_ids: list[str]) -> FaultResult:
+        """Associate each subnet with its original ACL, then delete the given gameday ACLs."""
+        result = FaultResult()
+        current = self.associations(ec2, vpc_ids)
+        existing_acls = set(current.acl_of.values()) | set(current.default_acl.values())
+        existing_acls |= set(gameday_acl_ids)
+        done = 0
+        for subnet, acl in sorted(original.items()):
+            done += 1
+            progress(done, len(original))
+            if subnet not in current.association_of:
+                result.notes.append(f"subnet {subnet} no longer exists; nothing to restore")
+                continue
+            if current.acl_of[subnet] == acl:
+                result.unchanged += 1
+                continue
+            wanted = acl
+            if acl not in existing_acls and not self._acl_exists(ec2, acl):
+                wanted = current.default_acl.get(current.vpc_of[subnet], "")
+                if not wanted:
+                    raise CloudError(f"subnet {subnet}: its ACL {acl} is gone and no default ACL "
+                                     "was found", retryable=False)
+                result.notes.append(f"subnet {subnet}: original ACL {acl} is gone; "
+                                    f"restored to the VPC's default ACL {wanted}")
+            self._call("ReplaceNetworkAclAssociation", ec2.replace_network_acl_association,
+                       AssociationId=current.association_of[subnet], NetworkAclId=wanted)
+            result.changed += 1
+        for acl_id in gameday_acl_ids:
+            try:
+                ec2.delete_network_acl(NetworkAclId=acl_id)
+            except ClientError as exc:
+                if _code(exc) != "InvalidNetworkAclID.NotFound":
+                    raise _error(exc, f"DeleteNetworkAcl {acl_id}") from exc
+            except BotoCoreError as exc:
+                raise _error(exc, f"DeleteNetworkAcl {acl_id}") from exc
+        return result
+
+    def _acl_exists(self, ec2: Any, acl_id: str) -> bool:
+        try:
+            found = ec2.describe_network_acls(NetworkAclIds=[acl_id])
+        except ClientError as exc:
+            if _code(exc) == "InvalidNetworkAclID.NotFound":
+                return False
+            raise _error(exc, "DescribeNetworkAcls") from exc
+        return bool(found.get("NetworkAcls"))
+
+
+class AwsActivities:
+    """AWS activities, named `aws.<verb>_<action>`; thin wrappers over the plain classes above."""
+
+    def __init__(self, blackhole: AwsZoneBlackhole | None = None):
+        self.blackhole = blackhole or AwsZoneBlackhole()
+
+    @activity.defn(name="aws.resolve_blackhole_zone")
+    @temporal_errors
+    def resolve_blackhole_zone(self, request: StepRequest) -> ResolvedStep:
+        return self.blackhole.resolve(request)
+
+    @activity.defn(name="aws.prepare_blackhole_zone")
+    @temporal_errors
+    def prepare_blackhole_zone(self, request: PrepareRequest) -> Checkpoint:
+        return self.blackhole.prepare(request)
+
+    @activity.defn(name="aws.apply_blackhole_zone")
+    @temporal_errors
+    def apply_blackhole_zone(self, request: FaultRequest) -> FaultResult:
+        return self.blackhole.apply(request)
+
+    @activity.defn(name="aws.restore_blackhole_zone")
+    @temporal_errors
+    def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
+        return self.blackhole.restore(request)
+
+    def all(self) -> list[Any]:
+        return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
+                self.apply_blackhole_zone, self.restore_blackhole_zone]

@@ -1,0 +1,94 @@
+"""What every cloud module shares: the guardrail re-check, progress heartbeats, spans, and the
+translation of domain errors into Temporal's retry behaviour at the activity's edge."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from opentelemetry import trace
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from gameday.errors import CloudError, Refused, TargetNotFound, UserError
+from gameday.guardrails import WorkerSite, refusals
+from gameday.plan import (
+    Checkpoint,
+    FaultRequest,
+    FaultResult,
+    PrepareRequest,
+    ResolvedStep,
+    Scope,
+    StepRequest,
+)
+from gameday.runbook import Guardrails
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+tracer = trace.get_tracer("gameday.activities")
+
+
+class Fault(Protocol):
+    """One fault on one cloud: what every (cloud, action) pair offers the workflow."""
+
+    def resolve(self, request: StepRequest) -> ResolvedStep: ...
+    def prepare(self, request: PrepareRequest) -> Checkpoint: ...
+    def apply(self, request: FaultRequest) -> FaultResult: ...
+    def restore(self, request: FaultRequest) -> FaultResult: ...
+
+
+def check_guardrails(step_id: str, scope: Scope, guardrails: Guardrails, count: int | None) -> None:
+    """Refuse, before any change, a scope the runbook or this worker's operator does not allow."""
+    reasons = refusals(step_id, scope, guardrails, count, WorkerSite.from_env())
+    if reasons:
+        raise Refused("; ".join(reasons))
+
+
+def progress(done: int, total: int) -> None:
+    """Heartbeat progress when running as an activity (so cancellation reaches us); else nothing."""
+    if activity.in_activity():
+        activity.heartbeat({"done": done, "total": total})
+
+
+@contextmanager
+def cloud_span(name: str, scope: Scope, resources: int | None = None) -> Iterator[trace.Span]:
+    attributes: dict[str, Any] = {
+        "cloud.provider": scope.cloud,
+        "cloud.account.id": scope.account,
+        "cloud.region": scope.region,
+    }
+    if scope.zone:
+        attributes["cloud.availability_zone"] = scope.zone
+    if resources is not None:
+        attributes["gameday.resources"] = resources
+    with tracer.start_as_current_span(name, attributes=attributes) as span:
+        yield span
+
+
+def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Map domain errors onto Temporal's retry rules: user errors stop, transient ones retry."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TargetNotFound as exc:
+            raise ApplicationError(str(exc), type="TargetNotFound", non_retryable=True) from exc
+        except Refused as exc:
+            raise ApplicationError(str(exc), type="Refused", non_retryable=True) from exc
+        except UserError as exc:
+            raise ApplicationError(str(exc), type="UserError", non_retryable=True) from exc
+        except CloudError as exc:
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+            raise ApplicationError(
+                str(exc),
+                type="CloudThrottled" if exc.retry_after is not None else "CloudError",
+                non_retryable=not exc.retryable,
+                next_retry_delay=delay,
+            ) from exc
+
+    return wrapper

@@ -1,0 +1,127 @@
+"""What a GameDay will change, and the record that lets every change be undone.
+
+These are the payloads between the workflow and the cloud activities. The workflow never reads
+inside a checkpoint's `state`: only the cloud module that wrote it does, so each cloud keeps its
+whole behaviour in one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from gameday.runbook import Cloud, FaultStep, Guardrails, Target, target_scope
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Scope(Model):
+    """Where a step acts: account/project/subscription, region and (for zone faults) zone."""
+
+    cloud: Cloud
+    account: str
+    region: str
+    zone: str | None = None
+
+    @classmethod
+    def of(cls, target: Target) -> Scope:
+        zone = getattr(target, "zone", None)
+        return cls(cloud=target.cloud, account=target_scope(target), region=target.region, zone=zone)
+
+
+class Resource(Model):
+    """One thing a step changes: a subnet, instance, NIC, record, backend or endpoint."""
+
+    id: str
+    kind: str
+    name: str | None = None
+    detail: dict[str, str] = {}
+
+
+class ResolvedStep(Model):
+    """A fault step with its target resolved to concrete resources, read-only."""
+
+    step_id: str
+    action: str
+    scope: Scope
+    resources: list[Resource]
+    refusals: list[str] = Field([], description="why a guardrail would refuse this step")
+
+
+class Plan(Model):
+    runbook: str
+    steps: list[ResolvedStep]
+
+    @property
+    def hash(self) -> str:
+        return plan_hash(self.steps)
+
+
+def plan_hash(steps: list[ResolvedStep]) -> str:
+    """A stable hash of what will change: step ids, actions, scopes and resource ids."""
+    canonical = [
+        {
+            "step": s.step_id,
+            "action": s.action,
+            "scope": s.scope.model_dump(),
+            "resources": sorted(r.id for r in s.resources),
+        }
+        for s in sorted(steps, key=lambda s: s.step_id)
+    ]
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+class Checkpoint(Model):
+    """Everything needed to undo one step, recorded before anything changes."""
+
+    run_id: str
+    step_id: str
+    action: str
+    scope: Scope
+    resources: int = Field(description="how many resources the fault changes")
+    state: JsonValue = Field(description="the cloud module's own record of the original state")
+
+
+# --- activity inputs and outputs ----------------------------------------------------------------
+
+
+class StepRequest(Model):
+    """Input of resolve: the step as the runbook says it, and the runbook's guardrails."""
+
+    run_id: str
+    step: FaultStep
+    guardrails: Guardrails
+
+
+class PrepareRequest(Model):
+    run_id: str
+    step: FaultStep
+    resolved: ResolvedStep
+    guardrails: Guardrails
+
+
+class FaultRequest(Model):
+    """Input of apply and restore: the checkpoint alone is enough to act and to undo."""
+
+    checkpoint: Checkpoint
+    guardrails: Guardrails
+
+
+class FaultResult(Model):
+    changed: int = Field(0, description="resources changed by this call")
+    unchanged: int = Field(0, description="resources already in the wanted state")
+    notes: list[str] = []
+
+
+ActivityVerb = Literal["resolve", "prepare", "apply", "restore"]
+
+
+def activity_name(cloud: str, verb: ActivityVerb, action: str) -> str:
+    """Activities are named by cloud, verb and action, e.g. `aws.apply_blackhole_zone`."""
+    return f"{cloud}.{verb}_{action}"

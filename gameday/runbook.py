@@ -1,0 +1,330 @@
+"""The runbook: what a GameDay breaks, in what order, for how long, and who may say go.
+
+A closed set of pydantic models (unknown fields are errors) for contract §3. Targets are
+discriminated by `cloud`, steps by `action`; a list item with `parallel` is a group of steps that
+start together. Everything a runbook can get wrong on its own is caught here, before any cloud is
+asked anything; what needs a cloud (does the zone have subnets?) is checked by `plan`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from gameday.durations import Duration
+
+Cloud = Literal["aws", "gcp", "azure"]
+FaultAction = Literal["blackhole_zone", "evacuate_region"]
+
+SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+_GCP_ZONE = re.compile(r"^([a-z]+-[a-z]+\d+)-[a-z]$")
+_AZURE_REGION = re.compile(r"^[a-z][a-z0-9]+$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def _aws_account(value: object) -> object:
+    """YAML reads an unquoted account id as a number; AWS account ids are always 12 digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:012d}"
+    return value
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _shaped(pattern: re.Pattern[str], what: str):
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+AwsAccount = Annotated[str, BeforeValidator(_aws_account), Field(pattern=r"^\d{12}$")]
+AwsRegion = Annotated[str, _shaped(_AWS_REGION, "an AWS region name like us-east-1")]
+GcpProject = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+GcpRegion = Annotated[str, _shaped(_GCP_REGION, "a Compute Engine region like us-central1")]
+GcpZone = Annotated[str, _shaped(_GCP_ZONE, "a Compute Engine zone like us-central1-a")]
+AzureRegion = Annotated[str, _shaped(_AZURE_REGION, "an Azure region name like eastus")]
+AzureSubscription = Annotated[
+    str, AfterValidator(str.lower), _shaped(_UUID, "a subscription id (a UUID)")
+]
+AzureResourceGroup = Annotated[str, Field(min_length=1, max_length=90)]
+AzureZone = Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^[1-3]$")]
+Tags = dict[str, Annotated[str, BeforeValidator(_as_text)]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+
+class AwsZoneTarget(Strict):
+    cloud: Literal["aws"]
+    account: AwsAccount
+    region: AwsRegion
+    zone: str = Field(description="availability zone name, like us-east-1a")
+    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
+    tags: Tags = Field({}, description="only subnets carrying all of these tags")
+
+    @model_validator(mode="after")
+    def _zone_in_region(self) -> AwsZoneTarget:
+        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
+            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
+        return self
+
+
+class GcpZoneTarget(Strict):
+    cloud: Literal["gcp"]
+    project: GcpProject
+    zone: GcpZone
+    network: str | None = None
+    labels: Tags = Field({}, description="only instances carrying all of these labels")
+
+    @property
+    def region(self) -> str:
+        match = _GCP_ZONE.match(self.zone)
+        return match.group(1) if match else self.zone
+
+
+class AzureZoneTarget(Strict):
+    cloud: Literal["azure"]
+    subscription: AzureSubscription
+    resource_group: AzureResourceGroup
+    region: AzureRegion
+    zone: AzureZone
+    tags: Tags = Field({}, description="only VMs carrying all of these tags")
+
+
+class AwsRegionTraffic(Strict):
+    cloud: Literal["aws"]
+    account: AwsAccount
+    region: AwsRegion
+    hosted_zone_id: str = Field(min_length=1)
+    record_names: list[str] = Field(min_length=1)
+
+
+class GcpRegionTraffic(Strict):
+    cloud: Literal["gcp"]
+    project: GcpProject
+    region: GcpRegion
+    backend_services: list[str] = Field(min_length=1)
+
+
+class AzureRegionTraffic(Strict):
+    cloud: Literal["azure"]
+    subscription: AzureSubscription
+    resource_group: AzureResourceGroup
+    region: AzureRegion
+    traffic_manager_profiles: list[str] = Field(min_length=1)
+
+
+ZoneTarget = Annotated[AwsZoneTarget | GcpZoneTarget | AzureZoneTarget, Field(discriminator="cloud")]
+RegionTraffic = Annotated[
+    AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic, Field(discriminator="cloud")
+]
+Target = (
+    AwsZoneTarget | GcpZoneTarget | AzureZoneTarget
+    | AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic
+)
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+class StepBase(Strict):
+    id: str = Field(pattern=SLUG, description="unique within the runbook: [a-z0-9-]")
+    description: str | None = None
+    approval: Literal["required", "none"] = Field(
+        "none", description="required: a second approval, for this step, before it starts"
+    )
+
+
+class FaultStepBase(StepBase):
+    duration: Duration | None = Field(
+        None, description="held this long, then restored; omitted: held until the run ends"
+    )
+
+
+class BlackholeZoneStep(FaultStepBase):
+    action: Literal["blackhole_zone"]
+    target: ZoneTarget
+
+
+class EvacuateRegionStep(FaultStepBase):
+    action: Literal["evacuate_region"]
+    target: RegionTraffic
+
+
+class WaitStep(StepBase):
+    action: Literal["wait"]
+    duration: Duration
+
+
+FaultStep = BlackholeZoneStep | EvacuateRegionStep
+Step = Annotated[
+    Annotated[BlackholeZoneStep, Tag("blackhole_zone")]
+    | Annotated[EvacuateRegionStep, Tag("evacuate_region")]
+    | Annotated[WaitStep, Tag("wait")],
+    Discriminator("action"),
+]
+
+
+class ParallelGroup(Strict):
+    parallel: list[Step] = Field(min_length=1)
+
+
+def _item_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "parallel" if "parallel" in value else "step"
+    return "parallel" if isinstance(value, ParallelGroup) else "step"
+
+
+Item = Annotated[
+    Annotated[Step, Tag("step")] | Annotated[ParallelGroup, Tag("parallel")],
+    Discriminator(_item_kind),
+]
+
+
+# --- the rest -----------------------------------------------------------------------------------
+
+
+class Guardrails(Strict):
+    aws_accounts: list[AwsAccount] = []
+    gcp_projects: list[GcpProject] = []
+    azure_subscriptions: list[AzureSubscription] = []
+    max_resources_per_step: int = Field(500, ge=1)
+
+
+class HttpProbe(Strict):
+    url: str = Field(pattern=r"^https?://")
+    expect_status: int = Field(200, ge=100, le=599)
+    timeout: Duration = timedelta(seconds=2)
+
+
+class TcpProbe(Strict):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=2)
+
+
+class Probe(Strict):
+    name: str = Field(pattern=SLUG)
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Probe:
+        kinds = [k for k in ("http", "tcp") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a probe has exactly one of: http, tcp")
+        return self
+
+
+class SteadyState(Strict):
+    interval: Duration = timedelta(seconds=15)
+    tolerance: int = Field(2, ge=1, description="consecutive failed checks that abort the GameDay")
+    probes: list[Probe] = Field(min_length=1)
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_names(cls, probes: list[Probe]) -> list[Probe]:
+        names = [p.name for p in probes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"probe names must be unique; repeated: {', '.join(duplicates)}")
+        return probes
+
+
+class Runbook(Strict):
+    """A whole GameDay, as the incident commander approves it."""
+
+    name: str = Field(pattern=SLUG)
+    description: str | None = None
+    approvers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    approvals_required: int = Field(1, ge=1, description="distinct approvers needed per gate")
+    approval_timeout: Duration = timedelta(minutes=30)
+    max_duration: Duration
+    guardrails: Guardrails
+    steady_state: SteadyState | None = None
+    steps: list[Item] = Field(min_length=1)
+
+    @field_validator("approvers")
+    @classmethod
+    def _distinct_approvers(cls, approvers: list[str]) -> list[str]:
+        lowered = [a.strip().lower() for a in approvers]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("approvers must be distinct")
+        return approvers
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Runbook:
+        if self.approvals_required > len(self.approvers):
+            raise ValueError(
+                f"approvals_required is {self.approvals_required} but only "
+                f"{len(self.approvers)} approvers are listed"
+            )
+        seen: set[str] = set()
+        for step in self.all_steps():
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used more than once")
+            seen.add(step.id)
+        needed = self.minimum_duration()
+        if needed > self.max_duration:
+            from gameday.durations import format_duration
+
+            raise ValueError(
+                f"the steps take at least {format_duration(needed)} but max_duration is "
+                f"{format_duration(self.max_duration)}"
+            )
+        return self
+
+    def all_steps(self) -> list[BlackholeZoneStep | EvacuateRegionStep | WaitStep]:
+        steps: list[BlackholeZoneStep | EvacuateRegionStep | WaitStep] = []
+        for item in self.steps:
+            steps.extend(item.parallel if isinstance(item, ParallelGroup) else [item])
+        return steps
+
+    def fault_steps(self) -> list[FaultStep]:
+        return [s for s in self.all_steps() if not isinstance(s, WaitStep)]
+
+    def clouds(self) -> list[str]:
+        return sorted({s.target.cloud for s in self.fault_steps()})
+
+    def minimum_duration(self) -> timedelta:
+        """The least time the steps need: sequential items add up, a group takes its longest."""
+        total = timedelta()
+        for item in self.steps:
+            members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            total += max((s.duration or timedelta() for s in members), default=timedelta())
+        return total
+
+
+def target_scope(target: Target) -> str:
+    """The account, project or subscription a target lives in."""
+    if isinstance(target, AwsZoneTarget | AwsRegionTraffic):
+        return target.account
+    if isinstance(target, GcpZoneTarget | GcpRegionTraffic):
+        return target.project
+    return target.subscription

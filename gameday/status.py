@@ -1,0 +1,95 @@
+"""What a GameDay tells the world: the workflow's input, its `status` query and its result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gameday.runbook import Runbook
+
+Phase = Literal[
+    "planning", "awaiting_approval", "running", "restoring",
+    "completed", "aborted", "rejected", "failed",
+]
+Outcome = Literal["completed", "aborted", "rejected", "failed"]
+StepState = Literal[
+    "pending", "awaiting_approval", "injecting", "active", "restoring", "restored", "skipped",
+    "failed",
+]
+CLOSED_PHASES: frozenset[str] = frozenset({"completed", "aborted", "rejected", "failed"})
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GameDayInput(Model):
+    """One typed input: the validated runbook, where it came from, and who started the run."""
+
+    runbook: Runbook
+    source: str | None = None
+    started_by: str | None = None
+
+
+class Approve(Model):
+    approver: str
+    step: str | None = None
+    note: str | None = None
+    plan_hash: str | None = None
+    request_id: str | None = Field(None, description="echoed in the event, so a CLI can see its answer")
+
+
+class Reject(Model):
+    approver: str
+    reason: str | None = None
+    request_id: str | None = None
+
+
+class Abort(Model):
+    by: str
+    reason: str
+    request_id: str | None = None
+
+
+class Event(Model):
+    at: datetime
+    kind: str
+    detail: str
+    step: str | None = None
+    by: str | None = None
+    request_id: str | None = None
+
+
+class StepStatus(Model):
+    id: str
+    action: str
+    cloud: str | None
+    state: StepState = "pending"
+    resources: int = 0
+    group: int = Field(description="index of the runbook item the step belongs to")
+    approved_by: list[str] = []
+    injected_at: datetime | None = None
+    restored_at: datetime | None = None
+    error: str | None = None
+
+
+class GameDayStatus(Model):
+    """The `status` query; once the run closes, the same shape is its result."""
+
+    runbook: str
+    phase: Phase
+    pending_approval: str | None = None
+    steps: list[StepStatus]
+    active_faults: list[str] = []
+    plan_hash: str | None = None
+    events: list[Event] = []
+    started_at: datetime
+    deadline: datetime
+    approvals_required: int = 1
+    outcome: Outcome | None = None
+    reason: str | None = None
+    hypothesis_held: bool | None = None
+    restored: bool | None = None
+    ended_at: datetime | None = None

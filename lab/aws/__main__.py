@@ -1,0 +1,3 @@
+from lab.aws.proxy import main
+
+main()

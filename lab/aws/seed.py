@@ -1,0 +1,90 @@
+"""Seed the lab's AWS topology through boto3, and read back what a blackhole changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+def _tags(**tags: str) -> list[dict[str, Any]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, Any]:
+    """A shop VPC across three zones with tagged subnets, two custom ACLs and a second VPC.
+
+    Per zone: `subnets_per_zone` subnets tagged `gameday=enabled` (tier web, then app) and one
+    untagged `ops` subnet that no tag-filtered GameDay may touch. Web subnets sit on a custom
+    `shop-web` ACL, the second VPC's subnets on their own `batch` ACL.
+    """
+    ec2 = boto3.client("ec2", region_name=region)
+    shop = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": _tags(Name="shop")}])["Vpc"]["VpcId"]
+    batch = ec2.create_vpc(CidrBlock="10.1.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": _tags(Name="batch")}])["Vpc"]["VpcId"]
+    web_acl = ec2.create_network_acl(VpcId=shop, TagSpecifications=[
+        {"ResourceType": "network-acl", "Tags": _tags(Name="shop-web")}])["NetworkAcl"]["NetworkAclId"]
+    batch_acl = ec2.create_network_acl(VpcId=batch, TagSpecifications=[
+        {"ResourceType": "network-acl", "Tags": _tags(Name="batch")}])["NetworkAcl"]["NetworkAclId"]
+    for acl in (web_acl, batch_acl):
+        for egress in (False, True):
+            ec2.create_network_acl_entry(NetworkAclId=acl, RuleNumber=100, Protocol="-1",
+                                         RuleAction="allow", Egress=egress, CidrBlock="0.0.0.0/0")
+    subnets: dict[str, list[str]] = {}
+    cidr = 0
+    for zone in ZONES:
+        for index in range(subnets_per_zone + 1):
+            tier = ("web", "app")[index % 2] if index < subnets_per_zone else "ops"
+            tags = _tags(Name=f"shop-{tier}-{zone}-{index}", tier=tier)
+            if tier != "ops":
+                tags += _tags(gameday="enabled")
+            subnet = ec2.create_subnet(VpcId=shop, CidrBlock=f"10.0.{cidr}.0/24",
+                                       AvailabilityZone=zone, TagSpecifications=[
+                                           {"ResourceType": "subnet", "Tags": tags}])["Subnet"]
+            cidr += 1
+            subnets.setdefault(zone, []).append(subnet["SubnetId"])
+            if tier == "web":
+                _associate(ec2, subnet["SubnetId"], web_acl)
+        batch_subnet = ec2.create_subnet(VpcId=batch, CidrBlock=f"10.1.{cidr}.0/24",
+                                         AvailabilityZone=zone, TagSpecifications=[
+                                             {"ResourceType": "subnet",
+                                              "Tags": _tags(Name=f"batch-{zone}", gameday="enabled")}
+                                         ])["Subnet"]
+        cidr += 1
+        subnets[zone].append(batch_subnet["SubnetId"])
+        _associate(ec2, batch_subnet["SubnetId"], batch_acl)
+    return {"region": region, "vpcs": {"shop": shop, "batch": batch},
+            "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets}
+
+
+def _associate(ec2: Any, subnet_id: str, acl_id: str) -> None:
+    for acl in ec2.describe_network_acls()["NetworkAcls"]:
+        for association in acl["Associations"]:
+            if association["SubnetId"] == subnet_id:
+                ec2.replace_network_acl_association(
+                    AssociationId=association["NetworkAclAssociationId"], NetworkAclId=acl_id)
+                return
+
+
+def acl_snapshot(region: str = "us-east-1") -> dict[str, Any]:
+    """Every subnet's ACL, and every ACL with its entries and tags: what 'restored' compares."""
+    ec2 = boto3.client("ec2", region_name=region)
+    associations: dict[str, str] = {}
+    acls: dict[str, Any] = {}
+    for acl in ec2.get_paginator("describe_network_acls").paginate().build_full_result()[
+        "NetworkAcls"
+    ]:
+        for association in acl["Associations"]:
+            associations[association["SubnetId"]] = acl["NetworkAclId"]
+        acls[acl["NetworkAclId"]] = {
+            "vpc": acl["VpcId"],
+            "entries": sorted(
+                (e["RuleNumber"], e["Egress"], e["RuleAction"], e.get("CidrBlock", ""),
+                 e.get("Ipv6CidrBlock", "")) for e in acl["Entries"]
+            ),
+            "tags": {t["Key"]: t["Value"] for t in acl.get("Tags", [])},
+        }
+    return {"associations": associations, "acls": acls}

@@ -1,0 +1,92 @@
+"""Session fixtures: real servers on loopback, a client, and a worker per test on its own queue."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+
+from gameday.connection import connect
+from gameday.telemetry import setup_tracing
+from tests.support.runner import AsyncRunner
+from tests.support.servers import Servers
+
+SPANS = InMemorySpanExporter()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._gameday_exit = int(exitstatus)  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The Temporal SDK may abort the interpreter at exit (sdk-python#300): exit with pytest's own
+    status first, so a run whose tests all passed reports so."""
+    status = getattr(config, "_gameday_exit", None)
+    if status is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    started = Servers.start()
+    started.apply_env()
+    setup_tracing("gameday-tests", SimpleSpanProcessor(SPANS))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def runner() -> Iterator[AsyncRunner]:
+    async_runner = AsyncRunner()
+    yield async_runner
+    async_runner.close()
+
+
+@pytest.fixture(scope="session")
+def client(servers: Servers, runner: AsyncRunner) -> Client:
+    return runner.run(connect())
+
+
+@pytest.fixture
+def aws(servers: Servers) -> Iterator[dict[str, Any]]:
+    """A fresh seeded AWS topology in moto for each test."""
+    from lab.aws import seed_aws
+
+    servers.reset_aws()
+    yield seed_aws()
+    servers.aws_faults()
+
+
+@pytest.fixture
+def task_queue(client: Client, runner: AsyncRunner) -> Iterator[str]:
+    """A worker on a task queue of this test's own, stopped when the test ends."""
+    from worker import build_worker
+
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    executor = ThreadPoolExecutor(max_workers=16)
+
+    async def start() -> Any:
+        worker = build_worker(client, queue, executor)
+        import asyncio
+
+        task = asyncio.ensure_future(worker.run())
+        return worker, task
+
+    worker, task = runner.run(start())
+    yield queue
+
+    async def stop() -> None:
+        await worker.shutdown()
+
+    runner.run(stop(), timeout=60)
+    executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,95 @@
+"""Driving GameDays in tests: runbooks with short durations, start, signal, wait on status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from gameday.runbook import Runbook
+from gameday.status import Abort, Approve, GameDayInput, GameDayStatus, Reject
+from workflows.gameday import GameDayWorkflow
+
+APPROVER = "ic@example.com"
+ACCOUNT = "123456789012"
+
+
+def aws_zone_step(step_id: str = "blackhole-use1a", zone: str = "us-east-1a",
+                  duration: str | None = "3s", **extra: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "id": step_id, "action": "blackhole_zone",
+        "target": {"cloud": "aws", "account": ACCOUNT, "region": "us-east-1", "zone": zone,
+                   "tags": {"gameday": "enabled"}},
+    }
+    if duration:
+        step["duration"] = duration
+    step.update(extra)
+    return step
+
+
+def runbook(*steps: dict[str, Any], **fields: Any) -> Runbook:
+    document: dict[str, Any] = {
+        "name": "test-gameday",
+        "approvers": [APPROVER, "second@example.com"],
+        "approval_timeout": "1m",
+        "max_duration": "10m",
+        "guardrails": {"aws_accounts": [ACCOUNT], "gcp_projects": ["gameday-lab"],
+                       "azure_subscriptions": ["00000000-0000-0000-0000-000000000000"]},
+        "steps": list(steps) or [aws_zone_step()],
+    }
+    document.update(fields)
+    return Runbook.model_validate(document)
+
+
+async def start(client: Client, book: Runbook, task_queue: str,
+                workflow_id: str | None = None) -> WorkflowHandle[Any, GameDayStatus]:
+    return await client.start_workflow(
+        GameDayWorkflow.run,
+        GameDayInput(runbook=book, source="test", started_by="pytest"),
+        id=workflow_id or f"test-{uuid.uuid4().hex[:12]}",
+        task_queue=task_queue,
+    )
+
+
+async def status(handle: WorkflowHandle[Any, Any]) -> GameDayStatus:
+    return await handle.query(GameDayWorkflow.status)
+
+
+async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Callable[[GameDayStatus], bool],
+                   timeout: float = 60, what: str = "condition") -> GameDayStatus:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await status(handle)
+        if predicate(last):
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last status: "
+                         f"{last.model_dump_json(indent=1) if last else None}")
+
+
+async def approve(handle: WorkflowHandle[Any, Any], step: str | None = None,
+                  approver: str = APPROVER, **extra: Any) -> None:
+    await handle.signal(GameDayWorkflow.approve, Approve(approver=approver, step=step, **extra))
+
+
+async def reject(handle: WorkflowHandle[Any, Any], approver: str = APPROVER,
+                 reason: str = "not today") -> None:
+    await handle.signal(GameDayWorkflow.reject, Reject(approver=approver, reason=reason))
+
+
+async def abort(handle: WorkflowHandle[Any, Any], by: str = APPROVER,
+                reason: str = "test abort") -> None:
+    await handle.signal(GameDayWorkflow.abort, Abort(by=by, reason=reason))
+
+
+def phase_is(*phases: str) -> Callable[[GameDayStatus], bool]:
+    return lambda s: s.phase in phases
+
+
+def step_state(step_id: str, *states: str) -> Callable[[GameDayStatus], bool]:
+    return lambda s: any(x.id == step_id and x.state in states for x in s.steps)

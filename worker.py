@@ -1,0 +1,62 @@
+"""Entry point: the gameday worker (`python worker.py` or `gameday worker`).
+
+Registers the GameDay workflows and every cloud's activities on one task queue, with tracing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import all_activities
+from gameday.config import Settings
+from gameday.connection import connect, ensure_search_attributes
+from gameday.telemetry import setup_tracing
+from workflows import all_workflows
+
+log = logging.getLogger("gameday.worker")
+
+
+def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor,
+                 activities: list[Any] | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=all_workflows(),
+        activities=activities if activities is not None else all_activities(),
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
+    )
+
+
+async def run_worker() -> None:
+    setup_tracing("gameday-worker")
+    settings = Settings.from_env()
+    client = await connect()
+    added = await ensure_search_attributes(client)
+    if added:
+        log.info("registered search attributes %s", ", ".join(added))
+    with ThreadPoolExecutor(max_workers=64, thread_name_prefix="gameday-activity") as executor:
+        worker = build_worker(client, settings.task_queue, executor)
+        log.info("gameday worker on task queue %s, namespace %s", settings.task_queue,
+                 settings.namespace)
+        await worker.run()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_worker())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""GameDayWorkflow: plan, approve, inject, hold, restore, whatever happens to the run.
+
+The promise: no fault outlives its run. Each fault is prepared (a checkpoint of what will change),
+pushed onto the saga stack, and only then applied. Compensation is driven from that stack, not
+from exception handlers: the main loop waits for the body to finish, an abort signal, a
+cancellation or the `max_duration` deadline, stops the body, and restores every entry in reverse
+order in tasks that the workflow's cancellation does not reach, retrying without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from gameday.durations import format_duration
+    from gameday.guardrails import refusals
+    from gameday.plan import (
+        Checkpoint,
+        FaultRequest,
+        FaultResult,
+        PrepareRequest,
+        ResolvedStep,
+        StepRequest,
+        activity_name,
+        plan_hash,
+    )
+    from gameday.runbook import FaultStep, ParallelGroup, WaitStep
+    from gameday.status import (
+        Abort,
+        Approve,
+        Event,
+        GameDayInput,
+        GameDayStatus,
+        Outcome,
+        Phase,
+        Reject,
+        StepStatus,
+    )
+
+RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
+PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
+
+RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
+                            non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
+APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1),
+                          maximum_interval=timedelta(seconds=20),
+                          non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
+# Restores never give up on their own: a restore that cannot finish stays visible as a pending
+# activity with its last failure, and the run stays in `restoring` until someone fixes the cause.
+RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
+                            maximum_interval=timedelta(seconds=30))
+HEARTBEAT = timedelta(seconds=10)
+
+
+class Rejected(Exception):
+    """No go: an approver rejected, or no approval came in time."""
+
+
+class Refused(Exception):
+    """A guardrail refused the plan; nothing was touched."""
+
+
+@dataclass
+class SagaEntry:
+    """One applied (or being applied) fault and the restore that undoes it."""
+
+    checkpoint: Checkpoint
+    group: int
+    restore: asyncio.Task[None] | None = None
+    restored: bool = False
+
+
+@workflow.defn(name="GameDayWorkflow")
+class GameDayWorkflow:
+    @workflow.init
+    def __init__(self, input: GameDayInput) -> None:
+        self._input = input
+        self._runbook = input.runbook
+        self._started = workflow.now()
+        self._deadline = self._started + self._runbook.max_duration
+        self._phase: Phase = "planning"
+        self._pending: str | None = None
+        self._approvals: dict[str, list[str]] = {}
+        self._early: list[Approve] = []
+        self._rejection: Reject | None = None
+        self._abort: Abort | None = None
+        self._plan: dict[str, ResolvedStep] = {}
+        self._plan_hash: str | None = None
+        self._saga: list[SagaEntry] = []
+        self._events: list[Event] = []
+        self._outcome: Outcome | None = None
+        self._reason: str | None = None
+        self._hypothesis_held = True
+        self._restore_failed = False
+        self._ended: datetime | None = None
+        self._steps: dict[str, StepStatus] = {}
+        for index, item in enumerate(self._runbook.steps):
+            members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            for step in members:
+                cloud = None if isinstance(step, WaitStep) else step.target.cloud
+                self._steps[step.id] = StepStatus(id=step.id, action=step.action, cloud=cloud,
+                                                  group=index)
+
+    # --- the run ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: GameDayInput) -> GameDayStatus:
+        self._event("started", f"GameDay {self._runbook.name} started"
+                    + (f" by {input.started_by}" if input.started_by else "")
+                    + f"; every fault is restored by {self._deadline.isoformat()}")
+        self._publish()
+        body = asyncio.create_task(self._carry_out())
+        try:
+            await workflow.wait_condition(lambda: body.done() or self._abort is not None,
+                                          timeout=self._remaining())
+        except TimeoutError:
+            self._request_abort(Abort(by="gameday", reason=(
+                f"max_duration {format_duration(self._runbook.max_duration)} reached")))
+        except asyncio.CancelledError:
+            self._request_abort(Abort(by="temporal", reason="the workflow was cancelled"))
+        if not body.done():
+            body.cancel()
+        await self._settle(body)
+        await self._compensate()
+        return self._finish()
+
+    def _remaining(self) -> timedelta:
+        return max(self._deadline - workflow.now(), timedelta(milliseconds=1))
+
+    async def _carry_out(self) -> None:
+        await self._make_plan()
+        await self._gate("start")
+        self._set_phase("running")
+        for index, item in enumerate(self._runbook.steps):
+            members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            async with asyncio.TaskGroup() as group:
+                for step in members:
+                    group.create_task(self._run_step(step, index))
+        self._outcome = "completed"
+
+    async def _settle(self, body: asyncio.Task[None]) -> None:
+        """Wait until the body has stopped, then read how it ended."""
+        while not body.done():
+            try:
+                await workflow.wait([body])
+            except asyncio.CancelledError:
+                self._event("cancel_ignored", "cancellation while stopping the run; it goes on")
+        error = None if body.cancelled() else body.exception()
+        while isinstance(error, BaseExceptionGroup) and error.exceptions:
+            error = error.exceptions[0]
+        if isinstance(error, Rejected):
+            self._end("rejected", str(error))
+        elif self._abort is not None:
+            self._end("aborted", f"aborted by {self._abort.by}: {self._abort.reason}")
+        elif isinstance(error, Refused):
+            self._end("failed", str(error))
+        elif error is not None:
+            self._end("failed", _describe(error))
+            if not isinstance(error, FailureError):
+                workflow.logger.exception("GameDay body failed", exc_info=error)
+
+    def _end(self, outcome: Outcome, reason: str) -> None:
+        self._outcome = outcome
+        self._reason = reason
+        self._event(outcome, reason)
+
+    # --- planning -----------------------------------------------------------------------------
+
+    async def _make_plan(self) -> None:
+        faults = self._runbook.fault_steps()
+        resolved = await asyncio.gather(*(self._resolve(step) for step in faults))
+        self._plan = {r.step_id: r for r in resolved}
+        self._plan_hash = plan_hash(list(resolved))
+        reasons: list[str] = []
+        for step in faults:
+            found = self._plan[step.id]
+            self._steps[step.id].resources = len(found.resources)
+            reasons += refusals(step.id, found.scope, self._runbook.guardrails,
+                                len(found.resources))
+        count = sum(len(r.resources) for r in resolved)
+        self._event("planned", f"{len(resolved)} faults over {count} resources; plan {self._plan_hash}")
+        if reasons:
+            for step in faults:
+                self._steps[step.id].state = "skipped"
+            raise Refused("refused by guardrails: " + "; ".join(reasons))
+        early, self._early = self._early, []
+        for signal in early:
+            self.approve(signal)
+
+    async def _resolve(self, step: FaultStep) -> ResolvedStep:
+        target = step.target
+        return await workflow.execute_activity(
+            activity_name(target.cloud, "resolve", step.action),
+            StepRequest(run_id=workflow.info().workflow_id, step=step,
+                        guardrails=self._runbook.guardrails),
+            result_type=ResolvedStep,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RESOLVE_RETRY,
+            summary=f"resolve {step.id}: {step.action} on {target.cloud}",
+        )
+
+    # --- approvals ----------------------------------------------------------------------------
+
+    async def _gate(self, gate: str) -> None:
+        """Wait for `approvals_required` distinct approvers of this gate, or a rejection."""
+        needed = self._runbook.approvals_required
+        what = "the start" if gate == "start" else f"step {gate}"
+        self._pending = gate
+        if gate == "start":
+            self._set_phase("awaiting_approval")
+        else:
+            self._steps[gate].state = "awaiting_approval"
+        self._event("approval_requested", f"{what} awaits {needed} approval(s) from "
+                    f"{', '.join(self._runbook.approvers)}", step=None if gate == "start" else gate)
+        self._publish()
+        try:
+            await workflow.wait_condition(
+                lambda: len(self._approvals.get(gate, [])) >= needed or self._rejection is not None,
+                timeout=self._runbook.approval_timeout,
+            )
+        except TimeoutError:
+            raise Rejected(f"no approval for {what} within "
+                           f"{format_duration(self._runbook.approval_timeout)}") from None
+        finally:
+            self._pending = None
+        if self._rejection is not None:
+            by, why = self._rejection.approver, self._rejection.reason
+            raise Rejected(f"{what} was rejected by {by}" + (f": {why}" if why else ""))
+        self._publish()
+
+    def _is_approver(self, who: str) -> bool:
+        return who.strip().lower() in {a.strip().lower() for a in self._runbook.approvers}
+
+    @workflow.signal
+    def approve(self, signal: Approve) -> None:
+        if self._phase == "planning":
+            self._early.append(signal)
+            return
+        gate = signal.step or "start"
+        refusal = None
+        if not self._is_approver(signal.approver):
+            refusal = f"{signal.approver} is not an approver of this runbook"
+        elif gate != self._pending:
+            waiting = self._pending or "nothing"
+            refusal = f"{'the start' if gate == 'start' else 'step ' + gate} is not awaiting " \
+                      f"approval (awaiting: {waiting})"
+        elif signal.plan_hash is not None and signal.plan_hash != self._plan_hash:
+            refusal = f"plan hash {signal.plan_hash} does not match the plan {self._plan_hash}"
+        elif signal.approver.lower() in (a.lower() for a in self._approvals.get(gate, [])):
+            refusal = f"{signal.approver} has already approved {gate}"
+        step = None if gate == "start" else gate
+        if refusal:
+            self._event("approval_refused", refusal, step=step, by=signal.approver,
+                        request_id=signal.request_id)
+            return
+        self._approvals.setdefault(gate, []).append(signal.approver)
+        if step:
+            self._steps[step].approved_by.append(signal.approver)
+        count = len(self._approvals[gate])
+        self._event("approved", f"{signal.approver} approved {gate} ({count}/"
+                    f"{self._runbook.approvals_required})" + (f": {signal.note}" if signal.note else ""),
+                    step=step, by=signal.approver, request_id=signal.request_id)
+
+    @workflow.signal
+    def reject(self, signal: Reject) -> None:
+        if not self._is_approver(signal.approver):
+            self._event("rejection_refused", f"{signal.approver} is not an approver of this runbook",
+                        by=signal.approver, request_id=signal.request_id)
+        elif self._pending is None and self._phase != "planning":
+            self._event("rejection_refused", "nothing awaits approval; use abort to stop the GameDay",
+                        by=signal.approver, request_id=signal.request_id)
+        else:
+            self._rejection = self._rejection or signal
+            self._event("rejected_by", f"{signal.approver} rejected"
+                        + (f": {signal.reason}" if signal.reason else ""),
+                        by=signal.approver, request_id=signal.request_id)
+
+    @workflow.signal
+    def abort(self, signal: Abort) -> None:
+        """Anyone may stop a GameDay: stopping is always safe, so it needs no approval."""
+        self._request_abort(signal)
+
+    def _request_abort(self, signal: Abort) -> None:
+        if self._phase in ("completed", "aborted", "rejected", "failed"):
+            return
+        if self._abort is None:
+            self._abort = signal
+            self._event("abort_requested", f"{signal.by}: {signal.reason}", by=signal.by,
+                        request_id=signal.request_id)
+        else:
+            self._event("abort_repeated", f"{signal.by}: {signal.reason}", by=signal.by,
+                        request_id=signal.request_id)
+
+    # --- one step -----------------------------------------------------------------------------
+
+    async def _run_step(self, step: FaultStep | WaitStep, group: int) -> None:
+        status = self._steps[step.id]
+        if step.approval == "required":
+            await self._gate(step.id)
+        if isinstance(step, WaitStep):
+            status.state = "active"
+            self._event("waiting", f"{step.id}: waiting {format_duration(step.duration)}", step=step.id)
+            self._publish()
+            await workflow.sleep(step.duration, summary=f"{step.id}: wait")
+            status.state = "restored"
+            return
+        status.state = "injecting"
+        self._publish()
+        checkpoint = await self._prepare(step)
+        entry = SagaEntry(checkpoint, group)
+        self._saga.append(entry)
+        status.resources = checkpoint.resources
+        try:
+            result = await self._fault_activity("apply", entry.checkpoint, APPLY_RETRY)
+        except BaseException:
+            status.state = "failed" if self._abort is None else "restoring"
+            raise
+        status.state = "active"
+        status.injected_at = workflow.now()
+        self._event("injected", f"{step.id}: {step.action} on {checkpoint.resources} "
+                    f"resources ({result.changed} changed)", step=step.id)
+        self._publish()
+        if step.duration is not None:
+            await workflow.sleep(step.duration, summary=f"{step.id}: hold the fault")
+            await self._restore(entry)
+
+    async def _prepare(self, step: FaultStep) -> Checkpoint:
+        return await workflow.execute_activity(
+            activity_name(step.target.cloud, "prepare", step.action),
+            PrepareRequest(run_id=workflow.info().workflow_id, step=step,
+                           resolved=self._plan[step.id], guardrails=self._runbook.guardrails),
+            result_type=Checkpoint,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RESOLVE_RETRY,
+            summary=f"checkpoint {step.id} before any change",
+        )
+
+    async def _fault_activity(self, verb: str, checkpoint: Checkpoint,
+                              retry: RetryPolicy) -> FaultResult:
+        scope = checkpoint.scope
+        where = scope.zone or scope.region
+        return await workflow.execute_activity(
+            activity_name(scope.cloud, verb, checkpoint.action),  # type: ignore[arg-type]
+            FaultRequest(checkpoint=checkpoint, guardrails=self._runbook.guardrails),
+            result_type=FaultResult,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
+                    f"({checkpoint.resources} resources)",
+        )
+
+    # --- compensation -------------------------------------------------------------------------
+
+    async def _restore(self, entry: SagaEntry) -> None:
+        """Restore one entry; the restore runs in its own task, so no cancellation stops it."""
+        if entry.restore is None:
+            entry.restore = asyncio.create_task(self._run_restore(entry))
+        await asyncio.shield(entry.restore)
+
+    async def _run_restore(self, entry: SagaEntry) -> None:
+        status = self._steps[entry.checkpoint.step_id]
+        status.state = "restoring"
+        self._publish()
+        try:
+            result = await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
+        except ActivityError as error:
+            status.state = "failed"
+            status.error = _describe(error)
+            self._restore_failed = True
+            self._event("restore_failed", f"{status.id}: {status.error}; run `gameday sweep "
+                        "--restore` or restore by hand", step=status.id)
+            self._publish()
+            return
+        entry.restored = True
+        status.state = "restored"
+        status.restored_at = workflow.now()
+        notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+        self._event("restored", f"{status.id}: {result.changed} changed back, "
+                    f"{result.unchanged} already as before{notes}", step=status.id)
+        self._publish()
+
+    async def _compensate(self) -> None:
+        """Undo every fault still in effect, newest group first; a group restores together."""
+        pending = [e for e in self._saga if not e.restored]
+        if not pending:
+            return
+        self._set_phase("restoring")
+        for group in sorted({e.group for e in pending}, reverse=True):
+            members = [e for e in reversed(pending) if e.group == group]
+            restores = asyncio.gather(*(self._restore(e) for e in members))
+            while not restores.done():
+                try:
+                    await asyncio.shield(restores)
+                except asyncio.CancelledError:
+                    self._event("cancel_ignored", "cancellation during restore; restoring goes on")
+
+    def _finish(self) -> GameDayStatus:
+        if self._outcome is None:
+            self._end("failed", "the run ended without an outcome")
+        assert self._outcome is not None
+        self._ended = workflow.now()
+        if self._restore_failed and self._outcome == "completed":
+            self._end("failed", "a fault could not be restored")
+        self._set_phase(self._outcome)
+        self._event("finished", f"outcome {self._outcome}; every fault restored: "
+                    f"{self._all_restored()}")
+        self._publish()
+        return self.status()
+
+    def _all_restored(self) -> bool:
+        return all(e.restored for e in self._saga) and not self._restore_failed
+
+    # --- what the world sees -----------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> GameDayStatus:
+        closed = self._ended is not None
+        return GameDayStatus(
+            runbook=self._runbook.name,
+            phase=self._phase,
+            pending_approval=self._pending,
+            steps=list(self._steps.values()),
+            active_faults=[s.id for s in self._steps.values() if s.state in ("active", "restoring")
+                           and s.cloud is not None],
+            plan_hash=self._plan_hash,
+            events=list(self._events),
+            started_at=self._started,
+            deadline=self._deadline,
+            approvals_required=self._runbook.approvals_required,
+            outcome=self._outcome if closed else None,
+            reason=self._reason,
+            hypothesis_held=self._hypothesis_held if closed else None,
+            restored=self._all_restored() if closed else None,
+            ended_at=self._ended,
+        )
+
+    @workflow.query
+    def plan(self) -> list[ResolvedStep]:
+        return list(self._plan.values())
+
+    def _event(self, kind: str, detail: str, **extra: Any) -> None:
+        self._events.append(Event(at=workflow.now(), kind=kind, detail=detail, **extra))
+
+    def _set_phase(self, phase: Phase) -> None:
+        if phase != self._phase:
+            self._phase = phase
+            self._event("phase", phase)
+        workflow.upsert_search_attributes([PHASE_ATTRIBUTE.value_set(phase)])
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keep the Temporal UI's current details a short, readable board."""
+        lines = [f"**{self._runbook.name}**: {self._phase}"]
+        active = [s.id for s in self._steps.values() if s.state == "active" and s.cloud]
+        if active:
+            lines.append(f"active faults: {', '.join(active)}")
+        if self._pending:
+            flag = "" if self._pending == "start" else f" --step {self._pending}"
+            lines.append(f"awaiting approval of {self._pending}: `gameday approve "
+                         f"{workflow.info().workflow_id} --as <approver>{flag}`")
+        following = [s.id for s in self._steps.values() if s.state == "pending"]
+        if following and self._phase == "running":
+            lines.append(f"next: {following[0]}")
+        if self._plan_hash:
+            lines.append(f"plan {self._plan_hash}")
+        if self._reason:
+            lines.append(self._reason)
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _describe(error: BaseException) -> str:
+    """The innermost message of an activity failure, as one sentence."""
+    while isinstance(error, FailureError) and error.cause is not None:
+        error = error.cause
+    if isinstance(error, ApplicationError):
+        return error.message
+    return str(error) or type(error).__name__
