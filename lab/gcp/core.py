@@ -1,0 +1,196 @@
+"""State, links, ids, fingerprints and the mutation → Operation helper shared by the API modules."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.emulator import ApiError, Emulator, Request, Response
+from lab.gcp.catalogue import REGIONS, ZONES
+from lab.gcp.operations import OperationStore, OpFailure
+
+GOOGLE_BASE = "https://www.googleapis.com/compute/v1"
+PROJECT = r"/compute/v1/projects/(?P<project>[^/]+)"
+ZONE = PROJECT + r"/zones/(?P<zone>[^/]+)"
+REGION = PROJECT + r"/regions/(?P<region>[^/]+)"
+GLOBAL = PROJECT + r"/global"
+NAME = r"(?P<name>[^/]+)"
+
+_NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_BASE_REASONS = {
+    "NotFound": "notFound", "MethodNotAllowed": "httpMethodNotAllowed",
+    "TooManyRequests": "rateLimitExceeded", "InternalError": "backendError",
+    "ServiceUnavailable": "backendError", "InjectedFault": "backendError",
+}
+_DOMAINS = {"rateLimitExceeded": "usageLimits", "quotaExceeded": "usageLimits",
+            "userRateLimitExceeded": "usageLimits"}
+_STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+             409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED",
+             500: "INTERNAL", 503: "UNAVAILABLE"}
+
+Outcome = tuple[str, str, OpFailure | None]
+"""What a mutation did: target link, target id, and the failure its operation reports, if any."""
+
+
+@dataclass
+class State:
+    """All resources. Published resource dicts are never changed in place: a change stores a new
+    dict, so a response being serialised outside the lock never sees a half-made change."""
+
+    networks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    firewalls: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    instances: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    members: dict[tuple[str, str, str], dict[str, None]] = field(default_factory=dict)
+    """(project, zone, group) → instance names in the group, in the order they were added."""
+    groups_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    """(project, zone, instance) → names of the groups it belongs to."""
+    backend_services: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    network_users: dict[tuple[str, str], int] = field(default_factory=dict)
+    addresses: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(project, network, region) → how many addresses were handed out."""
+
+
+class ComputeCore(Emulator):
+    """The plumbing of the Compute Engine emulator; the API modules add the routes."""
+
+    name = "gcp-compute"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
+                 keyfile: str | None = None, link_base: str = GOOGLE_BASE):
+        super().__init__(host, port, certfile, keyfile)
+        self.link_base = link_base.rstrip("/")
+        self.state = State()
+        self._ids = itertools.count(1)
+        self.operations = OperationStore(self.link, self.next_id)
+        self.register()
+
+    def register(self) -> None:
+        """Add every route; the assembled emulator calls each API module's `register_*`."""
+
+    def reset(self) -> None:
+        self.state = State()
+        self.operations = OperationStore(self.link, self.next_id)
+        super().reset()
+
+    def error_body(self, error: ApiError) -> Any:
+        reason = _BASE_REASONS.get(error.code, error.code)
+        return {"error": {
+            "code": error.status,
+            "message": error.message,
+            "errors": [{"message": error.message, "domain": _DOMAINS.get(reason, "global"),
+                        "reason": reason}],
+            "status": _STATUSES.get(error.status, "UNKNOWN"),
+        }}
+
+    def fault_key(self, request: Request) -> str:
+        """`METHOD /compute/v1/projects/...`, so a rule can match a method, a path or both."""
+        return f"{request.method} {request.path}"
+
+    # --- links, ids, fingerprints ----------------------------------------------------------
+
+    def link(self, path: str) -> str:
+        return f"{self.link_base}/{path}"
+
+    def next_id(self) -> str:
+        return str(3_000_000_000_000_000_000 + next(self._ids) * 7919)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"fingerprint:{next(self._ids)}".encode()).digest()
+        return base64.b64encode(digest[:8]).decode()
+
+    def resolve(self, reference: str | None, kind: str, project: str,
+                scope: str = "global") -> tuple[str, str, str]:
+        """(project, scope, name) of a resource given as URL, partial path or bare name."""
+        text = (reference or "").strip()
+        found = re.search(rf"(?:^|/)projects/([^/]+)/(global|zones/[^/]+|regions/[^/]+)/"
+                          rf"{kind}/([^/]+)$", text)
+        if found:
+            return found.group(1), found.group(2), found.group(3)
+        found = re.fullmatch(rf"(global|zones/[^/]+|regions/[^/]+)/{kind}/([^/]+)", text)
+        if found:
+            return project, found.group(1), found.group(2)
+        if _NAME_RE.fullmatch(text):
+            return project, scope, text
+        raise ApiError(400, "invalid", f"Invalid value for field '{kind}': '{reference}'.")
+
+    # --- validation ------------------------------------------------------------------------
+
+    def zone(self, request: Request) -> str:
+        zone = request.params["zone"]
+        if zone not in ZONES:
+            raise ApiError(404, "notFound", f"The resource 'projects/{request.params['project']}"
+                                            f"/zones/{zone}' was not found")
+        return zone
+
+    def region(self, request: Request) -> str:
+        region = request.params["region"]
+        if region not in REGIONS:
+            raise ApiError(404, "notFound", f"The resource 'projects/{request.params['project']}"
+                                            f"/regions/{region}' was not found")
+        return region
+
+    @staticmethod
+    def valid_name(body: dict[str, Any], what: str) -> str:
+        name = body.get("name")
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ApiError(400, "invalid", f"Invalid value for field 'resource.name': "
+                                           f"'{name}'. Must be a match of regex "
+                                           f"'(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)' ({what})")
+        return name
+
+    @staticmethod
+    def body(request: Request) -> dict[str, Any]:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid", "the request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def not_found(path: str) -> ApiError:
+        return ApiError(404, "notFound", f"The resource '{path}' was not found")
+
+    @staticmethod
+    def stale(what: str) -> ApiError:
+        return ApiError(412, "conditionNotMet",
+                        f"Supplied fingerprint does not match current {what} fingerprint.")
+
+    # --- mutations -------------------------------------------------------------------------
+
+    def mutate(self, request: Request, scope: str, op_type: str,
+               apply: Callable[[], Outcome]) -> Response:
+        """Run `apply` once per `requestId` and answer with the Operation that records it.
+
+        `apply` raises `ApiError` for what fails synchronously (409, 412, 400, 404 of the target)
+        and returns an `OpFailure` for what the operation reports as failed.
+        """
+        project = request.params["project"]
+        request_id = request.arg("requestId")
+        previous = self.operations.by_request(project, request_id)
+        if previous is not None:
+            return Response(200, previous)
+        target_link, target_id, failure = apply()
+        return Response(200, self.operations.create(project, scope, op_type, target_link,
+                                                    target_id, failure, request_id))
+
+    def use_network(self, project: str, name: str, delta: int) -> None:
+        key = (project, name)
+        self.state.network_users[key] = self.state.network_users.get(key, 0) + delta
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch (lists replace, null deletes) into a copy of `target`."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

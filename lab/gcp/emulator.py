@@ -1,0 +1,36 @@
+"""`ComputeEmulator`: the Compute Engine v1 REST API subset gameday uses, served over HTTP.
+
+Point the real client at it with
+`client_options=ClientOptions(api_endpoint=emulator.url)` and `credentials=AnonymousCredentials()`.
+Any project id is accepted; zones and regions come from `lab.gcp.catalogue`. Self links use
+`https://www.googleapis.com/compute/v1/` (like the real API); references in request bodies may
+be full URLs with any prefix, `global/networks/N`-style partial paths or bare names.
+
+Known deviations from Compute Engine:
+- a mutation takes effect when its operation is created; the operation then reads PENDING →
+  RUNNING → DONE (see `lab.gcp.operations`); `wait` returns DONE at once;
+- a bad reference (an instance's or firewall's network, a group member, a backend's group)
+  and deleting a network or group still in use fail the operation, not the HTTP call;
+- setTags, setLabels and backend-service patch/update answer 412 for a missing fingerprint too;
+- no subnetworks API (instances show the auto-mode subnetwork link); addresses come from the
+  region's auto-mode range in insertion order and keep counting past the /20;
+- only zonal unmanaged instance groups; backend services accept only zonal groups;
+- `orderBy` is ignored (lists keep insertion order); see `lab.gcp.filters` for `filter`;
+- `requestId` must be a UUID and makes every mutation idempotent per project, forever.
+"""
+
+from __future__ import annotations
+
+from lab.gcp.balancing import BalancingApi
+from lab.gcp.locations import LocationsApi
+
+
+class ComputeEmulator(BalancingApi, LocationsApi):
+    """Networks, firewalls, instances, instance groups, backend services, zones, regions and
+    operations, with fault injection and the `/_emulator/` admin API of `lab.emulator`."""
+
+    def register(self) -> None:
+        self.register_locations()
+        self.register_networking()
+        self.register_instances()
+        self.register_balancing()

@@ -1,0 +1,249 @@
+"""VM instances (zonal resources, zonal operations): insert, get, list, aggregatedList, delete,
+setTags and setLabels, with fingerprints checked like Compute Engine (412 conditionNotMet)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from lab.emulator import ApiError, Request, Response
+from lab.gcp.catalogue import ZONES, network_ip
+from lab.gcp.core import NAME, PROJECT, ZONE, Outcome
+from lab.gcp.listing import list_body, page, request_filter
+from lab.gcp.networking import NetworkingApi
+from lab.gcp.operations import OpFailure, now
+
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_TAG = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+class InstancesApi(NetworkingApi):
+    def register_instances(self) -> None:
+        base = ZONE + "/instances"
+        self.add_route("GET", base, self.list_instances)
+        self.add_route("POST", base, self.insert_instance)
+        self.add_route("GET", base + "/" + NAME, self.get_instance)
+        self.add_route("DELETE", base + "/" + NAME, self.delete_instance)
+        self.add_route("POST", base + "/" + NAME + "/setTags", self.set_tags)
+        self.add_route("POST", base + "/" + NAME + "/setLabels", self.set_labels)
+        self.add_route("GET", PROJECT + "/aggregated/instances", self.aggregated_instances)
+
+    def instance_link(self, project: str, zone: str, name: str) -> str:
+        return self.link(f"projects/{project}/zones/{zone}/instances/{name}")
+
+    def _instance(self, request: Request) -> dict[str, Any]:
+        project, zone, name = request.params["project"], self.zone(request), request.params["name"]
+        instance = self.state.instances.get((project, zone), {}).get(name)
+        if instance is None:
+            raise self.not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+        return instance
+
+    def _store(self, request: Request, instance: dict[str, Any]) -> None:
+        key = (request.params["project"], request.params["zone"])
+        self.state.instances[key][instance["name"]] = instance
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get_instance(self, request: Request) -> Response:
+        return Response(200, self._instance(request))
+
+    def list_instances(self, request: Request) -> Response:
+        project, zone = request.params["project"], self.zone(request)
+        instances = self.state.instances.get((project, zone), {})
+        return Response(200, list_body(request, "compute#instanceList",
+                                       self.link(f"projects/{project}/zones/{zone}/instances"),
+                                       instances.values(), len(instances)))
+
+    def aggregated_instances(self, request: Request) -> Response:
+        project = request.params["project"]
+        accept = request_filter(request)
+        scopes = [(zone, self.state.instances[(project, zone)]) for zone in ZONES
+                  if (project, zone) in self.state.instances]
+
+        def pairs() -> Iterator[tuple[str, dict[str, Any]]]:
+            for zone, instances in scopes:
+                for instance in instances.values():
+                    yield zone, instance
+
+        chosen, token = page(request, pairs(), sum(len(i) for _, i in scopes),
+                             lambda pair: accept(pair[1]))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for zone, instance in chosen:
+            found.setdefault(zone, []).append(instance)
+        items: dict[str, Any] = {}
+        for zone in ZONES:
+            if zone in found:
+                items[f"zones/{zone}"] = {"instances": found[zone]}
+            else:
+                items[f"zones/{zone}"] = {"warning": {
+                    "code": "NO_RESULTS_ON_PAGE",
+                    "message": f"There are no results for scope 'zones/{zone}' on this page.",
+                    "data": [{"key": "scope", "value": f"zones/{zone}"}]}}
+        body: dict[str, Any] = {
+            "kind": "compute#instanceAggregatedList", "id": f"projects/{project}/aggregated/"
+            "instances", "items": items,
+            "selfLink": self.link(f"projects/{project}/aggregated/instances")}
+        if token:
+            body["nextPageToken"] = token
+        return Response(200, body)
+
+    # --- mutations -------------------------------------------------------------------------
+
+    def insert_instance(self, request: Request) -> Response:
+        project, zone = request.params["project"], self.zone(request)
+        body = self.body(request)
+        name = self.valid_name(body, "instance")
+        tags = _tag_items(body.get("tags") or {})
+        labels = _labels(body.get("labels") or {})
+
+        def apply() -> Outcome:
+            instances = self.state.instances.setdefault((project, zone), {})
+            link = self.instance_link(project, zone, name)
+            if name in instances:
+                raise ApiError(409, "alreadyExists", f"The resource "
+                               f"'projects/{project}/zones/{zone}/instances/{name}' already exists")
+            instance_id = self.next_id()
+            nics, failure = self._interfaces(project, zone, body.get("networkInterfaces") or [{}])
+            if failure is not None:
+                return link, instance_id, failure
+            machine = (body.get("machineType") or "e2-medium").rsplit("/", 1)[-1]
+            instance = {
+                **body,
+                "kind": "compute#instance",
+                "id": instance_id,
+                "creationTimestamp": now(),
+                "name": name,
+                "description": body.get("description", ""),
+                "machineType": self.link(f"projects/{project}/zones/{zone}/machineTypes/"
+                                         f"{machine}"),
+                "status": "RUNNING",
+                "zone": self.link(f"projects/{project}/zones/{zone}"),
+                "networkInterfaces": nics,
+                "tags": _tags(tags, self.fingerprint()),
+                "labelFingerprint": self.fingerprint(),
+                "fingerprint": self.fingerprint(),
+                "cpuPlatform": "Intel Cascade Lake",
+                "canIpForward": bool(body.get("canIpForward", False)),
+                "deletionProtection": bool(body.get("deletionProtection", False)),
+                "startRestricted": False,
+                "lastStartTimestamp": now(),
+                "selfLink": link,
+            }
+            instance.pop("labels", None)
+            if labels:
+                instance["labels"] = labels
+            for nic in nics:
+                self.use_network(project, nic["network"].rsplit("/", 1)[1], +1)
+            instances[name] = instance
+            return link, instance_id, None
+
+        return self.mutate(request, f"zones/{zone}", "insert", apply)
+
+    def _interfaces(self, project: str, zone: str, requested: list[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], OpFailure | None]:
+        region = ZONES[zone]
+        nics: list[dict[str, Any]] = []
+        for index, nic in enumerate(requested):
+            network, failure = self.find_network(project, nic.get("network"))
+            if failure is not None:
+                return [], failure
+            network_name = network.rsplit("/", 1)[1]
+            address = nic.get("networkIP") or self._next_address(project, network_name, region)
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError as exc:
+                raise ApiError(400, "invalid", f"Invalid value for field "
+                               f"'resource.networkInterfaces[{index}].networkIP': "
+                               f"'{address}'.") from exc
+            nics.append({
+                **nic, "kind": "compute#networkInterface", "network": network,
+                "subnetwork": self.link(f"projects/{project}/regions/{region}/subnetworks/"
+                                        f"{network_name}"),
+                "networkIP": address, "name": f"nic{index}", "fingerprint": self.fingerprint(),
+                "stackType": "IPV4_ONLY",
+            })
+        return nics, None
+
+    def _next_address(self, project: str, network: str, region: str) -> str:
+        key = (project, network, region)
+        index = self.state.addresses.get(key, 0)
+        self.state.addresses[key] = index + 1
+        return network_ip(region, index)
+
+    def delete_instance(self, request: Request) -> Response:
+        project, zone = request.params["project"], self.zone(request)
+
+        def apply() -> Outcome:
+            instance = self._instance(request)
+            name = instance["name"]
+            del self.state.instances[(project, zone)][name]
+            for nic in instance["networkInterfaces"]:
+                self.use_network(project, nic["network"].rsplit("/", 1)[1], -1)
+            for group in self.state.groups_of.pop((project, zone, name), set()):
+                self.drop_member(project, zone, group, name)
+            return instance["selfLink"], instance["id"], None
+
+        return self.mutate(request, f"zones/{zone}", "delete", apply)
+
+    def drop_member(self, project: str, zone: str, group: str, instance: str) -> None:
+        """Remove `instance` from `group` (the instance-groups module owns the group shape)."""
+
+    def set_tags(self, request: Request) -> Response:
+        body = self.body(request)
+        items = _tag_items(body)
+
+        def apply() -> Outcome:
+            instance = self._instance(request)
+            if body.get("fingerprint") != instance["tags"]["fingerprint"]:
+                raise self.stale("tags")
+            changed = {**instance, "tags": _tags(items, self.fingerprint()),
+                       "fingerprint": self.fingerprint()}
+            self._store(request, changed)
+            return instance["selfLink"], instance["id"], None
+
+        return self.mutate(request, f"zones/{self.zone(request)}", "setTags", apply)
+
+    def set_labels(self, request: Request) -> Response:
+        body = self.body(request)
+        labels = _labels(body.get("labels") or {})
+
+        def apply() -> Outcome:
+            instance = self._instance(request)
+            if body.get("labelFingerprint") != instance["labelFingerprint"]:
+                raise self.stale("labels")
+            changed = {key: value for key, value in instance.items() if key != "labels"}
+            if labels:
+                changed["labels"] = labels
+            changed["labelFingerprint"] = self.fingerprint()
+            self._store(request, changed)
+            return instance["selfLink"], instance["id"], None
+
+        return self.mutate(request, f"zones/{self.zone(request)}", "setLabels", apply)
+
+
+def _tag_items(tags: dict[str, Any]) -> list[str]:
+    items = tags.get("items") or []
+    for item in items:
+        if not isinstance(item, str) or not _TAG.fullmatch(item):
+            raise ApiError(400, "invalid", f"Invalid value for field 'resource.tags.items': "
+                                           f"'{item}'. Must be a match of regex "
+                                           "'(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+    return list(dict.fromkeys(items))
+
+
+def _tags(items: list[str], fingerprint: str) -> dict[str, Any]:
+    return {"items": items, "fingerprint": fingerprint} if items else {"fingerprint": fingerprint}
+
+
+def _labels(labels: dict[str, Any]) -> dict[str, str]:
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise ApiError(400, "invalid", "Invalid value for field 'labels': at most 64 labels.")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key) or not isinstance(value, str) or \
+                not _LABEL_VALUE.fullmatch(value):
+            raise ApiError(400, "invalid", f"Invalid value for field 'labels': "
+                                           f"'{key}={value}'.")
+    return dict(labels)
