@@ -1,0 +1,173 @@
+"""One scenario suite, run against every cloud: each must end with the cloud exactly as before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.faults import FaultRule
+from tests.support.clouds import CLOUD_LABS, CloudLab
+from tests.support.gameday import (
+    abort,
+    approve,
+    phase_is,
+    runbook,
+    start,
+    step_state,
+    wait_for,
+)
+
+STEP = "zone-outage"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=sorted(CLOUD_LABS))
+def cloud(request, servers) -> CloudLab:
+    lab = CLOUD_LABS[request.param](servers)
+    lab.seed()
+    yield lab
+    lab.faults()
+
+
+def _approved_and_active(client, cloud, task_queue, duration="5m", **fields):
+    async def scenario():
+        handle = await start(client, runbook(cloud.zone_step(STEP, duration), **fields), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"), what="approval gate")
+        await approve(handle)
+        await wait_for(handle, step_state(STEP, "active"), what="fault active")
+        return handle
+
+    return scenario()
+
+
+def test_happy_path_restores_exactly(cloud, client, runner, task_queue):
+    before = cloud.snapshot()
+
+    async def scenario():
+        handle = await _approved_and_active(client, cloud, task_queue, duration="3s")
+        during = cloud.blackholed()
+        return during, await handle.result()
+
+    during, result = runner.run(scenario())
+    assert during
+    assert (result.outcome, result.restored, result.hypothesis_held) == ("completed", True, True)
+    assert result.steps[0].resources == cloud.target_count()
+    assert cloud.snapshot() == before
+
+
+def test_abort_mid_fault_restores_exactly(cloud, client, runner, task_queue):
+    before = cloud.snapshot()
+
+    async def scenario():
+        handle = await _approved_and_active(client, cloud, task_queue)
+        assert cloud.blackholed()
+        await abort(handle, reason="error budget burning")
+        return await handle.result()
+
+    result = runner.run(scenario())
+    assert (result.outcome, result.restored) == ("aborted", True)
+    assert cloud.snapshot() == before
+
+
+def test_cancel_mid_fault_restores_exactly(cloud, client, runner, task_queue):
+    before = cloud.snapshot()
+
+    async def scenario():
+        handle = await _approved_and_active(client, cloud, task_queue)
+        await handle.cancel()
+        return await handle.result()
+
+    result = runner.run(scenario())
+    assert (result.outcome, result.restored) == ("aborted", True)
+    assert cloud.snapshot() == before
+
+
+def test_apply_failing_half_way_is_compensated(cloud, client, runner, task_queue):
+    """The second per-resource mutation is refused for good: apply fails after changing one."""
+    before = cloud.snapshot()
+    cloud.faults(FaultRule(match=cloud.apply_call, after=1, count=1, status=403,
+                           code="UnauthorizedOperation"))
+
+    async def scenario():
+        handle = await start(client, runbook(cloud.zone_step(STEP, "5m")), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await approve(handle)
+        return await handle.result()
+
+    result = runner.run(scenario())
+    assert result.outcome == "failed"
+    assert result.restored is True
+    assert cloud.calls(cloud.apply_call)  # the apply really started changing things
+    assert cloud.snapshot() == before
+
+
+def test_restore_under_throttling_restores_exactly(cloud, client, runner, task_queue):
+    before = cloud.snapshot()
+
+    async def scenario():
+        handle = await _approved_and_active(client, cloud, task_queue)
+        throttle = {"match": cloud.restore_call, "status": 429, "code": "RequestLimitExceeded",
+                    "retry_after": 0}
+        cloud.faults(FaultRule(count=1, **throttle), FaultRule(rate=0.3, **throttle), seed=7)
+        await abort(handle, reason="throttled fail-back drill")
+        return await handle.result()
+
+    result = runner.run(scenario(), timeout=180)
+    assert (result.outcome, result.restored) == ("aborted", True)
+    throttled = [c for c in cloud.calls(cloud.restore_call) if c["injected"]]
+    assert throttled, "the restore never met throttling"
+    assert cloud.snapshot() == before
+
+
+def test_guardrail_refuses_a_target_outside_the_allowed_scopes(cloud, client, runner, task_queue):
+    before = cloud.snapshot()
+    guardrails = {"aws_accounts": ["999999999999"], "gcp_projects": ["other-project"],
+                  "azure_subscriptions": ["11111111-1111-1111-1111-111111111111"]}
+
+    async def scenario():
+        handle = await start(client, runbook(cloud.zone_step(STEP, "5m"), guardrails=guardrails),
+                             task_queue)
+        return await handle.result()
+
+    result = runner.run(scenario())
+    assert result.outcome == "failed"
+    assert "guardrails" in (result.reason or "")
+    assert result.steps[0].state in ("pending", "skipped")
+    assert cloud.snapshot() == before
+
+
+def test_worker_killed_mid_fault_and_a_new_worker_finishes(cloud, client, runner, servers):
+    """SIGKILL the only worker while the fault is active; a new worker restores on time."""
+    before = cloud.snapshot()
+    queue = f"kill-{cloud.cloud}-{os.getpid()}"
+    env = {**os.environ, **servers.env, "GAMEDAY_TASK_QUEUE": queue}
+
+    def worker() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = worker()
+    try:
+        async def until_active():
+            return await _approved_and_active(client, cloud, queue, duration="6s")
+
+        handle = runner.run(until_active(), timeout=120)
+        assert cloud.blackholed()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = worker()
+        try:
+            result = runner.run(handle.result(), timeout=120)
+        finally:
+            second.terminate()
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert (result.outcome, result.restored) == ("completed", True)
+    assert cloud.snapshot() == before
