@@ -211,7 +211,8 @@ class Emulator:
 
     def serve_forever(self) -> None:
         """Run in the foreground until interrupted (used by `python -m lab.<cloud>`)."""
-        self.start()
+        if self._server is None:
+            self.start()
         assert self._thread is not None
         try:
             while self._thread.is_alive():

@@ -3,7 +3,8 @@
 from typing import Any
 
 from workflows.gameday import GameDayWorkflow
+from workflows.planning import GameDayPlanWorkflow
 
 
 def all_workflows() -> list[Any]:
-    return [GameDayWorkflow]
+    return [GameDayWorkflow, GameDayPlanWorkflow]

@@ -16,18 +16,16 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.durations import format_duration
-    from gameday.guardrails import refusals
     from gameday.plan import (
         Checkpoint,
         FaultRequest,
         FaultResult,
         PrepareRequest,
         ResolvedStep,
-        StepRequest,
         activity_name,
         plan_hash,
     )
@@ -43,12 +41,12 @@ with workflow.unsafe.imports_passed_through():
         Reject,
         StepStatus,
     )
+    from workflows.errors import describe
+    from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
 
 RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
 
-RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
-                            non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
 APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1),
                           maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
@@ -162,7 +160,7 @@ class GameDayWorkflow:
         elif isinstance(error, Refused):
             self._end("failed", str(error))
         elif error is not None:
-            self._end("failed", _describe(error))
+            self._end("failed", describe(error))
             if not isinstance(error, FailureError):
                 workflow.logger.exception("GameDay body failed", exc_info=error)
 
@@ -175,36 +173,21 @@ class GameDayWorkflow:
 
     async def _make_plan(self) -> None:
         faults = self._runbook.fault_steps()
-        resolved = await asyncio.gather(*(self._resolve(step) for step in faults))
+        resolved = list(await asyncio.gather(*(resolve_step(s, self._runbook) for s in faults)))
         self._plan = {r.step_id: r for r in resolved}
-        self._plan_hash = plan_hash(list(resolved))
-        reasons: list[str] = []
-        for step in faults:
-            found = self._plan[step.id]
-            self._steps[step.id].resources = len(found.resources)
-            reasons += refusals(step.id, found.scope, self._runbook.guardrails,
-                                len(found.resources))
+        self._plan_hash = plan_hash(resolved)
+        for found in resolved:
+            self._steps[found.step_id].resources = len(found.resources)
         count = sum(len(r.resources) for r in resolved)
         self._event("planned", f"{len(resolved)} faults over {count} resources; plan {self._plan_hash}")
-        if reasons:
+        problems = guardrail_problems(self._runbook, resolved)
+        if problems:
             for step in faults:
                 self._steps[step.id].state = "skipped"
-            raise Refused("refused by guardrails: " + "; ".join(reasons))
+            raise Refused("refused by guardrails: " + "; ".join(problems))
         early, self._early = self._early, []
         for signal in early:
             self.approve(signal)
-
-    async def _resolve(self, step: FaultStep) -> ResolvedStep:
-        target = step.target
-        return await workflow.execute_activity(
-            activity_name(target.cloud, "resolve", step.action),
-            StepRequest(run_id=workflow.info().workflow_id, step=step,
-                        guardrails=self._runbook.guardrails),
-            result_type=ResolvedStep,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RESOLVE_RETRY,
-            summary=f"resolve {step.id}: {step.action} on {target.cloud}",
-        )
 
     # --- approvals ----------------------------------------------------------------------------
 
@@ -313,14 +296,20 @@ class GameDayWorkflow:
             return
         status.state = "injecting"
         self._publish()
-        checkpoint = await self._prepare(step)
+        try:
+            checkpoint = await self._prepare(step)
+        except BaseException as error:
+            status.state = "failed" if self._abort is None else "skipped"
+            status.error = describe(error)
+            raise
         entry = SagaEntry(checkpoint, group)
         self._saga.append(entry)
         status.resources = checkpoint.resources
         try:
             result = await self._fault_activity("apply", entry.checkpoint, APPLY_RETRY)
-        except BaseException:
+        except BaseException as error:
             status.state = "failed" if self._abort is None else "restoring"
+            status.error = describe(error)
             raise
         status.state = "active"
         status.injected_at = workflow.now()
@@ -374,7 +363,7 @@ class GameDayWorkflow:
             result = await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
         except ActivityError as error:
             status.state = "failed"
-            status.error = _describe(error)
+            status.error = describe(error)
             self._restore_failed = True
             self._event("restore_failed", f"{status.id}: {status.error}; run `gameday sweep "
                         "--restore` or restore by hand", step=status.id)
@@ -408,6 +397,9 @@ class GameDayWorkflow:
             self._end("failed", "the run ended without an outcome")
         assert self._outcome is not None
         self._ended = workflow.now()
+        for step in self._steps.values():
+            if step.state in ("pending", "awaiting_approval"):
+                step.state = "skipped"
         if self._restore_failed and self._outcome == "completed":
             self._end("failed", "a fault could not be restored")
         self._set_phase(self._outcome)
@@ -475,12 +467,3 @@ class GameDayWorkflow:
         if self._reason:
             lines.append(self._reason)
         workflow.set_current_details("\n\n".join(lines))
-
-
-def _describe(error: BaseException) -> str:
-    """The innermost message of an activity failure, as one sentence."""
-    while isinstance(error, FailureError) and error.cause is not None:
-        error = error.cause
-    if isinstance(error, ApplicationError):
-        return error.message
-    return str(error) or type(error).__name__

@@ -1,0 +1,326 @@
+"""The `gameday` command line (contract §6).
+
+One place turns every error a user can cause into one sentence on stderr and exit 1; anything
+else is an internal error whose traceback goes to the log file, not the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gameday.errors import UserError
+from gameday.loader import check_runbook, load_runbook
+from gameday.render import console, event_line, print_plan, print_status
+
+T = TypeVar("T")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Region-outage GameDays for AWS, GCP and Azure, orchestrated by Temporal.")
+lab_app = typer.Typer(no_args_is_help=True, help="The local lab: Temporal, moto and the emulators.")
+app.add_typer(lab_app, name="lab")
+
+Who = Annotated[str, typer.Option("--as", help="your identity, as listed in the runbook's approvers")]
+RunId = Annotated[str, typer.Argument(help="the GameDay's workflow id")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def _client() -> Any:
+    from gameday.connection import connect
+    from gameday.telemetry import setup_tracing
+
+    setup_tracing("gameday-cli")
+    return await connect()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# --- runbooks --------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="runbook files")]) -> None:
+    """Check runbooks; print FILE:LINE: field: message per problem and exit 1 if any."""
+    problems = 0
+    for path in files:
+        runbook, found = check_runbook(path)
+        for problem in found:
+            typer.echo(str(problem))
+        problems += len(found)
+        if runbook is not None:
+            typer.echo(f"{path}: ok ({runbook.name}, {len(runbook.all_steps())} steps)", err=True)
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def schema() -> None:
+    """Print the runbook JSON Schema, for editors."""
+    from gameday.runbook import Runbook
+
+    document = Runbook.model_json_schema(mode="validation")
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "gameday runbook"
+    _print_json(document)
+
+
+@app.command()
+def plan(
+    file: Path,
+    as_json: AsJson = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a worker")] = 60,
+) -> None:
+    """Resolve every target (read-only) and list each resource each step would change."""
+    from gameday import operations
+
+    runbook = load_runbook(file)
+
+    async def go() -> Any:
+        return await operations.plan(await _client(), runbook, str(file), timeout)
+
+    result = _run(go())
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        print_plan(result)
+    raise typer.Exit(1 if result.problems else 0)
+
+
+# --- running a GameDay -----------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    file: Path,
+    run_id: Annotated[str | None, typer.Option("--id", help="workflow id (default: name-time)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the run to its end")] = False,
+) -> None:
+    """Start a GameDay and print its workflow id; with --wait follow it to the end."""
+    from gameday import operations
+
+    runbook = load_runbook(file)
+
+    async def go() -> Any:
+        client = await _client()
+        handle = await operations.start_gameday(client, runbook, str(file), run_id,
+                                                os.environ.get("USER") or getpass.getuser())
+        typer.echo(handle.id)
+        if not wait:
+            typer.echo(f"awaiting approval: gameday approve {handle.id} --as <approver>", err=True)
+            return None
+        return await operations.follow(client, handle.id,
+                                       lambda e: console.print(event_line(e), markup=False))
+
+    final = _run(go())
+    if final is None:
+        return
+    typer.echo(f"outcome: {final.outcome}; hypothesis held: {final.hypothesis_held}; "
+               f"every fault restored: {final.restored}")
+    raise typer.Exit(0 if final.outcome == "completed" and final.hypothesis_held else 1)
+
+
+@app.command()
+def approve(
+    run_id: RunId,
+    who: Who,
+    step: Annotated[str | None, typer.Option(help="approve this step's gate, not the start")] = None,
+    note: Annotated[str | None, typer.Option(help="a note for the record")] = None,
+    plan_hash: Annotated[str | None, typer.Option(help="approve only this exact plan")] = None,
+) -> None:
+    """Approve the start (or a gated step) of a GameDay."""
+    from gameday import operations
+
+    async def go() -> Any:
+        return await operations.approve(await _client(), run_id, who, step, note, plan_hash)
+
+    event = _run(go())
+    typer.echo(event.detail)
+
+
+@app.command()
+def reject(
+    run_id: RunId,
+    who: Who,
+    reason: Annotated[str | None, typer.Option(help="why")] = None,
+) -> None:
+    """Reject a GameDay awaiting approval: nothing more is injected, everything is restored."""
+    from gameday import operations
+
+    async def go() -> Any:
+        return await operations.reject(await _client(), run_id, who, reason)
+
+    typer.echo(_run(go()).detail)
+
+
+@app.command()
+def abort(
+    run_id: RunId,
+    who: Who,
+    reason: Annotated[str, typer.Option(help="why; recorded in the run's events")],
+    wait: Annotated[bool, typer.Option("--wait", help="wait until every fault is restored")] = False,
+) -> None:
+    """Abort a GameDay: every fault is restored."""
+    from gameday import operations
+
+    async def go() -> Any:
+        client = await _client()
+        await operations.abort(client, run_id, who, reason)
+        typer.echo(f"abort requested for {run_id}; every fault will be restored")
+        if wait:
+            return await operations.follow(client, run_id, lambda e: None)
+        return None
+
+    final = _run(go())
+    if final is not None:
+        typer.echo(f"outcome: {final.outcome}; every fault restored: {final.restored}")
+        raise typer.Exit(0 if final.restored else 1)
+
+
+@app.command()
+def status(run_id: RunId, as_json: AsJson = False) -> None:
+    """Show a GameDay's phase, steps, active faults and recent events."""
+    from gameday import operations
+
+    async def go() -> Any:
+        return await operations.status(await _client(), run_id)
+
+    current = _run(go())
+    if as_json:
+        _print_json(current.model_dump(mode="json"))
+    else:
+        print_status(run_id, current)
+
+
+@app.command()
+def worker() -> None:
+    """Run the worker (the same as `python worker.py`)."""
+    from worker import main as run_worker
+
+    run_worker()
+
+
+# --- the lab ---------------------------------------------------------------------------------
+
+
+@lab_app.command("up")
+def lab_up(
+    empty: Annotated[bool, typer.Option("--empty", help="seed no topology")] = False,
+) -> None:
+    """Start the lab in the background and seed its topology."""
+    from lab.manager import Lab
+
+    lab = Lab.default()
+    info = lab.up(seed=not empty)
+    typer.echo(f"lab is up: Temporal {info['temporal']}, UI {info['ui']}")
+    typer.echo('point your shell at it: eval "$(gameday lab env)"')
+
+
+@lab_app.command("status")
+def lab_status(as_json: AsJson = False) -> None:
+    """What runs in the lab and where."""
+    from lab.manager import Lab
+
+    info = Lab.default().status()
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        if key != "env":
+            typer.echo(f"{key}: {value}")
+
+
+@lab_app.command("env")
+def lab_env() -> None:
+    """The lab's variables as `export` lines, for eval "$(gameday lab env)"."""
+    from lab.manager import Lab
+
+    for key, value in Lab.default().status()["env"].items():
+        typer.echo(f"export {key}={_shell_quote(value)}")
+
+
+@lab_app.command("down")
+def lab_down() -> None:
+    """Stop everything the lab started."""
+    from lab.manager import Lab
+
+    stopped = Lab.default().down()
+    typer.echo(f"lab is down ({stopped} processes stopped)")
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+# --- one place for errors ----------------------------------------------------------------------
+
+
+def _log_file() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "gameday" / "gameday.log"
+
+
+def main() -> None:
+    """Run the CLI and exit with its status, before the interpreter's own shutdown: the Temporal
+    SDK can abort a finalizing interpreter (sdk-python#300) and turn success into exit 134."""
+    code = 0
+    try:
+        _main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except UserError as exc:
+        typer.echo(f"gameday: {exc}", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("gameday: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        log = _log_file()
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as out:
+                out.write(traceback.format_exc())
+            where = f" (details in {log})"
+        except OSError:
+            where = ""
+        typer.echo(f"gameday: internal error: {exc}{where}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

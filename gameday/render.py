@@ -1,0 +1,70 @@
+"""Human-readable output: plans, statuses and events, for an incident commander's terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gameday.status import Event, GameDayStatus
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def event_line(event: Event) -> str:
+    return f"{event.at:%H:%M:%S} {event.kind:<18} {event.detail}"
+
+
+def print_plan(result: Any) -> None:
+    console.print(f"[bold]plan for {result.runbook}[/bold]" +
+                  (f"  {result.plan_hash}" if result.plan_hash else ""))
+    for step in result.steps:
+        scope = step.scope
+        where = " ".join(x for x in (scope.cloud, scope.account, scope.region, scope.zone or "") if x)
+        console.print(f"\n[bold]{step.step_id}[/bold] {step.action} on {where}: "
+                      f"{len(step.resources)} {_kinds(step.resources)}")
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("resource")
+        table.add_column("name")
+        table.add_column("detail")
+        for resource in step.resources:
+            detail = ", ".join(f"{k}={v}" for k, v in resource.detail.items())
+            table.add_row(resource.id, resource.name or "", detail)
+        console.print(table)
+    for problem in result.problems:
+        console.print(f"[red]refused:[/red] {problem}")
+
+
+def _kinds(resources: list[Any]) -> str:
+    kinds = sorted({r.kind for r in resources})
+    return "/".join(f"{k}s" for k in kinds) or "resources"
+
+
+def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
+    console.print(f"[bold]{run_id}[/bold] ({status.runbook}): [bold]{status.phase}[/bold]"
+                  + (f", outcome {status.outcome}" if status.outcome else ""))
+    if status.reason:
+        console.print(f"reason: {status.reason}")
+    if status.pending_approval:
+        flag = "" if status.pending_approval == "start" else f" --step {status.pending_approval}"
+        console.print(f"awaiting approval of [bold]{status.pending_approval}[/bold]: "
+                      f"gameday approve {run_id} --as <approver>{flag}")
+    if status.plan_hash:
+        console.print(f"plan: {status.plan_hash}")
+    console.print(f"deadline: every fault restored by {status.deadline:%Y-%m-%d %H:%M:%S} UTC")
+    if status.outcome:
+        console.print(f"hypothesis held: {status.hypothesis_held}; every fault restored: "
+                      f"{status.restored}")
+    table = Table(box=None, header_style="bold")
+    for column in ("step", "action", "cloud", "state", "resources"):
+        table.add_column(column)
+    for step in status.steps:
+        table.add_row(step.id, step.action, step.cloud or "", step.state, str(step.resources))
+    console.print(table)
+    console.print("active faults: " + (", ".join(status.active_faults) or "none"))
+    if status.events:
+        console.print("[bold]recent events[/bold]")
+        for event in status.events[-events:]:
+            console.print("  " + event_line(event), markup=False)

@@ -1,0 +1,202 @@
+"""The local lab: a Temporal dev server with its UI, moto behind the AWS fault proxy, the GCP and
+Azure emulators, and a worker, all on loopback, started in the background and seeded.
+
+State (pids, ports, variables) lives in one JSON file in the lab's directory
+(`GAMEDAY_LAB_DIR`, default `~/.local/state/gameday/lab`), so `status`, `env` and `down` work
+from any shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gameday.errors import UserError
+from lab.services import (
+    LOOPBACK,
+    Service,
+    free_port,
+    port_is_free,
+    start_module,
+    start_moto,
+    start_temporal,
+    stop_pid,
+)
+
+TEMPORAL_PORT = 7233
+UI_PORT = 8233
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "gameday-lab",
+    "AWS_SECRET_ACCESS_KEY": "gameday-lab",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lab:
+    def __init__(self, directory: Path, fixed_ports: bool = True):
+        self.directory = directory
+        self.fixed_ports = fixed_ports
+        self.state_file = directory / "state.json"
+
+    @classmethod
+    def default(cls) -> Lab:
+        base = os.environ.get("GAMEDAY_LAB_DIR")
+        if base:
+            return cls(Path(base))
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        return cls(state / "gameday" / "lab")
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _port(self, preferred: int) -> int:
+        return preferred if self.fixed_ports and port_is_free(preferred) else free_port()
+
+    def status(self) -> dict[str, Any]:
+        state = self._read()
+        if state is None:
+            raise UserError("the lab is not up; start it with `gameday lab up`")
+        processes = {name: {"pid": pid, "running": _alive(pid)} for name, pid in state["pids"].items()}
+        return {**state["endpoints"], "directory": str(self.directory), "processes": processes,
+                "env": state["env"]}
+
+    # --- up and down ---------------------------------------------------------------------
+
+    def up(self, seed: bool = True) -> dict[str, Any]:
+        state = self._read()
+        if state and any(_alive(pid) for pid in state["pids"].values()):
+            raise UserError(f"the lab is already up ({self.directory}); stop it with `gameday lab down`")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for log in self.directory.glob("*.log"):
+            log.unlink()
+        started: list[Service] = []
+        try:
+            return self._start(started, seed)
+        except BaseException:
+            for service in reversed(started):
+                service.stop()
+            self.state_file.unlink(missing_ok=True)
+            raise
+
+    def _start(self, started: list[Service], seed: bool) -> dict[str, Any]:
+        temporal_port, ui_port = self._port(TEMPORAL_PORT), self._port(UI_PORT)
+        started.append(start_temporal(self.directory, temporal_port, ui_port))
+        moto = start_moto(self.directory, free_port())
+        started.append(moto)
+        aws_port, gcp_port, azure_port = free_port(), free_port(), free_port()
+        started.append(start_module("aws-proxy", "lab.aws", [
+            "--port", str(aws_port), "--upstream", f"http://{LOOPBACK}:{moto.port}"],
+            aws_port, self.directory))
+        started.append(start_module("gcp", "lab.gcp", ["--port", str(gcp_port)], gcp_port,
+                                    self.directory))
+        certs = self.directory / "azure-certs"
+        started.append(start_module("azure", "lab.azure", [
+            "--port", str(azure_port), "--cert-dir", str(certs)], azure_port, self.directory))
+        endpoints = {
+            "temporal": f"{LOOPBACK}:{temporal_port}",
+            "ui": f"http://{LOOPBACK}:{ui_port}",
+            "aws_endpoint": f"http://{LOOPBACK}:{aws_port}",
+            "moto_endpoint": f"http://{LOOPBACK}:{moto.port}",
+            "gcp_endpoint": f"http://{LOOPBACK}:{gcp_port}",
+            "azure_endpoint": f"https://{LOOPBACK}:{azure_port}",
+            "azure_ca_bundle": str(certs / "ca.pem"),
+        }
+        env = {
+            "TEMPORAL_ADDRESS": endpoints["temporal"],
+            "TEMPORAL_NAMESPACE": "default",
+            "GAMEDAY_TASK_QUEUE": "gameday",
+            "AWS_ENDPOINT_URL": endpoints["aws_endpoint"],
+            **AWS_ENV,
+            "GAMEDAY_GCP_ENDPOINT": endpoints["gcp_endpoint"],
+            "GAMEDAY_AZURE_ENDPOINT": endpoints["azure_endpoint"],
+            "GAMEDAY_AZURE_CA_BUNDLE": endpoints["azure_ca_bundle"],
+        }
+        started.append(start_module("worker", "worker", [], 0, self.directory,
+                                    env={**os.environ, **env}))
+        self._write(started, endpoints, env)
+        self._wait_for_worker(started[-1])
+        if seed:
+            self._seed(env)
+        return endpoints
+
+    def _write(self, started: list[Service], endpoints: dict[str, str], env: dict[str, str]) -> None:
+        state = {"pids": {s.name: s.pid for s in started}, "endpoints": endpoints, "env": env}
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _wait_for_worker(self, worker: Service, timeout: float = 60) -> None:
+        log = self.directory / "worker.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise UserError(f"the lab's worker exited; see {log}")
+            if log.exists() and "gameday worker on task queue" in log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise UserError(f"the lab's worker did not start within {timeout:.0f}s; see {log}")
+
+    def _seed(self, env: dict[str, str]) -> None:
+        from lab.aws.seed import seed_aws
+        from lab.azure.seed import seed_azure
+        from lab.gcp.seed import seed_gcp
+
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            summary = {
+                "aws": seed_aws(),
+                "gcp": seed_gcp(env["GAMEDAY_GCP_ENDPOINT"]),
+                "azure": seed_azure(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"]),
+            }
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        (self.directory / "topology.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    def down(self) -> int:
+        state = self._read()
+        if state is None:
+            return 0
+        stopped = 0
+        for pid in reversed(list(state["pids"].values())):
+            if _alive(pid):
+                stop_pid(pid)
+                stopped += 1
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+
+def main() -> None:
+    """`python -m lab.manager up|down`: the same as `gameday lab up|down`."""
+    lab = Lab.default()
+    command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    if command == "up":
+        print(json.dumps(lab.up(), indent=2))
+    elif command == "down":
+        print(f"{lab.down()} processes stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Planning, shared by the GameDay and the read-only plan workflow: resolve every fault step on
+the worker (which holds the credentials) and check the result against the guardrails."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from gameday.guardrails import refusals
+    from gameday.plan import ResolvedStep, StepRequest, activity_name, plan_hash
+    from gameday.runbook import FaultStep, Runbook
+    from gameday.status import GameDayInput
+    from workflows.errors import describe
+
+RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
+                            non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
+
+
+class PlanResult(BaseModel):
+    runbook: str
+    steps: list[ResolvedStep] = []
+    plan_hash: str | None = None
+    problems: list[str] = []
+    """Why the GameDay would be refused: unresolvable targets and guardrail refusals."""
+
+
+async def resolve_step(step: FaultStep, runbook: Runbook) -> ResolvedStep:
+    target = step.target
+    return await workflow.execute_activity(
+        activity_name(target.cloud, "resolve", step.action),
+        StepRequest(run_id=workflow.info().workflow_id, step=step, guardrails=runbook.guardrails),
+        result_type=ResolvedStep,
+        start_to_close_timeout=timedelta(minutes=2),
+        retry_policy=RESOLVE_RETRY,
+        summary=f"resolve {step.id}: {step.action} on {target.cloud}",
+    )
+
+
+def guardrail_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[str]:
+    problems: list[str] = []
+    for step in resolved:
+        problems += refusals(step.step_id, step.scope, runbook.guardrails, len(step.resources))
+    return problems
+
+
+@workflow.defn(name="GameDayPlanWorkflow")
+class GameDayPlanWorkflow:
+    """Read-only: what a runbook would change, resolved by the worker, with every refusal."""
+
+    @workflow.run
+    async def run(self, input: GameDayInput) -> PlanResult:
+        runbook = input.runbook
+        steps = runbook.fault_steps()
+        outcomes = await asyncio.gather(*(resolve_step(s, runbook) for s in steps),
+                                        return_exceptions=True)
+        result = PlanResult(runbook=runbook.name)
+        for step, outcome in zip(steps, outcomes, strict=True):
+            if isinstance(outcome, ResolvedStep):
+                result.steps.append(outcome)
+            elif isinstance(outcome, ActivityError):
+                result.problems.append(f"step {step.id}: {describe(outcome)}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        result.problems += guardrail_problems(runbook, result.steps)
+        if not result.problems:
+            result.plan_hash = plan_hash(result.steps)
+        return result
