@@ -123,6 +123,10 @@ def _locate(name: str, document: CommentedMap, error: Any) -> Problem:
         message = "required field is missing"
     elif error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
         message = _tag_message(error)
+        key = (error.get("ctx") or {}).get("discriminator", "").strip("'")
+        if isinstance(node, CommentedMap) and key in node:
+            line = node.lc.key(key)[0] + 1
+            path.append(key)
     elif error["type"] == "string_pattern_mismatch":
         message = _PATTERNS.get(error["ctx"]["pattern"], message)
     field = ".".join(path) or "runbook"

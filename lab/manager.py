@@ -189,13 +189,25 @@ class Lab:
 
 
 def main() -> None:
-    """`python -m lab.manager up|down`: the same as `gameday lab up|down`."""
+    """`python -m lab.manager up|down|foreground`; foreground (`make lab`) stops on Ctrl-C."""
     lab = Lab.default()
     command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    if command == "up":
-        print(json.dumps(lab.up(), indent=2))
-    elif command == "down":
+    if command == "down":
         print(f"{lab.down()} processes stopped")
+        return
+    endpoints = lab.up()
+    print(json.dumps(endpoints, indent=2))
+    if command != "foreground":
+        return
+    print(f"\nTemporal UI: {endpoints['ui']}\nIn another shell: eval \"$(gameday lab env)\"\n"
+          "Press Ctrl-C to stop the lab.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(f"\nlab stopped ({lab.down()} processes)")
 
 
 if __name__ == "__main__":

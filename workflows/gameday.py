@@ -19,6 +19,8 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from opentelemetry import trace
+
     from gameday.durations import format_duration
     from gameday.plan import (
         Checkpoint,
@@ -55,6 +57,7 @@ APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(second
 RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
                             maximum_interval=timedelta(seconds=30))
 HEARTBEAT = timedelta(seconds=10)
+tracer = trace.get_tracer("gameday.workflow")
 
 
 class Rejected(Exception):
@@ -284,6 +287,13 @@ class GameDayWorkflow:
     # --- one step -----------------------------------------------------------------------------
 
     async def _run_step(self, step: FaultStep | WaitStep, group: int) -> None:
+        attributes = {"gameday.step": step.id, "gameday.action": step.action}
+        if not isinstance(step, WaitStep):
+            attributes["cloud.provider"] = step.target.cloud
+        with tracer.start_as_current_span(f"step {step.id}", attributes=attributes):
+            await self._carry_out_step(step, group)
+
+    async def _carry_out_step(self, step: FaultStep | WaitStep, group: int) -> None:
         status = self._steps[step.id]
         if step.approval == "required":
             await self._gate(step.id)

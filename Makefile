@@ -1,0 +1,31 @@
+# gameday: `make demo` and `make test` work from a fresh clone; both start with `make install`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: install test demo lab lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import gameday.cli, temporalio, moto, google.cloud.compute_v1, azure.mgmt.network"
+	touch $@
+
+test: install
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/python -m lab.demo
+
+lab: install
+	$(BIN)/python -m lab.manager foreground
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports

@@ -1,0 +1,46 @@
+"""One trace per GameDay: workflow, step, activity and cloud spans share it, with cloud attributes."""
+
+from __future__ import annotations
+
+from tests.conftest import SPANS
+from tests.support.gameday import approve, aws_zone_step, phase_is, runbook, start, wait_for
+
+
+def test_a_gameday_is_one_trace_with_cloud_spans(aws, client, runner, task_queue):
+    SPANS.clear()
+
+    async def scenario():
+        handle = await start(client, runbook(aws_zone_step(duration="1s")), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await approve(handle)
+        await handle.result()
+        return handle.id
+
+    workflow_id = runner.run(scenario())
+    spans = [s for s in SPANS.get_finished_spans()
+             if (s.attributes or {}).get("temporalWorkflowID") in (workflow_id, None)]
+    by_name = {s.name: s for s in spans}
+    root = by_name["StartWorkflow:GameDayWorkflow"]
+    trace_id = root.context.trace_id
+    in_trace = [s for s in spans if s.context.trace_id == trace_id]
+    parents = {s.context.span_id: s for s in in_trace}
+
+    def ancestors(span):
+        names = []
+        while span.parent is not None and span.parent.span_id in parents:
+            span = parents[span.parent.span_id]
+            names.append(span.name)
+        return names
+
+    for verb in ("resolve", "prepare", "apply", "restore"):
+        cloud = by_name[f"aws.{verb}_blackhole_zone"]
+        assert cloud.context.trace_id == trace_id
+        expected = {"cloud.provider": "aws", "cloud.region": "us-east-1",
+                    "cloud.availability_zone": "us-east-1a", "gameday.resources": 3}
+        assert {k: cloud.attributes.get(k) for k in expected} == expected
+        chain = ancestors(cloud)
+        assert chain[0] == f"RunActivity:aws.{verb}_blackhole_zone"
+        assert chain[-1] == "StartWorkflow:GameDayWorkflow"
+        assert "RunWorkflow:GameDayWorkflow" in chain
+    apply_chain = ancestors(by_name["aws.apply_blackhole_zone"])
+    assert "step blackhole-use1a" in apply_chain
