@@ -245,6 +245,9 @@ class Probe(Strict):
 class SteadyState(Strict):
     interval: Duration = timedelta(seconds=15)
     tolerance: int = Field(2, ge=1, description="consecutive failed checks that abort the GameDay")
+    recovery_timeout: Duration = Field(
+        timedelta(minutes=2), description="after the restore, how long the probes may take to pass"
+    )
     probes: list[Probe] = Field(min_length=1)
 
     @field_validator("probes")

@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
 
+    from activities.probes import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.durations import format_duration
     from gameday.plan import (
         Checkpoint,
@@ -57,6 +58,8 @@ APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(second
 RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
                             maximum_interval=timedelta(seconds=30))
 HEARTBEAT = timedelta(seconds=10)
+WATCH_WINDOW = timedelta(minutes=5)
+PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 tracer = trace.get_tracer("gameday.workflow")
 
 
@@ -101,6 +104,7 @@ class GameDayWorkflow:
         self._hypothesis_held = True
         self._restore_failed = False
         self._ended: datetime | None = None
+        self._watching: asyncio.Task[None] | None = None
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -129,7 +133,10 @@ class GameDayWorkflow:
         if not body.done():
             body.cancel()
         await self._settle(body)
+        if self._watching is not None and not self._watching.done():
+            self._watching.cancel()
         await self._compensate()
+        await self._check_recovery()
         return self._finish()
 
     def _remaining(self) -> timedelta:
@@ -139,6 +146,9 @@ class GameDayWorkflow:
         await self._make_plan()
         await self._gate("start")
         self._set_phase("running")
+        await self._check_baseline()
+        if self._runbook.steady_state is not None:
+            self._watching = asyncio.create_task(self._watch_steady_state())
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
             async with asyncio.TaskGroup() as group:
@@ -356,6 +366,100 @@ class GameDayWorkflow:
             summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
                     f"({checkpoint.resources} resources)",
         )
+
+    # --- the steady-state hypothesis ---------------------------------------------------------
+
+    async def _probe_once(self, summary: str) -> CheckReport:
+        steady = self._runbook.steady_state
+        assert steady is not None
+        report = await workflow.execute_activity(
+            "probe.check", CheckRequest(probes=steady.probes), result_type=CheckReport,
+            start_to_close_timeout=timedelta(minutes=1), retry_policy=PROBE_RETRY, summary=summary,
+        )
+        self._record_probes(report)
+        return report
+
+    def _record_probes(self, report: CheckReport) -> None:
+        for result in report.results:
+            verdict = "ok" if result.ok else "FAILED"
+            self._event("probe", f"{result.name}: {verdict}, {result.value} "
+                        f"({result.latency_ms:.0f} ms)")
+
+    async def _check_baseline(self) -> None:
+        """Before anything changes: a steady state that does not hold ends the run untouched."""
+        if self._runbook.steady_state is None:
+            return
+        report = await self._probe_once("baseline: does the steady state hold?")
+        if not report.ok:
+            self._hypothesis_held = False
+            for step in self._steps.values():
+                step.state = "skipped"
+            raise Refused(f"the steady state does not hold before any fault: {report.failures()}")
+
+    def _faults_in_effect(self) -> bool:
+        return any(not e.restored for e in self._saga)
+
+    async def _watch_steady_state(self) -> None:
+        """While faults are in effect, check every interval; `tolerance` failures in a row abort."""
+        steady = self._runbook.steady_state
+        assert steady is not None
+        failed = 0
+        while True:
+            await workflow.wait_condition(self._faults_in_effect)
+            watch = asyncio.create_task(workflow.execute_activity(
+                "probe.watch",
+                WatchRequest(probes=steady.probes, interval=steady.interval,
+                             tolerance=steady.tolerance, window=WATCH_WINDOW, failed_before=failed),
+                result_type=WatchReport,
+                start_to_close_timeout=WATCH_WINDOW + steady.interval + timedelta(minutes=1),
+                heartbeat_timeout=max(steady.interval * 3, timedelta(seconds=30)),
+                retry_policy=PROBE_RETRY,
+                summary=f"watch the steady state every {format_duration(steady.interval)}",
+            ))
+            quiet = asyncio.create_task(workflow.wait_condition(lambda: not self._faults_in_effect()))
+            await workflow.wait([watch, quiet], return_when=asyncio.FIRST_COMPLETED)
+            if not watch.done():
+                watch.cancel()
+                quiet.cancel()
+                continue
+            quiet.cancel()
+            try:
+                report = watch.result()
+            except ActivityError as error:
+                self._event("probe", f"the steady-state watch failed: {describe(error)}; retrying")
+                await workflow.sleep(steady.interval)
+                continue
+            for change in report.changes:
+                self._record_probes(change)
+            failed = report.consecutive_failures
+            if report.breached:
+                self._hypothesis_held = False
+                last = report.changes[-1].failures() if report.changes else "probes failing"
+                self._request_abort(Abort(by="steady-state", reason=(
+                    f"{failed} consecutive failed checks (tolerance {steady.tolerance}): {last}")))
+                return
+
+    async def _check_recovery(self) -> None:
+        """After the restore, the probes must pass again within `recovery_timeout`."""
+        steady = self._runbook.steady_state
+        if steady is None or not self._saga:
+            return
+        deadline = workflow.now() + steady.recovery_timeout
+        while True:
+            try:
+                report = await self._probe_once("recovery: does the steady state hold again?")
+            except ActivityError as error:
+                self._event("probe", f"recovery check failed: {describe(error)}")
+                report = None
+            if report is not None and report.ok:
+                self._event("recovered", "the steady state holds again after the restore")
+                return
+            if workflow.now() + steady.interval > deadline:
+                self._hypothesis_held = False
+                self._event("not_recovered", "the steady state did not hold again within "
+                            f"{format_duration(steady.recovery_timeout)} of the restore")
+                return
+            await workflow.sleep(steady.interval, summary="wait before the next recovery check")
 
     # --- compensation -------------------------------------------------------------------------
 

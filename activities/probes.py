@@ -1,0 +1,129 @@
+"""Steady-state probes: is the system still doing its job while gameday breaks things?
+
+`probe.check` runs every probe once (the baseline before any fault, and the recovery check after).
+`probe.watch` keeps checking every `interval` inside one activity, heartbeating its latest results,
+and returns when `tolerance` consecutive checks failed or its window ends; so a GameDay that lasts
+hours adds a handful of history events, not one per check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from pydantic import BaseModel
+from temporalio import activity
+
+from gameday.runbook import Probe
+
+
+class ProbeResult(BaseModel):
+    name: str
+    ok: bool
+    at: datetime
+    latency_ms: float
+    value: str
+    """What was observed: an HTTP status, `connected`, or the error."""
+
+
+class CheckRequest(BaseModel):
+    probes: list[Probe]
+
+
+class CheckReport(BaseModel):
+    results: list[ProbeResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def failures(self) -> str:
+        return "; ".join(f"{r.name}: {r.value}" for r in self.results if not r.ok)
+
+
+class WatchRequest(BaseModel):
+    probes: list[Probe]
+    interval: timedelta
+    tolerance: int
+    window: timedelta
+    failed_before: int = 0
+    """Consecutive failures carried over from the previous window."""
+
+
+class WatchReport(BaseModel):
+    checks: int
+    failed_checks: int
+    consecutive_failures: int
+    breached: bool
+    changes: list[CheckReport]
+    """Checks whose verdict differed from the one before (the first one included)."""
+
+
+async def _http(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
+    assert probe.http is not None
+    response = await client.get(probe.http.url, timeout=probe.http.timeout.total_seconds())
+    return response.status_code == probe.http.expect_status, f"HTTP {response.status_code}"
+
+
+async def _tcp(probe: Probe) -> tuple[bool, str]:
+    assert probe.tcp is not None
+    _, writer = await asyncio.wait_for(asyncio.open_connection(probe.tcp.host, probe.tcp.port),
+                                       probe.tcp.timeout.total_seconds())
+    writer.close()
+    return True, "connected"
+
+
+async def run_probe(probe: Probe, client: httpx.AsyncClient) -> ProbeResult:
+    started = time.perf_counter()
+    try:
+        ok, value = await (_http(probe, client) if probe.http else _tcp(probe))
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        ok, value = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+    latency = (time.perf_counter() - started) * 1000
+    return ProbeResult(name=probe.name, ok=ok, at=datetime.now(UTC), latency_ms=round(latency, 1),
+                       value=value)
+
+
+async def check_all(probes: list[Probe]) -> CheckReport:
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+        results = await asyncio.gather(*(run_probe(p, client) for p in probes))
+    return CheckReport(results=list(results))
+
+
+@activity.defn(name="probe.check")
+async def check(request: CheckRequest) -> CheckReport:
+    return await check_all(request.probes)
+
+
+@activity.defn(name="probe.watch")
+async def watch(request: WatchRequest) -> WatchReport:
+    report = WatchReport(checks=0, failed_checks=0, consecutive_failures=request.failed_before,
+                         breached=False, changes=[])
+    deadline = time.monotonic() + request.window.total_seconds()
+    previous: bool | None = None
+    while True:
+        current = await check_all(request.probes)
+        report.checks += 1
+        if current.ok:
+            report.consecutive_failures = 0
+        else:
+            report.failed_checks += 1
+            report.consecutive_failures += 1
+        if current.ok != previous:
+            report.changes.append(current)
+        previous = current.ok
+        activity.heartbeat(report.model_dump(mode="json", exclude={"changes"}))
+        if report.consecutive_failures >= request.tolerance:
+            report.breached = True
+            if report.changes[-1] is not current:
+                report.changes.append(current)
+            return report
+        if time.monotonic() + request.interval.total_seconds() > deadline:
+            return report
+        await asyncio.sleep(request.interval.total_seconds())
+
+
+def probe_activities() -> list[object]:
+    return [check, watch]
