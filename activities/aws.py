@@ -19,7 +19,13 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.base import check_guardrails, cloud_span, progress, temporal_errors
+from activities.base import (
+    check_guardrails,
+    cloud_span,
+    progress,
+    restore_errors,
+    temporal_errors,
+)
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -31,7 +37,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AwsZoneTarget
+from gameday.runbook import AwsRegionTraffic, AwsZoneTarget
 
 TAG_RUN = "gameday:run"
 TAG_STEP = "gameday:step"
@@ -98,18 +104,19 @@ class Associations:
     default_acl: dict[str, str]
 
 
-class AwsZoneBlackhole:
-    """The zone blackhole's SDK calls: resolve, prepare, apply and restore, each idempotent."""
+class AwsApi:
+    """boto3 plumbing shared by the AWS faults: clients with low SDK retries, errors translated."""
 
     def __init__(self, session_factory: Any = boto3.session.Session):
         self._session_factory = session_factory
         self._config = Config(retries={"max_attempts": 2, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
 
-    # --- clients and reads ----------------------------------------------------------------
+    def client(self, service: str, region: str) -> Any:
+        return self._session_factory(region_name=region).client(service, config=self._config)
 
     def ec2(self, region: str) -> Any:
-        return self._session_factory(region_name=region).client("ec2", config=self._config)
+        return self.client("ec2", region)
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -128,13 +135,17 @@ class AwsZoneBlackhole:
 
     def check_identity(self, scope: Scope) -> None:
         """The credentials must belong to the account the runbook names."""
-        sts = self._session_factory(region_name=scope.region).client("sts", config=self._config)
+        sts = self.client("sts", scope.region)
         account = self._call("GetCallerIdentity", sts.get_caller_identity)["Account"]
         if account != scope.account:
             raise Refused(
                 f"the worker's AWS credentials are for account {account}, "
                 f"but the step targets account {scope.account}"
             )
+
+
+class AwsZoneBlackhole(AwsApi):
+    """The zone blackhole's SDK calls: resolve, prepare, apply and restore, each idempotent."""
 
     def associations(self, ec2: Any, vpc_ids: Iterable[str]) -> Associations:
         found = Associations({}, {}, {}, {})
@@ -366,11 +377,156 @@ class AwsZoneBlackhole:
         return bool(found.get("NetworkAcls"))
 
 
+class WeightedRecord(BaseModel):
+    """One weighted record set of the evacuated region, and its weight before."""
+
+    name: str
+    type: str
+    set_identifier: str
+    weight: int
+
+
+class EvacuationState(BaseModel):
+    hosted_zone_id: str
+    records: list[WeightedRecord]
+
+
+def _fqdn(name: str) -> str:
+    return name if name.endswith(".") else f"{name}."
+
+
+def _zone_id(hosted_zone_id: str) -> str:
+    return hosted_zone_id.rsplit("/", 1)[-1]
+
+
+class AwsRegionEvacuation(AwsApi):
+    """Route53: the region's weighted records go to weight 0, then back to their own weights."""
+
+    def _zone(self, route53: Any, hosted_zone: str) -> str:
+        """The id of a hosted zone given by id or, when it contains a dot, by its DNS name."""
+        if "." not in hosted_zone:
+            return _zone_id(hosted_zone)
+        zones = [z for z in self._pages(route53, "list_hosted_zones", "HostedZones")
+                 if z["Name"] == _fqdn(hosted_zone)]
+        if len(zones) != 1:
+            found = "no" if not zones else f"{len(zones)}"
+            raise TargetNotFound(f"{found} hosted zones are named {hosted_zone}; give its id")
+        return _zone_id(zones[0]["Id"])
+
+    def _record_sets(self, route53: Any, hosted_zone: str) -> list[dict[str, Any]]:
+        try:
+            return self._pages(route53, "list_resource_record_sets", "ResourceRecordSets",
+                               HostedZoneId=self._zone(route53, hosted_zone))
+        except CloudError as exc:
+            if exc.code == "NoSuchHostedZone":
+                raise TargetNotFound(f"hosted zone {hosted_zone} does not exist") from exc
+            raise
+
+    def resolve(self, request: StepRequest) -> ResolvedStep:
+        target = request.step.target
+        assert isinstance(target, AwsRegionTraffic)
+        scope = Scope.of(target)
+        with cloud_span("aws.resolve_evacuate_region", scope) as span:
+            check_guardrails(request.step.id, scope, request.guardrails, None)
+            self.check_identity(scope)
+            sets = self._record_sets(self.client("route53", "us-east-1"), target.hosted_zone_id)
+            resources: list[Resource] = []
+            for name in target.record_names:
+                weighted = [r for r in sets if r["Name"] == _fqdn(name) and "Weight" in r]
+                ours = [r for r in weighted if r.get("SetIdentifier") == target.region]
+                if not ours:
+                    raise TargetNotFound(
+                        f"step {request.step.id}: {name} has no weighted record whose "
+                        f"SetIdentifier is {target.region} in hosted zone {target.hosted_zone_id}"
+                    )
+                for record in ours:
+                    others = [r for r in weighted if r["Type"] == record["Type"]
+                              and r.get("SetIdentifier") != target.region and r["Weight"] > 0]
+                    if not others:
+                        raise Refused(
+                            f"step {request.step.id}: evacuating {target.region} would leave "
+                            f"{name} ({record['Type']}) with no positive weight anywhere"
+                        )
+                    resources.append(Resource(
+                        id=f"{record['Name']}|{record['Type']}|{record['SetIdentifier']}",
+                        kind="record", name=record["Name"],
+                        detail={"type": record["Type"], "weight": str(record["Weight"]),
+                                "other_regions": ",".join(r["SetIdentifier"] for r in others)},
+                    ))
+            span.set_attribute("gameday.resources", len(resources))
+            return ResolvedStep(step_id=request.step.id, action="evacuate_region", scope=scope,
+                                resources=resources)
+
+    def prepare(self, request: PrepareRequest) -> Checkpoint:
+        target = request.step.target
+        assert isinstance(target, AwsRegionTraffic)
+        resolved = request.resolved
+        with cloud_span("aws.prepare_evacuate_region", resolved.scope, len(resolved.resources)):
+            check_guardrails(resolved.step_id, resolved.scope, request.guardrails,
+                             len(resolved.resources))
+            sets = self._record_sets(self.client("route53", "us-east-1"), target.hosted_zone_id)
+            wanted = {r.id for r in resolved.resources}
+            records = [
+                WeightedRecord(name=r["Name"], type=r["Type"], set_identifier=r["SetIdentifier"],
+                               weight=r["Weight"])
+                for r in sets
+                if f"{r['Name']}|{r['Type']}|{r.get('SetIdentifier')}" in wanted
+            ]
+            state = EvacuationState(hosted_zone_id=target.hosted_zone_id, records=records)
+            return Checkpoint(run_id=request.run_id, step_id=resolved.step_id,
+                              action="evacuate_region", scope=resolved.scope,
+                              resources=len(records), state=state.model_dump(mode="json"))
+
+    def _set_weights(self, checkpoint: Checkpoint, weight_of: Any, verb: str) -> FaultResult:
+        """Upsert each record with `weight_of(record)`, keeping whatever else changed meanwhile."""
+        state = EvacuationState.model_validate(checkpoint.state)
+        route53 = self.client("route53", "us-east-1")
+        current = {(r["Name"], r["Type"], r.get("SetIdentifier")): r
+                   for r in self._record_sets(route53, state.hosted_zone_id) if "Weight" in r}
+        result = FaultResult()
+        changes = []
+        for record in state.records:
+            live = current.get((record.name, record.type, record.set_identifier))
+            if live is None:
+                result.notes.append(f"{record.name} {record.type} {record.set_identifier} "
+                                    "no longer exists")
+                continue
+            weight = weight_of(record)
+            if live["Weight"] == weight:
+                result.unchanged += 1
+                continue
+            changes.append({"Action": "UPSERT", "ResourceRecordSet": {**live, "Weight": weight}})
+        for start in range(0, len(changes), 500):
+            self._call(f"ChangeResourceRecordSets ({verb})", route53.change_resource_record_sets,
+                       HostedZoneId=self._zone(route53, state.hosted_zone_id),
+                       ChangeBatch={"Comment": f"gameday {checkpoint.run_id} {checkpoint.step_id} "
+                                               f"{verb}",
+                                    "Changes": changes[start:start + 500]})
+            result.changed += len(changes[start:start + 500])
+            progress(result.changed, len(changes))
+        return result
+
+    def apply(self, request: FaultRequest) -> FaultResult:
+        checkpoint = request.checkpoint
+        with cloud_span("aws.apply_evacuate_region", checkpoint.scope, checkpoint.resources):
+            check_guardrails(checkpoint.step_id, checkpoint.scope, request.guardrails,
+                             checkpoint.resources)
+            self.check_identity(checkpoint.scope)
+            return self._set_weights(checkpoint, lambda record: 0, "evacuate")
+
+    def restore(self, request: FaultRequest) -> FaultResult:
+        checkpoint = request.checkpoint
+        with cloud_span("aws.restore_evacuate_region", checkpoint.scope, checkpoint.resources):
+            return self._set_weights(checkpoint, lambda record: record.weight, "fail back")
+
+
 class AwsActivities:
     """AWS activities, named `aws.<verb>_<action>`; thin wrappers over the plain classes above."""
 
-    def __init__(self, blackhole: AwsZoneBlackhole | None = None):
+    def __init__(self, blackhole: AwsZoneBlackhole | None = None,
+                 evacuation: AwsRegionEvacuation | None = None):
         self.blackhole = blackhole or AwsZoneBlackhole()
+        self.evacuation = evacuation or AwsRegionEvacuation()
 
     @activity.defn(name="aws.resolve_blackhole_zone")
     @temporal_errors
@@ -388,10 +544,32 @@ class AwsActivities:
         return self.blackhole.apply(request)
 
     @activity.defn(name="aws.restore_blackhole_zone")
-    @temporal_errors
+    @restore_errors
     def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
         return self.blackhole.restore(request)
 
+    @activity.defn(name="aws.resolve_evacuate_region")
+    @temporal_errors
+    def resolve_evacuate_region(self, request: StepRequest) -> ResolvedStep:
+        return self.evacuation.resolve(request)
+
+    @activity.defn(name="aws.prepare_evacuate_region")
+    @temporal_errors
+    def prepare_evacuate_region(self, request: PrepareRequest) -> Checkpoint:
+        return self.evacuation.prepare(request)
+
+    @activity.defn(name="aws.apply_evacuate_region")
+    @temporal_errors
+    def apply_evacuate_region(self, request: FaultRequest) -> FaultResult:
+        return self.evacuation.apply(request)
+
+    @activity.defn(name="aws.restore_evacuate_region")
+    @restore_errors
+    def restore_evacuate_region(self, request: FaultRequest) -> FaultResult:
+        return self.evacuation.restore(request)
+
     def all(self) -> list[Any]:
         return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
-                self.apply_blackhole_zone, self.restore_blackhole_zone]
+                self.apply_blackhole_zone, self.restore_blackhole_zone,
+                self.resolve_evacuate_region, self.prepare_evacuate_region,
+                self.apply_evacuate_region, self.restore_evacuate_region]

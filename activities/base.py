@@ -83,12 +83,32 @@ def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except UserError as exc:
             raise ApplicationError(str(exc), type="UserError", non_retryable=True) from exc
         except CloudError as exc:
-            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-            raise ApplicationError(
-                str(exc),
-                type="CloudThrottled" if exc.retry_after is not None else "CloudError",
-                non_retryable=not exc.retryable,
-                next_retry_delay=delay,
-            ) from exc
+            raise _cloud_failure(exc, retryable=exc.retryable) from exc
 
     return wrapper
+
+
+def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """A restore never gives up: every failure is retried (the last one shows in the Temporal UI
+    as the pending activity's failure), so fixing the cause, a permission say, lets it finish."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CloudError as exc:
+            raise _cloud_failure(exc, retryable=True) from exc
+        except UserError as exc:
+            raise ApplicationError(str(exc), type="RestoreBlocked") from exc
+
+    return wrapper
+
+
+def _cloud_failure(exc: CloudError, retryable: bool) -> ApplicationError:
+    delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+    return ApplicationError(
+        str(exc),
+        type="CloudThrottled" if exc.retry_after is not None else "CloudError",
+        non_retryable=not retryable,
+        next_retry_delay=delay,
+    )

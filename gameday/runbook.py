@@ -121,7 +121,7 @@ class AwsRegionTraffic(Strict):
     cloud: Literal["aws"]
     account: AwsAccount
     region: AwsRegion
-    hosted_zone_id: str = Field(min_length=1)
+    hosted_zone_id: str = Field(min_length=1, description="the zone's id, or its DNS name")
     record_names: list[str] = Field(min_length=1)
 
 

@@ -122,7 +122,7 @@ class Emulator:
         if injection.delay:
             time.sleep(injection.delay)
         if injection.rule is not None:
-            return self._injected(injection.rule)
+            return self._injected(injection.rule, request)
         return self.handle(request)
 
     def handle(self, request: Request) -> Response:
@@ -142,11 +142,15 @@ class Emulator:
             raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
         raise ApiError(404, "NotFound", f"no such API path: {request.path}")
 
-    def _injected(self, rule: FaultRule) -> Response:
+    def injected_body(self, error: ApiError, request: Request) -> Any:
+        """The body of an injected failure; a proxy for several protocols picks per request."""
+        return self.error_body(error)
+
+    def _injected(self, rule: FaultRule, request: Request) -> Response:
         error = ApiError(rule.status, rule.code or _default_code(rule.status), rule.message)
         if rule.retry_after is not None:
             error.headers["Retry-After"] = str(rule.retry_after)
-        response = Response(rule.status, self.error_body(error), error.headers)
+        response = Response(rule.status, self.injected_body(error, request), error.headers)
         response.headers["X-Gameday-Injected"] = "1"
         return response
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import http.client
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 from lab.emulator import ApiError, Emulator, Request, Response
 
+_REQUEST_ID = "gameday-lab-injected"
+_STS_ACTIONS = {"GetCallerIdentity", "AssumeRole", "GetSessionToken"}
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
                "server", "date"}
 
@@ -40,14 +43,30 @@ class AwsFaultProxy(Emulator):
         return aws_action(request)
 
     def error_body(self, error: ApiError) -> bytes:
-        request_id = "gameday-lab-injected"
-        if error.code and error.status < 600 and not error.code.startswith("HTTP"):
-            return (
-                "<Response><Errors><Error>"
-                f"<Code>{error.code}</Code><Message>{error.message}</Message>"
-                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
-            ).encode()
-        return b""
+        return self._query_error(error, ec2=True)
+
+    def injected_body(self, error: ApiError, request: Request) -> bytes:
+        """EC2 answers `<Response><Errors>`; other query APIs (STS) and REST-XML APIs (Route53)
+        answer `<ErrorResponse>`, which is what botocore parses for each."""
+        action = aws_action(request)
+        if " " in action:
+            return self._rest_error(error)
+        return self._query_error(error, ec2=action[:1].isupper() and action not in _STS_ACTIONS)
+
+    @staticmethod
+    def _query_error(error: ApiError, ec2: bool) -> bytes:
+        code, message = escape(error.code), escape(error.message)
+        if ec2:
+            return (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+                    f"</Error></Errors><RequestID>{_REQUEST_ID}</RequestID></Response>").encode()
+        return AwsFaultProxy._rest_error(error)
+
+    @staticmethod
+    def _rest_error(error: ApiError) -> bytes:
+        kind = "Receiver" if error.status >= 500 else "Sender"
+        return (f"<ErrorResponse><Error><Type>{kind}</Type><Code>{escape(error.code)}</Code>"
+                f"<Message>{escape(error.message)}</Message></Error>"
+                f"<RequestId>{_REQUEST_ID}</RequestId></ErrorResponse>").encode()
 
     def handle(self, request: Request) -> Response:
         connection = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)

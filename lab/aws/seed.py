@@ -56,8 +56,43 @@ def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, 
         cidr += 1
         subnets[zone].append(batch_subnet["SubnetId"])
         _associate(ec2, batch_subnet["SubnetId"], batch_acl)
+    hosted_zone = seed_route53()
     return {"region": region, "vpcs": {"shop": shop, "batch": batch},
-            "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets}
+            "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets,
+            "hosted_zone": hosted_zone}
+
+
+SHOP_DOMAIN = "shop.example.com"
+WEIGHTS = {"us-east-1": 100, "us-west-2": 100, "eu-west-1": 50}
+
+
+def seed_route53(domain: str = SHOP_DOMAIN) -> str:
+    """A hosted zone with `www` and `api` weighted per region (`SetIdentifier` = region)."""
+    route53 = boto3.client("route53", region_name="us-east-1")
+    zone = route53.create_hosted_zone(Name=domain, CallerReference=f"gameday-lab-{domain}")
+    zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+    changes = []
+    for index, (region, weight) in enumerate(WEIGHTS.items()):
+        for name in ("www", "api"):
+            changes.append({"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": f"{name}.{domain}", "Type": "A", "SetIdentifier": region, "Weight": weight,
+                "TTL": 60, "ResourceRecords": [{"Value": f"192.0.2.{10 + index}"}]}})
+    route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
+    return zone_id
+
+
+def route53_snapshot() -> dict[str, Any]:
+    """Every record set of every hosted zone: what an evacuation's 'restored' compares."""
+    route53 = boto3.client("route53", region_name="us-east-1")
+    records: dict[str, Any] = {}
+    for zone in route53.list_hosted_zones()["HostedZones"]:
+        sets = route53.get_paginator("list_resource_record_sets").paginate(
+            HostedZoneId=zone["Id"]).build_full_result()["ResourceRecordSets"]
+        for record in sets:
+            key = f"{zone['Name']}|{record['Name']}|{record['Type']}|{record.get('SetIdentifier', '')}"
+            records[key] = {k: v for k, v in record.items() if k != "ResourceRecords"} | {
+                "values": sorted(str(v) for v in record.get("ResourceRecords", []))}
+    return records
 
 
 def _associate(ec2: Any, subnet_id: str, acl_id: str) -> None:
