@@ -37,7 +37,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AwsRegionTraffic, AwsZoneTarget
+from gameday.runbook import AwsRegionTarget, AwsRegionTraffic, AwsZoneTarget
 
 TAG_RUN = "gameday:run"
 TAG_STEP = "gameday:step"
@@ -172,22 +172,25 @@ class AwsZoneBlackhole(AwsApi):
     # --- the four verbs -------------------------------------------------------------------
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
+        """The subnets of the zone (or, for blackhole_region, of every zone of the region) that
+        match the target's VPCs and tags, each with its zone and current ACL."""
         target = request.step.target
-        assert isinstance(target, AwsZoneTarget)
+        assert isinstance(target, AwsZoneTarget | AwsRegionTarget)
         scope = Scope.of(target)
-        with cloud_span("aws.resolve_blackhole_zone", scope) as span:
+        with cloud_span(f"aws.resolve_{request.step.action}", scope) as span:
             check_guardrails(request.step.id, scope, request.guardrails, None)
             self.check_identity(scope)
             ec2 = self.ec2(target.region)
             zones = self._call("DescribeAvailabilityZones", ec2.describe_availability_zones,
                                Filters=[{"Name": "region-name", "Values": [target.region]}])
-            names = {z["ZoneName"] for z in zones.get("AvailabilityZones", [])}
-            if target.zone not in names:
+            names = sorted(z["ZoneName"] for z in zones.get("AvailabilityZones", []))
+            wanted = [target.zone] if isinstance(target, AwsZoneTarget) else names
+            if isinstance(target, AwsZoneTarget) and target.zone not in names:
                 raise TargetNotFound(
                     f"step {request.step.id}: zone {target.zone} does not exist in "
-                    f"{target.region} (zones: {', '.join(sorted(names)) or 'none'})"
+                    f"{target.region} (zones: {', '.join(names) or 'none'})"
                 )
-            filters = [{"Name": "availability-zone", "Values": [target.zone]}]
+            filters = [{"Name": "availability-zone", "Values": wanted}]
             if target.vpc_ids:
                 filters.append({"Name": "vpc-id", "Values": list(target.vpc_ids)})
             filters += [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(target.tags.items())]
@@ -195,7 +198,7 @@ class AwsZoneBlackhole(AwsApi):
             if not subnets:
                 tags = ", ".join(f"{k}={v}" for k, v in sorted(target.tags.items()))
                 raise TargetNotFound(
-                    f"step {request.step.id}: no subnet in {target.zone}"
+                    f"step {request.step.id}: no subnet in {' '.join(wanted) or target.region}"
                     + (f" of {', '.join(target.vpc_ids)}" if target.vpc_ids else "")
                     + (f" carries the tags {tags}" if tags else "")
                 )
@@ -203,13 +206,14 @@ class AwsZoneBlackhole(AwsApi):
             resources = [
                 Resource(
                     id=s["SubnetId"], kind="subnet", name=_tags(s).get("Name"),
-                    detail={"vpc": s["VpcId"], "cidr": s.get("CidrBlock", ""),
+                    detail={"zone": s["AvailabilityZone"], "vpc": s["VpcId"],
+                            "cidr": s.get("CidrBlock", ""),
                             "network_acl": current.acl_of.get(s["SubnetId"], "")},
                 )
-                for s in sorted(subnets, key=lambda s: s["SubnetId"])
+                for s in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
             ]
             span.set_attribute("gameday.resources", len(resources))
-            return ResolvedStep(step_id=request.step.id, action="blackhole_zone", scope=scope,
+            return ResolvedStep(step_id=request.step.id, action=request.step.action, scope=scope,
                                 resources=resources)
 
     def prepare(self, request: PrepareRequest) -> Checkpoint:
@@ -533,6 +537,11 @@ class AwsActivities:
     def resolve_blackhole_zone(self, request: StepRequest) -> ResolvedStep:
         return self.blackhole.resolve(request)
 
+    @activity.defn(name="aws.resolve_blackhole_region")
+    @temporal_errors
+    def resolve_blackhole_region(self, request: StepRequest) -> ResolvedStep:
+        return self.blackhole.resolve(request)
+
     @activity.defn(name="aws.prepare_blackhole_zone")
     @temporal_errors
     def prepare_blackhole_zone(self, request: PrepareRequest) -> Checkpoint:
@@ -569,7 +578,7 @@ class AwsActivities:
         return self.evacuation.restore(request)
 
     def all(self) -> list[Any]:
-        return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
+        return [self.resolve_blackhole_zone, self.resolve_blackhole_region, self.prepare_blackhole_zone,
                 self.apply_blackhole_zone, self.restore_blackhole_zone,
                 self.resolve_evacuate_region, self.prepare_evacuate_region,
                 self.apply_evacuate_region, self.restore_evacuate_region]

@@ -207,6 +207,22 @@ def status(run_id: RunId, as_json: AsJson = False) -> None:
 
 
 @app.command()
+def report(
+    run_id: RunId,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default reports/ID.html)")] = None,
+) -> None:
+    """Write the post-GameDay report: a self-contained HTML page with a timeline, and JSON."""
+    from gameday import operations
+    from gameday.report import write_report
+
+    async def go() -> Any:
+        return await operations.status(await _client(), run_id)
+
+    html, data = write_report(run_id, _run(go()), out)
+    typer.echo(f"report: {html}\ndata: {data}")
+
+
+@app.command()
 def worker() -> None:
     """Run the worker (the same as `python worker.py`)."""
     from worker import main as run_worker

@@ -20,7 +20,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from gameday.errors import UserError
 from gameday.runbook import SLUG, Runbook
 
-_TAGS = {"step", "parallel", "blackhole_zone", "evacuate_region", "wait", "aws", "gcp", "azure"}
+_TAGS = {"step", "parallel", "blackhole_zone", "blackhole_region", "evacuate_region", "wait",
+         "aws", "gcp", "azure"}
 
 
 @dataclass(frozen=True)

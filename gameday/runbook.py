@@ -27,7 +27,7 @@ from pydantic import (
 from gameday.durations import Duration
 
 Cloud = Literal["aws", "gcp", "azure"]
-FaultAction = Literal["blackhole_zone", "evacuate_region"]
+FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region"]
 
 SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
@@ -117,6 +117,45 @@ class AzureZoneTarget(Strict):
     tags: Tags = Field({}, description="only VMs carrying all of these tags")
 
 
+class AwsRegionTarget(Strict):
+    """Every zone of a region (blackhole_region): as AwsZoneTarget, with the region only."""
+
+    cloud: Literal["aws"]
+    account: AwsAccount
+    region: AwsRegion
+    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
+    tags: Tags = Field({}, description="only subnets carrying all of these tags")
+
+    def zone_target(self, zone: str) -> AwsZoneTarget:
+        return AwsZoneTarget(cloud="aws", account=self.account, region=self.region, zone=zone,
+                             vpc_ids=self.vpc_ids, tags=self.tags)
+
+
+class GcpRegionTarget(Strict):
+    cloud: Literal["gcp"]
+    project: GcpProject
+    region: GcpRegion
+    network: str | None = None
+    labels: Tags = Field({}, description="only instances carrying all of these labels")
+
+    def zone_target(self, zone: str) -> GcpZoneTarget:
+        return GcpZoneTarget(cloud="gcp", project=self.project, zone=zone, network=self.network,
+                             labels=self.labels)
+
+
+class AzureRegionTarget(Strict):
+    cloud: Literal["azure"]
+    subscription: AzureSubscription
+    resource_group: AzureResourceGroup
+    region: AzureRegion
+    tags: Tags = Field({}, description="only VMs carrying all of these tags")
+
+    def zone_target(self, zone: str) -> AzureZoneTarget:
+        return AzureZoneTarget(cloud="azure", subscription=self.subscription,
+                               resource_group=self.resource_group, region=self.region, zone=zone,
+                               tags=self.tags)
+
+
 class AwsRegionTraffic(Strict):
     cloud: Literal["aws"]
     account: AwsAccount
@@ -141,11 +180,15 @@ class AzureRegionTraffic(Strict):
 
 
 ZoneTarget = Annotated[AwsZoneTarget | GcpZoneTarget | AzureZoneTarget, Field(discriminator="cloud")]
+RegionTarget = Annotated[
+    AwsRegionTarget | GcpRegionTarget | AzureRegionTarget, Field(discriminator="cloud")
+]
 RegionTraffic = Annotated[
     AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic, Field(discriminator="cloud")
 ]
 Target = (
     AwsZoneTarget | GcpZoneTarget | AzureZoneTarget
+    | AwsRegionTarget | GcpRegionTarget | AzureRegionTarget
     | AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic
 )
 
@@ -165,11 +208,45 @@ class FaultStepBase(StepBase):
     duration: Duration | None = Field(
         None, description="held this long, then restored; omitted: held until the run ends"
     )
+    restore: Literal["after_duration", "with_run"] | None = Field(
+        None, description="with_run: held until the run ends and restored with it, newest first "
+        "(the default without a duration); after_duration: restored when its duration is over"
+    )
+
+    @model_validator(mode="after")
+    def _restore_matches_duration(self) -> FaultStepBase:
+        if self.restore == "with_run" and self.duration is not None:
+            raise ValueError("a step restored with the run has no duration of its own")
+        if self.restore == "after_duration" and self.duration is None:
+            raise ValueError("restore: after_duration needs a duration")
+        return self
+
+    @property
+    def held_for(self) -> timedelta | None:
+        """How long the fault is held before its own restore; None: until the run ends."""
+        return None if self.restore == "with_run" else self.duration
 
 
 class BlackholeZoneStep(FaultStepBase):
     action: Literal["blackhole_zone"]
     target: ZoneTarget
+
+
+class BlackholeRegionStep(FaultStepBase):
+    """Every zone of a region at once: one checkpoint per zone, restored zone by zone."""
+
+    action: Literal["blackhole_region"]
+    target: RegionTarget
+
+    def zone_step(self, zone: str) -> BlackholeZoneStep:
+        return BlackholeZoneStep(id=zone_step_id(self.id, zone), action="blackhole_zone",
+                                 target=self.target.zone_target(zone), duration=self.duration,
+                                 description=self.description)
+
+
+def zone_step_id(step_id: str, zone: str) -> str:
+    """The id under which one zone of a region step is checkpointed and tagged."""
+    return f"{step_id}-{zone}"
 
 
 class EvacuateRegionStep(FaultStepBase):
@@ -182,9 +259,10 @@ class WaitStep(StepBase):
     duration: Duration
 
 
-FaultStep = BlackholeZoneStep | EvacuateRegionStep
+FaultStep = BlackholeZoneStep | BlackholeRegionStep | EvacuateRegionStep
 Step = Annotated[
     Annotated[BlackholeZoneStep, Tag("blackhole_zone")]
+    | Annotated[BlackholeRegionStep, Tag("blackhole_region")]
     | Annotated[EvacuateRegionStep, Tag("evacuate_region")]
     | Annotated[WaitStep, Tag("wait")],
     Discriminator("action"),
@@ -303,8 +381,8 @@ class Runbook(Strict):
             )
         return self
 
-    def all_steps(self) -> list[BlackholeZoneStep | EvacuateRegionStep | WaitStep]:
-        steps: list[BlackholeZoneStep | EvacuateRegionStep | WaitStep] = []
+    def all_steps(self) -> list[FaultStep | WaitStep]:
+        steps: list[FaultStep | WaitStep] = []
         for item in self.steps:
             steps.extend(item.parallel if isinstance(item, ParallelGroup) else [item])
         return steps
@@ -326,8 +404,8 @@ class Runbook(Strict):
 
 def target_scope(target: Target) -> str:
     """The account, project or subscription a target lives in."""
-    if isinstance(target, AwsZoneTarget | AwsRegionTraffic):
+    if isinstance(target, AwsZoneTarget | AwsRegionTarget | AwsRegionTraffic):
         return target.account
-    if isinstance(target, GcpZoneTarget | GcpRegionTraffic):
+    if isinstance(target, GcpZoneTarget | GcpRegionTarget | GcpRegionTraffic):
         return target.project
     return target.subscription

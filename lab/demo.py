@@ -23,7 +23,6 @@ from lab.manager import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROVER = "ic@example.com"
-REPORTS = ROOT / "reports"
 
 
 class Demo:
@@ -127,17 +126,15 @@ def main() -> None:
     try:
         demo = Demo(env)
         results = [run_aws_demo(demo, env)]
-        REPORTS.mkdir(exist_ok=True)
         print("\n== outcome ==")
         ok = True
         for result in results:
             final = result["final"]
-            report = REPORTS / f"{result['run_id']}.json"
-            report.write_text(json.dumps(final, indent=2))
+            written = demo.gameday("report", result["run_id"]).split()
             print(f"{result['run_id']}: outcome {final['outcome']}, hypothesis held "
                   f"{final['hypothesis_held']}, every fault restored {final['restored']}, "
                   f"clouds exactly as before {result['exact']}")
-            print(f"  report: {report}")
+            print(f"  report: {written[1]} (and {written[3]})")
             ok = ok and final["outcome"] == "completed" and final["restored"] and result["exact"]
     finally:
         stopped = lab.down()

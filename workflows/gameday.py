@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         activity_name,
         plan_hash,
     )
-    from gameday.runbook import FaultStep, ParallelGroup, WaitStep
+    from gameday.runbook import BlackholeRegionStep, FaultStep, ParallelGroup, WaitStep
     from gameday.status import (
         Abort,
         Approve,
@@ -63,6 +63,13 @@ PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds
 tracer = trace.get_tracer("gameday.workflow")
 
 
+def _first(error: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 class Rejected(Exception):
     """No go: an approver rejected, or no approval came in time."""
 
@@ -73,10 +80,14 @@ class Refused(Exception):
 
 @dataclass
 class SagaEntry:
-    """One applied (or being applied) fault and the restore that undoes it."""
+    """One applied (or being applied) fault and the restore that undoes it. A region step has one
+    entry per zone; `step_id` is the runbook step, `checkpoint.step_id` the unit's own id."""
 
+    step_id: str
     checkpoint: Checkpoint
     group: int
+    unit: int = 0
+    """Position of the unit within its step (zone order); restores go newest unit first."""
     restore: asyncio.Task[None] | None = None
     restored: bool = False
 
@@ -164,8 +175,7 @@ class GameDayWorkflow:
             except asyncio.CancelledError:
                 self._event("cancel_ignored", "cancellation while stopping the run; it goes on")
         error = None if body.cancelled() else body.exception()
-        while isinstance(error, BaseExceptionGroup) and error.exceptions:
-            error = error.exceptions[0]
+        error = _first(error) if error is not None else None
         if isinstance(error, Rejected):
             self._end("rejected", str(error))
         elif self._abort is not None:
@@ -316,35 +326,54 @@ class GameDayWorkflow:
             return
         status.state = "injecting"
         self._publish()
+        entries: list[SagaEntry] = []
         try:
-            checkpoint = await self._prepare(step)
+            async with asyncio.TaskGroup() as tasks:
+                for index, (unit, resolved) in enumerate(self._units(step)):
+                    tasks.create_task(self._inject(step.id, unit, index, resolved, group, entries))
         except BaseException as error:
-            status.state = "failed" if self._abort is None else "skipped"
-            status.error = describe(error)
-            raise
-        entry = SagaEntry(checkpoint, group)
-        self._saga.append(entry)
-        status.resources = checkpoint.resources
-        try:
-            result = await self._fault_activity("apply", entry.checkpoint, APPLY_RETRY)
-        except BaseException as error:
-            status.state = "failed" if self._abort is None else "restoring"
-            status.error = describe(error)
+            status.state = "failed" if self._abort is None else ("restoring" if entries else "skipped")
+            status.error = describe(_first(error))
             raise
         status.state = "active"
         status.injected_at = workflow.now()
-        self._event("injected", f"{step.id}: {step.action} on {checkpoint.resources} "
-                    f"resources ({result.changed} changed)", step=step.id)
+        status.resources = sum(e.checkpoint.resources for e in entries)
+        self._event("injected", f"{step.id}: {step.action} on {status.resources} resources"
+                    + (f" in {len(entries)} zones" if len(entries) > 1 else ""), step=step.id)
         self._publish()
-        if step.duration is not None:
-            await workflow.sleep(step.duration, summary=f"{step.id}: hold the fault")
-            await self._restore(entry)
+        held = step.held_for
+        if held is not None:
+            await workflow.sleep(held, summary=f"{step.id}: hold the fault")
+            await self._restore_step(step.id)
 
-    async def _prepare(self, step: FaultStep) -> Checkpoint:
+    def _units(self, step: FaultStep) -> list[tuple[FaultStep, ResolvedStep]]:
+        """What is checkpointed and applied separately: the step itself, or each of its zones."""
+        resolved = self._plan[step.id]
+        if not isinstance(step, BlackholeRegionStep):
+            return [(step, resolved)]
+        units: list[tuple[FaultStep, ResolvedStep]] = []
+        for zone in sorted({r.detail["zone"] for r in resolved.resources}):
+            unit = step.zone_step(zone)
+            units.append((unit, ResolvedStep(
+                step_id=unit.id, action=unit.action,
+                scope=resolved.scope.model_copy(update={"zone": zone}),
+                resources=[r for r in resolved.resources if r.detail["zone"] == zone])))
+        return units
+
+    async def _inject(self, step_id: str, unit: FaultStep, index: int, resolved: ResolvedStep,
+                      group: int, entries: list[SagaEntry]) -> None:
+        """Prepare, record the compensation, and only then apply."""
+        checkpoint = await self._prepare(unit, resolved)
+        entry = SagaEntry(step_id, checkpoint, group, index)
+        self._saga.append(entry)
+        entries.append(entry)
+        await self._fault_activity("apply", checkpoint, APPLY_RETRY)
+
+    async def _prepare(self, step: FaultStep, resolved: ResolvedStep) -> Checkpoint:
         return await workflow.execute_activity(
             activity_name(step.target.cloud, "prepare", step.action),
             PrepareRequest(run_id=workflow.info().workflow_id, step=step,
-                           resolved=self._plan[step.id], guardrails=self._runbook.guardrails),
+                           resolved=resolved, guardrails=self._runbook.guardrails),
             result_type=Checkpoint,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RESOLVE_RETRY,
@@ -469,9 +498,18 @@ class GameDayWorkflow:
             entry.restore = asyncio.create_task(self._run_restore(entry))
         await asyncio.shield(entry.restore)
 
+    async def _restore_step(self, step_id: str) -> None:
+        """Restore a step's units one by one, newest first (a region: zone by zone)."""
+        entries = [e for e in self._saga if e.step_id == step_id]
+        for entry in sorted(entries, key=lambda e: e.unit, reverse=True):
+            await self._restore(entry)
+
     async def _run_restore(self, entry: SagaEntry) -> None:
-        status = self._steps[entry.checkpoint.step_id]
+        status = self._steps[entry.step_id]
+        unit = entry.checkpoint.step_id
         status.state = "restoring"
+        self._event("restoring", f"{unit}: restoring {entry.checkpoint.resources} resources",
+                    step=status.id)
         self._publish()
         try:
             result = await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
@@ -479,27 +517,29 @@ class GameDayWorkflow:
             status.state = "failed"
             status.error = describe(error)
             self._restore_failed = True
-            self._event("restore_failed", f"{status.id}: {status.error}; run `gameday sweep "
+            self._event("restore_failed", f"{unit}: {status.error}; run `gameday sweep "
                         "--restore` or restore by hand", step=status.id)
             self._publish()
             return
         entry.restored = True
-        status.state = "restored"
-        status.restored_at = workflow.now()
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-        self._event("restored", f"{status.id}: {result.changed} changed back, "
+        self._event("restored", f"{unit}: {result.changed} changed back, "
                     f"{result.unchanged} already as before{notes}", step=status.id)
+        if all(e.restored for e in self._saga if e.step_id == entry.step_id):
+            status.state = "restored"
+            status.restored_at = workflow.now()
         self._publish()
 
     async def _compensate(self) -> None:
-        """Undo every fault still in effect, newest group first; a group restores together."""
+        """Undo every fault still in effect, newest group first; the steps of a parallel group
+        restore together, each newest unit first."""
         pending = [e for e in self._saga if not e.restored]
         if not pending:
             return
         self._set_phase("restoring")
         for group in sorted({e.group for e in pending}, reverse=True):
-            members = [e for e in reversed(pending) if e.group == group]
-            restores = asyncio.gather(*(self._restore(e) for e in members))
+            steps = list(dict.fromkeys(e.step_id for e in reversed(pending) if e.group == group))
+            restores = asyncio.gather(*(self._restore_step(step_id) for step_id in steps))
             while not restores.done():
                 try:
                     await asyncio.shield(restores)
