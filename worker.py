@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import all_activities
+from activities.runs import RunStateActivities
 from gameday.config import Settings
 from gameday.connection import connect, ensure_search_attributes
 from gameday.errors import UserError
@@ -32,7 +33,8 @@ def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor,
         client,
         task_queue=task_queue,
         workflows=all_workflows(),
-        activities=activities if activities is not None else all_activities(),
+        activities=[*(activities if activities is not None else all_activities()),
+                    *RunStateActivities(client).all()],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         default_heartbeat_throttle_interval=timedelta(seconds=1),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,9 @@ class GameDayInput(Model):
     runbook: Runbook
     source: str | None = None
     started_by: str | None = None
+    watchdog_poll: timedelta | None = Field(
+        None, description="how often the dead man's switch checks that this run is alive (30s)"
+    )
 
 
 class Approve(Model):

@@ -4,7 +4,8 @@ from typing import Any
 
 from workflows.gameday import GameDayWorkflow
 from workflows.planning import GameDayPlanWorkflow
+from workflows.watchdog import GameDayWatchdog
 
 
 def all_workflows() -> list[Any]:
-    return [GameDayWorkflow, GameDayPlanWorkflow]
+    return [GameDayWorkflow, GameDayPlanWorkflow, GameDayWatchdog]

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.errors import describe
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
+    from workflows.watchdog import WatchdogInput
 
 RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
@@ -116,6 +117,7 @@ class GameDayWorkflow:
         self._restore_failed = False
         self._ended: datetime | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._watchdog: workflow.ChildWorkflowHandle[Any, Any] | None = None
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -148,7 +150,7 @@ class GameDayWorkflow:
             self._watching.cancel()
         await self._compensate()
         await self._check_recovery()
-        return self._finish()
+        return await self._finish()
 
     def _remaining(self) -> timedelta:
         return max(self._deadline - workflow.now(), timedelta(milliseconds=1))
@@ -158,6 +160,7 @@ class GameDayWorkflow:
         await self._gate("start")
         self._set_phase("running")
         await self._check_baseline()
+        await self._arm_watchdog()
         if self._runbook.steady_state is not None:
             self._watching = asyncio.create_task(self._watch_steady_state())
         for index, item in enumerate(self._runbook.steps):
@@ -367,6 +370,7 @@ class GameDayWorkflow:
         entry = SagaEntry(step_id, checkpoint, group, index)
         self._saga.append(entry)
         entries.append(entry)
+        await self._tell_watchdog("record", checkpoint, required=True)
         await self._fault_activity("apply", checkpoint, APPLY_RETRY)
 
     async def _prepare(self, step: FaultStep, resolved: ResolvedStep) -> Checkpoint:
@@ -395,6 +399,40 @@ class GameDayWorkflow:
             summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
                     f"({checkpoint.resources} resources)",
         )
+
+    # --- the dead man's switch -----------------------------------------------------------------
+
+    async def _arm_watchdog(self) -> None:
+        """Start the watchdog that restores everything if this run dies or overruns its deadline."""
+        if not self._runbook.fault_steps():
+            return
+        info = workflow.info()
+        self._watchdog = await workflow.start_child_workflow(
+            "GameDayWatchdog",
+            WatchdogInput(gameday_id=info.workflow_id, deadline=self._deadline,
+                          guardrails=self._runbook.guardrails,
+                          **({"poll": self._input.watchdog_poll} if self._input.watchdog_poll else {})),
+            id=f"{info.workflow_id}-watchdog",
+            task_queue=info.task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary=f"dead man's switch of {info.workflow_id}",
+        )
+        self._event("watchdog_armed", f"dead man's switch {info.workflow_id}-watchdog restores every "
+                    f"fault if this run dies, by {self._deadline.isoformat()}")
+
+    async def _tell_watchdog(self, signal: str, argument: Any = None, required: bool = False) -> None:
+        """Signal the watchdog; a checkpoint it cannot receive stops the fault before it starts."""
+        if self._watchdog is None:
+            return
+        try:
+            if argument is None:
+                await self._watchdog.signal(signal)
+            else:
+                await self._watchdog.signal(signal, argument)
+        except Exception as error:
+            if required:
+                raise
+            self._event("watchdog_unreachable", f"{signal}: {describe(error)}")
 
     # --- the steady-state hypothesis ---------------------------------------------------------
 
@@ -522,6 +560,7 @@ class GameDayWorkflow:
             self._publish()
             return
         entry.restored = True
+        await self._tell_watchdog("restored", unit)
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
         self._event("restored", f"{unit}: {result.changed} changed back, "
                     f"{result.unchanged} already as before{notes}", step=status.id)
@@ -546,7 +585,7 @@ class GameDayWorkflow:
                 except asyncio.CancelledError:
                     self._event("cancel_ignored", "cancellation during restore; restoring goes on")
 
-    def _finish(self) -> GameDayStatus:
+    async def _finish(self) -> GameDayStatus:
         if self._outcome is None:
             self._end("failed", "the run ended without an outcome")
         assert self._outcome is not None
@@ -559,6 +598,8 @@ class GameDayWorkflow:
         self._set_phase(self._outcome)
         self._event("finished", f"outcome {self._outcome}; every fault restored: "
                     f"{self._all_restored()}")
+        if self._all_restored():
+            await self._tell_watchdog("release")
         self._publish()
         return self.status()
 
@@ -592,6 +633,11 @@ class GameDayWorkflow:
     @workflow.query
     def plan(self) -> list[ResolvedStep]:
         return list(self._plan.values())
+
+    @workflow.query
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every fault recorded so far, oldest first, whether or not it is restored."""
+        return [e.checkpoint for e in self._saga]
 
     def _event(self, kind: str, detail: str, **extra: Any) -> None:
         self._events.append(Event(at=workflow.now(), kind=kind, detail=detail, **extra))

@@ -1,0 +1,139 @@
+"""GameDayWatchdog: the dead man's switch that keeps the promise when the GameDay cannot.
+
+The GameDay starts it (an abandoned child, so it outlives its parent) before its first injection
+and signals it every checkpoint before the fault is applied, every restore, and a release once
+everything is restored. If its GameDay closes without that release (terminated, failed, timed
+out) or the deadline `start + max_duration` passes, the watchdog restores, newest first and
+without giving up, every fault still in effect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from gameday.plan import Checkpoint, FaultRequest, FaultResult, activity_name
+    from gameday.runbook import Guardrails
+
+RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
+                            maximum_interval=timedelta(seconds=30))
+GRACE = timedelta(seconds=60)
+
+
+class WatchdogInput(BaseModel):
+    gameday_id: str
+    deadline: datetime
+    guardrails: Guardrails
+    poll: timedelta = timedelta(seconds=30)
+    """How often the watchdog asks whether its GameDay still runs."""
+    grace: timedelta = GRACE
+    """At the deadline, how long the GameDay may take to restore itself before the watchdog does."""
+    checkpoints: list[Checkpoint] = []
+    restored: list[str] = []
+    """Carried over continue-as-new: what was recorded and what is already undone."""
+
+
+class WatchdogStatus(BaseModel):
+    gameday_id: str
+    deadline: datetime
+    in_effect: list[str]
+    released: bool
+    fired: str | None = None
+
+
+def unit_of(checkpoint: Checkpoint) -> str:
+    return checkpoint.step_id
+
+
+@workflow.defn(name="GameDayWatchdog")
+class GameDayWatchdog:
+    @workflow.init
+    def __init__(self, input: WatchdogInput) -> None:
+        self._input = input
+        self._checkpoints: dict[str, Checkpoint] = {unit_of(c): c for c in input.checkpoints}
+        self._restored: set[str] = set(input.restored)
+        self._released = False
+        self._fired: str | None = None
+
+    @workflow.signal
+    def record(self, checkpoint: Checkpoint) -> None:
+        self._checkpoints[unit_of(checkpoint)] = checkpoint
+
+    @workflow.signal
+    def restored(self, unit: str) -> None:
+        self._restored.add(unit)
+
+    @workflow.signal
+    def release(self) -> None:
+        self._released = True
+
+    @workflow.query
+    def status(self) -> WatchdogStatus:
+        return WatchdogStatus(gameday_id=self._input.gameday_id, deadline=self._input.deadline,
+                              in_effect=self._in_effect(), released=self._released,
+                              fired=self._fired)
+
+    def _in_effect(self) -> list[str]:
+        return [unit for unit in self._checkpoints if unit not in self._restored]
+
+    @workflow.run
+    async def run(self, input: WatchdogInput) -> WatchdogStatus:
+        while not self._released:
+            remaining = input.deadline - workflow.now()
+            if remaining <= timedelta(0):
+                self._fired = "the deadline (start + max_duration) passed"
+                break
+            try:
+                await workflow.wait_condition(lambda: self._released,
+                                              timeout=min(input.poll, remaining),
+                                              timeout_summary="is the GameDay still running?")
+                break
+            except TimeoutError:
+                pass
+            state = await workflow.execute_activity(
+                "gameday.run_state", input.gameday_id, result_type=str,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"is {input.gameday_id} still running?",
+            )
+            if state != "running":
+                self._fired = f"the GameDay closed as {state} without restoring everything"
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(input.model_copy(update={
+                    "checkpoints": list(self._checkpoints.values()),
+                    "restored": sorted(self._restored)}))
+        if not self._released and self._fired and "deadline" in self._fired:
+            await self._grace()
+        if not self._released and self._in_effect():
+            await self._restore_everything()
+        return self.status()
+
+    async def _grace(self) -> None:
+        """At the deadline the GameDay restores itself; give it a minute before stepping in."""
+        try:
+            await workflow.wait_condition(lambda: self._released, timeout=self._input.grace,
+                                          timeout_summary="grace for the GameDay's own restore")
+        except TimeoutError:
+            pass
+
+    async def _restore_everything(self) -> None:
+        for unit in reversed(self._in_effect()):
+            checkpoint = self._checkpoints[unit]
+            scope = checkpoint.scope
+            result = await workflow.execute_activity(
+                activity_name(scope.cloud, "restore", checkpoint.action),  # type: ignore[arg-type]
+                FaultRequest(checkpoint=checkpoint, guardrails=self._input.guardrails),
+                result_type=FaultResult,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=10),
+                retry_policy=RESTORE_RETRY,
+                summary=f"dead man's switch: restore {unit} ({checkpoint.resources} resources)",
+            )
+            workflow.logger.info("watchdog restored %s: %s changed back", unit, result.changed)
+            self._restored.add(unit)
