@@ -9,6 +9,7 @@ zone gets several ACLs per VPC.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from gameday.plan import (
     StepRequest,
 )
 from gameday.runbook import AwsRegionTarget, AwsRegionTraffic, AwsZoneTarget
+from gameday.sweep import Leftover, SweepScope
 
 TAG_RUN = "gameday:run"
 TAG_STEP = "gameday:step"
@@ -381,6 +383,47 @@ class AwsZoneBlackhole(AwsApi):
         return bool(found.get("NetworkAcls"))
 
 
+class AwsSweeper(AwsZoneBlackhole):
+    """Finds gameday's network ACLs by their tags and undoes them from those tags alone."""
+
+    def regions(self, scope: SweepScope) -> list[str]:
+        if scope.aws_regions:
+            return scope.aws_regions
+        ec2 = self.ec2(os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+        found = self._call("DescribeRegions", ec2.describe_regions)
+        return sorted(r["RegionName"] for r in found.get("Regions", []))
+
+    def find(self, scope: SweepScope) -> list[Leftover]:
+        leftovers: list[Leftover] = []
+        for region in self.regions(scope):
+            ec2 = self.ec2(region)
+            acls = self._pages(ec2, "describe_network_acls", "NetworkAcls",
+                               Filters=[{"Name": "tag-key", "Values": [TAG_RUN]}])
+            for acl in acls:
+                tags = _tags(acl)
+                subnets = {k.removeprefix(TAG_RESTORE): v for k, v in tags.items()
+                           if k.startswith(TAG_RESTORE)}
+                held = [a["SubnetId"] for a in acl.get("Associations", [])]
+                leftovers.append(Leftover(
+                    cloud="aws", kind="network-acl", id=acl["NetworkAclId"], run_id=tags[TAG_RUN],
+                    step_id=tags.get(TAG_STEP, ""), location=region,
+                    detail={"vpc": acl["VpcId"], "subnets_held": ",".join(sorted(held)),
+                            "restore_map": ",".join(f"{k}={v}" for k, v in sorted(subnets.items()))},
+                ))
+        return leftovers
+
+    def sweep(self, leftover: Leftover) -> FaultResult:
+        ec2 = self.ec2(leftover.location)
+        acls = self._pages(ec2, "describe_network_acls", "NetworkAcls",
+                           Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])
+        acl = next((a for a in acls if a["NetworkAclId"] == leftover.id), None)
+        if acl is None:
+            return FaultResult(notes=[f"{leftover.id} is already gone"])
+        original = {k.removeprefix(TAG_RESTORE): v for k, v in _tags(acl).items()
+                    if k.startswith(TAG_RESTORE)}
+        return self.restore_subnets(ec2, original, [acl["VpcId"]], [leftover.id])
+
+
 class WeightedRecord(BaseModel):
     """One weighted record set of the evacuated region, and its weight before."""
 
@@ -531,6 +574,7 @@ class AwsActivities:
                  evacuation: AwsRegionEvacuation | None = None):
         self.blackhole = blackhole or AwsZoneBlackhole()
         self.evacuation = evacuation or AwsRegionEvacuation()
+        self.sweeper = AwsSweeper()
 
     @activity.defn(name="aws.resolve_blackhole_zone")
     @temporal_errors
@@ -557,6 +601,16 @@ class AwsActivities:
     def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
         return self.blackhole.restore(request)
 
+    @activity.defn(name="aws.find_leftovers")
+    @temporal_errors
+    def find_leftovers(self, scope: SweepScope) -> list[Leftover]:
+        return self.sweeper.find(scope)
+
+    @activity.defn(name="aws.sweep_leftover")
+    @restore_errors
+    def sweep_leftover(self, leftover: Leftover) -> FaultResult:
+        return self.sweeper.sweep(leftover)
+
     @activity.defn(name="aws.resolve_evacuate_region")
     @temporal_errors
     def resolve_evacuate_region(self, request: StepRequest) -> ResolvedStep:
@@ -581,4 +635,5 @@ class AwsActivities:
         return [self.resolve_blackhole_zone, self.resolve_blackhole_region, self.prepare_blackhole_zone,
                 self.apply_blackhole_zone, self.restore_blackhole_zone,
                 self.resolve_evacuate_region, self.prepare_evacuate_region,
-                self.apply_evacuate_region, self.restore_evacuate_region]
+                self.apply_evacuate_region, self.restore_evacuate_region,
+                self.find_leftovers, self.sweep_leftover]

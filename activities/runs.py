@@ -8,6 +8,8 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from gameday.sweep import SweepScope
+
 
 class RunStateActivities:
     def __init__(self, client: Client):
@@ -27,4 +29,10 @@ class RunStateActivities:
         return description.status.name.lower() if description.status else "closed"
 
     def all(self) -> list[Any]:
-        return [self.run_state]
+        return [self.run_state, sweep_scope]
+
+
+@activity.defn(name="gameday.sweep_scope")
+def sweep_scope() -> SweepScope:
+    """Where this worker sweeps, from its own environment."""
+    return SweepScope.from_env()

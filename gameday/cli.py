@@ -207,6 +207,36 @@ def status(run_id: RunId, as_json: AsJson = False) -> None:
 
 
 @app.command()
+def sweep(
+    restore: Annotated[bool, typer.Option("--restore", help="undo what is found")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List gameday artifacts left by runs no longer running; --restore undoes them."""
+    from gameday import operations
+
+    async def go() -> Any:
+        return await operations.sweep(await _client(), restore)
+
+    found = _run(go())
+    if as_json:
+        _print_json(found.model_dump(mode="json"))
+    else:
+        for leftover in found.leftovers:
+            done = " (restored)" if leftover.id in found.restored else ""
+            typer.echo(f"{leftover.cloud} {leftover.location} {leftover.kind} {leftover.id}: run "
+                       f"{leftover.run_id} ({leftover.run_state}), step {leftover.step_id}{done}")
+        for leftover in found.in_use:
+            typer.echo(f"in use by running {leftover.run_id}: {leftover.cloud} {leftover.kind} "
+                       f"{leftover.id}", err=True)
+        if not found.leftovers:
+            typer.echo("no gameday artifacts left behind")
+    for error in found.errors:
+        typer.echo(f"gameday: sweep: {error}", err=True)
+    unrestored = restore and len(found.restored) < len(found.leftovers)
+    raise typer.Exit(1 if found.errors or unrestored else 0)
+
+
+@app.command()
 def report(
     run_id: RunId,
     out: Annotated[Path | None, typer.Option(help="HTML file (default reports/ID.html)")] = None,

@@ -231,3 +231,16 @@ async def follow(client: Client, run_id: str, on_event: Callable[[Event], None],
         if closed:
             return current
         await asyncio.sleep(interval)
+
+
+async def sweep(client: Client, restore: bool, timeout: float = 600) -> Any:
+    from gameday.sweep import SweepInput, SweepReport
+
+    settings = Settings.from_env()
+    try:
+        return await client.execute_workflow(
+            "GameDaySweepWorkflow", SweepInput(restore=restore),
+            id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
+            result_type=SweepReport, execution_timeout=timedelta(seconds=timeout))
+    except WorkflowFailureError as exc:
+        raise UserError(f"the sweep did not finish: {exc.cause}") from exc

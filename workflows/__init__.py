@@ -4,8 +4,9 @@ from typing import Any
 
 from workflows.gameday import GameDayWorkflow
 from workflows.planning import GameDayPlanWorkflow
+from workflows.sweep import GameDaySweepWorkflow
 from workflows.watchdog import GameDayWatchdog
 
 
 def all_workflows() -> list[Any]:
-    return [GameDayWorkflow, GameDayPlanWorkflow, GameDayWatchdog]
+    return [GameDayWorkflow, GameDayPlanWorkflow, GameDayWatchdog, GameDaySweepWorkflow]

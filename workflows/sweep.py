@@ -1,0 +1,59 @@
+"""GameDaySweepWorkflow: find gameday artifacts in every configured cloud and, when asked, undo
+those whose run is no longer running, from their tags alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from gameday.plan import FaultResult
+    from gameday.sweep import Leftover, SweepInput, SweepReport, SweepScope
+    from workflows.errors import describe
+
+SWEEPABLE_CLOUDS = ("aws",)
+READ_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UserError", "Refused"])
+SWEEP_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=20))
+
+
+@workflow.defn(name="GameDaySweepWorkflow")
+class GameDaySweepWorkflow:
+    @workflow.run
+    async def run(self, input: SweepInput) -> SweepReport:
+        report = SweepReport()
+        scope = await workflow.execute_local_activity(
+            "gameday.sweep_scope", result_type=SweepScope,
+            start_to_close_timeout=timedelta(seconds=10))
+        found: list[Leftover] = []
+        for cloud in SWEEPABLE_CLOUDS:
+            try:
+                found += await workflow.execute_activity(
+                    f"{cloud}.find_leftovers", scope, result_type=list[Leftover],
+                    start_to_close_timeout=timedelta(minutes=10), retry_policy=READ_RETRY,
+                    summary=f"find gameday artifacts in {cloud}")
+            except ActivityError as error:
+                report.errors.append(f"{cloud}: {describe(error)}")
+        runs = sorted({leftover.run_id for leftover in found})
+        states = await asyncio.gather(*(workflow.execute_activity(
+            "gameday.run_state", run, result_type=str, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=READ_RETRY) for run in runs))
+        state_of = dict(zip(runs, states, strict=True))
+        for leftover in found:
+            leftover.run_state = state_of[leftover.run_id]
+            (report.in_use if leftover.run_state == "running" else report.leftovers).append(leftover)
+        if input.restore:
+            for leftover in report.leftovers:
+                try:
+                    await workflow.execute_activity(
+                        f"{leftover.cloud}.sweep_leftover", leftover, result_type=FaultResult,
+                        start_to_close_timeout=timedelta(minutes=10),
+                        heartbeat_timeout=timedelta(seconds=30), retry_policy=SWEEP_RETRY,
+                        summary=f"undo {leftover.kind} {leftover.id} of {leftover.run_id}")
+                    report.restored.append(leftover.id)
+                except ActivityError as error:
+                    report.errors.append(f"{leftover.cloud} {leftover.id}: {describe(error)}")
+        return report
