@@ -3,7 +3,11 @@
 from typing import Any
 
 from activities.aws import AwsActivities
+from activities.azure import AzureActivities
+from activities.gcp import GcpActivities
+from activities.probes import probe_activities
 
 
 def all_activities() -> list[Any]:
-    return [*AwsActivities().all()]
+    return [*AwsActivities().all(), *GcpActivities().all(), *AzureActivities().all(),
+            *probe_activities()]

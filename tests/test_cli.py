@@ -54,8 +54,12 @@ def _runbook(tmp_path: Path, account: str = "123456789012", duration: str = "5m"
 
 def _until(cli, run_id: str, predicate, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
+    status: dict = {}
     while time.monotonic() < deadline:
         done = cli("status", run_id, "--json")
+        if "no GameDay with id" in done.stderr:  # a `run` in another process may not have started it yet
+            time.sleep(0.3)
+            continue
         assert done.returncode == 0, done.stderr
         status = json.loads(done.stdout)
         if predicate(status):

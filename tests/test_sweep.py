@@ -63,11 +63,11 @@ def test_sweep_finds_and_restores_what_dead_runs_left(aws, client, runner, task_
         return dead.id, alive.id, listed, swept, after_sweep
 
     dead_id, alive_id, listed, swept, after_sweep = runner.run(scenario(), timeout=180)
-    assert {l.run_id for l in listed.leftovers} == {dead_id}
-    assert {l.run_state for l in listed.leftovers} == {"terminated"}
+    assert {x.run_id for x in listed.leftovers} == {dead_id}
+    assert {x.run_state for x in listed.leftovers} == {"terminated"}
     assert len(listed.leftovers) == 2  # one gameday ACL per VPC
-    assert {l.run_id for l in listed.in_use} == {alive_id}
-    assert sorted(swept.restored) == sorted(l.id for l in listed.leftovers)
+    assert {x.run_id for x in listed.in_use} == {alive_id}
+    assert sorted(swept.restored) == sorted(x.id for x in listed.leftovers)
     assert swept.errors == []
     ours = {s: a for s, a in after_sweep["associations"].items() if s in before["associations"]}
     zone_a = [s for s in aws["subnets"]["us-east-1a"]]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import httpx
+
 from lab.faults import FaultRule
 from tests.support.gameday import ACCOUNT
 from tests.support.servers import Servers
@@ -80,4 +82,174 @@ class AwsLab:
         return [c for c in self.servers.aws_calls() if match in c["key"]]
 
 
-CLOUD_LABS: dict[str, type] = {"aws": AwsLab}
+class GcpLab:
+    cloud = "gcp"
+    apply_call = "/setTags"
+    restore_call = "/setTags"
+    project = "gameday-lab"
+    zone = "us-central1-a"
+
+    def __init__(self, servers: Servers):
+        self.servers = servers
+
+    def seed(self) -> None:
+        from lab.gcp.seed import seed_gcp
+
+        self.servers.reset_gcp()
+        seed_gcp(self.servers.gcp.url, self.project)
+
+    def zone_step(self, step_id: str, duration: str | None) -> dict[str, Any]:
+        step: dict[str, Any] = {
+            "id": step_id, "action": "blackhole_zone",
+            "target": {"cloud": "gcp", "project": self.project, "zone": self.zone,
+                       "labels": {"gameday": "enabled"}},
+        }
+        if duration:
+            step["duration"] = duration
+        return step
+
+    def _targets(self) -> dict[str, str]:
+        """Target instance → its network name."""
+        from lab.gcp.seed import lab_instances
+
+        return {vm.name: vm.network for vm in lab_instances()
+                if vm.zone == self.zone and vm.labels.get("gameday") == "enabled"}
+
+    def target_count(self) -> int:
+        return len(self._targets())
+
+    def _get(self, path: str) -> dict[str, Any]:
+        url = f"{self.servers.gcp.url}/compute/v1/projects/{self.project}/{path}"
+        response = httpx.get(url, params={"maxResults": 500})
+        response.raise_for_status()
+        return response.json()
+
+    def snapshot(self) -> Any:
+        """Every instance's tags and labels, and every firewall rule, as the API shows them."""
+        instances = {}
+        for scope in self._get("aggregated/instances")["items"].values():
+            for instance in scope.get("instances", []):
+                instances[instance["name"]] = {"tags": instance["tags"].get("items", []),
+                                               "labels": instance.get("labels", {})}
+        firewalls = {rule["name"]: rule for rule in self._get("global/firewalls")["items"]}
+        return {"instances": instances, "firewalls": firewalls}
+
+    def blackholed(self) -> bool:
+        snapshot = self.snapshot()
+        tagged: dict[str, set[str]] = {}
+        for name, instance in snapshot["instances"].items():
+            for tag in instance["tags"]:
+                if tag.startswith("gameday-"):
+                    tagged.setdefault(tag, set()).add(name)
+        if len(tagged) != 1:
+            return False
+        [(tag, names)] = tagged.items()
+        targets = self._targets()
+        if names != set(targets):
+            return False
+        denies = {(rule["network"].rsplit("/", 1)[-1], rule["direction"])
+                  for rule in snapshot["firewalls"].values()
+                  if rule.get("targetTags") == [tag] and rule["priority"] == 0
+                  and rule.get("denied") == [{"IPProtocol": "all"}]}
+        wanted = {(network, direction) for network in targets.values()
+                  for direction in ("INGRESS", "EGRESS")}
+        return denies == wanted
+
+    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
+        self.servers.gcp_faults(*rules, seed=seed)
+
+    def calls(self, match: str) -> list[dict[str, Any]]:
+        return [c for c in self.servers.gcp_calls() if match in c["key"]]
+
+
+class AzureLab:
+    cloud = "azure"
+    subscription = "00000000-0000-0000-0000-000000000000"
+    resource_group = "shop"
+    zone = "1"
+    apply_call = (f"PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+                  "Microsoft.Network/networkInterfaces/")
+    restore_call = apply_call
+
+    def __init__(self, servers: Servers):
+        self.servers = servers
+
+    def _connect(self) -> Any:
+        from lab.azure.clients import connect
+
+        assert self.servers.azure is not None
+        return connect(self.servers.azure.url, self.servers.env["GAMEDAY_AZURE_CA_BUNDLE"],
+                       self.subscription)
+
+    def seed(self) -> None:
+        from lab.azure.seed import seed_azure
+
+        assert self.servers.azure is not None
+        self.servers.reset_azure()
+        seed_azure(self.servers.azure.url, self.servers.env["GAMEDAY_AZURE_CA_BUNDLE"],
+                   self.subscription, self.resource_group)
+
+    def zone_step(self, step_id: str, duration: str | None) -> dict[str, Any]:
+        step: dict[str, Any] = {
+            "id": step_id, "action": "blackhole_zone",
+            "target": {"cloud": "azure", "subscription": self.subscription,
+                       "resource_group": self.resource_group, "region": "eastus",
+                       "zone": self.zone, "tags": {"gameday": "enabled"}},
+        }
+        if duration:
+            step["duration"] = duration
+        return step
+
+    def _targets(self) -> set[str]:
+        from lab.azure.seed import VMS
+
+        return {f"{vm}-nic{i}" for vm, zone, enabled, nics in VMS
+                if zone == self.zone and enabled for i in range(nics)}
+
+    def target_count(self) -> int:
+        return len(self._targets())
+
+    def snapshot(self) -> Any:
+        """Every NIC's NSG association and tags, and every NSG with its tags and rules."""
+        clients = self._connect()
+        try:
+            nics = {
+                nic.name: {"nsg": nic.network_security_group.id.lower()
+                           if nic.network_security_group else None,
+                           "tags": dict(nic.tags or {})}
+                for nic in clients.network.network_interfaces.list_all()
+            }
+            nsgs = {
+                nsg.name: {
+                    "tags": dict(nsg.tags or {}),
+                    "flush": bool(nsg.flush_connection),
+                    "rules": sorted(
+                        (r.name, str(r.direction), str(r.access), r.priority, str(r.protocol),
+                         r.source_address_prefix, r.source_port_range,
+                         r.destination_address_prefix, r.destination_port_range)
+                        for r in nsg.security_rules or []),
+                }
+                for nsg in clients.network.network_security_groups.list_all()
+            }
+        finally:
+            clients.close()
+        return {"nics": nics, "nsgs": nsgs}
+
+    def blackholed(self) -> bool:
+        snapshot = self.snapshot()
+        gameday = {name for name, nsg in snapshot["nsgs"].items()
+                   if nsg["tags"].get("gameday-managed-by") == "gameday"}
+        if not gameday or not all(snapshot["nsgs"][n]["flush"] for n in gameday):
+            return False
+        cut = {name for name, nic in snapshot["nics"].items()
+               if nic["nsg"] and nic["nsg"].rsplit("/", 1)[-1] in gameday}
+        return cut == self._targets()
+
+    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
+        self.servers.azure_faults(*rules, seed=seed)
+
+    def calls(self, match: str) -> list[dict[str, Any]]:
+        return [c for c in self.servers.azure_calls() if match in c["key"]]
+
+
+CLOUD_LABS: dict[str, type] = {"aws": AwsLab, "gcp": GcpLab, "azure": AzureLab}

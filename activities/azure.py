@@ -1,0 +1,788 @@
+"""Azure: the zone blackhole and the region evacuation (contract §4) with azure-mgmt, and their
+activities.
+
+Azure subnets span zones, so a zone is cut per network interface: every NIC of every matching VM
+is associated with a deny-all NSG that gameday creates per (run, step). Each NIC carries, while
+cut, the NSG it had (`gameday-restore-nsg`, as `<resource group>/<name>` or `none`), so a restore
+works from the checkpoint or, for NICs the checkpoint does not know, from the NIC alone.
+A region is evacuated by disabling the Traffic Manager endpoints located in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkInterface, NetworkSecurityGroup, SecurityRule
+from azure.mgmt.trafficmanager import TrafficManagerManagementClient
+from azure.mgmt.trafficmanager.models import Endpoint
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.base import check_guardrails, cloud_span, progress, temporal_errors
+from gameday.errors import CloudError, Refused, TargetNotFound
+from gameday.plan import (
+    Checkpoint,
+    FaultRequest,
+    FaultResult,
+    PrepareRequest,
+    ResolvedStep,
+    Resource,
+    Scope,
+    StepRequest,
+)
+from gameday.runbook import AzureRegionTraffic, AzureZoneTarget
+
+T = TypeVar("T")
+
+ENDPOINT_VARIABLE = "GAMEDAY_AZURE_ENDPOINT"
+CA_BUNDLE_VARIABLE = "GAMEDAY_AZURE_CA_BUNDLE"
+PUBLIC_SCOPE = "https://management.azure.com/.default"
+
+TAG_RUN = "gameday-run"
+TAG_STEP = "gameday-step"
+TAG_MANAGED = "gameday-managed-by"
+TAG_RESTORE = "gameday-restore-nsg"
+NO_NSG = "none"
+MAX_TAG_VALUE = 256
+MAX_TAGS = 50
+MAX_NSG_NAME = 80
+NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
+
+BUSY_ATTEMPTS = 6
+"""Tries of one write while another operation holds the resource, before Temporal takes over."""
+MAX_BUSY_WAIT = 5.0
+
+_BUSY = {"RetryableErrorDueToAnotherOperation", "ReferencedResourceNotProvisioned",
+         "AnotherOperationInProgress", "PreconditionFailed"}
+_DENY_ALL = [
+    {"name": f"deny-all-{direction.lower()}", "direction": direction}
+    for direction in ("Inbound", "Outbound")
+]
+
+
+# --- checkpoint states ----------------------------------------------------------------------
+
+
+class NicRecord(BaseModel):
+    """One NIC to cut: its VM and the NSG it had before (None: no NSG)."""
+
+    id: str
+    vm: str
+    nsg: str | None
+
+
+class BlackholeState(BaseModel):
+    resource_group: str
+    region: str
+    nsg_name: str
+    nics: list[NicRecord]
+
+
+class EndpointRecord(BaseModel):
+    """One Traffic Manager endpoint to disable and the status it had before."""
+
+    id: str
+    profile: str
+    endpoint_type: str
+    name: str
+    status: str
+
+
+class EvacuationState(BaseModel):
+    resource_group: str
+    endpoints: list[EndpointRecord]
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+class StaticTokenCredential:
+    """A bearer token that never changes: enough for an ARM emulator, which checks no token."""
+
+    def __init__(self, token: str = "gameday-emulator", lifetime: int = 3600):
+        self.token = token
+        self.lifetime = lifetime
+
+    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
+                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + self.lifetime)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass
+class ArmClients:
+    network: NetworkManagementClient
+    compute: ComputeManagementClient
+    traffic: TrafficManagerManagementClient
+
+    def close(self) -> None:
+        for client in (self.network, self.compute, self.traffic):
+            client.close()
+
+
+class AzureConnection:
+    """Builds azure-mgmt clients: the ARM endpoint of `GAMEDAY_AZURE_ENDPOINT` with a static token
+    when set, else public Azure with `DefaultAzureCredential`. SDK retries stay low so that
+    Temporal owns retrying."""
+
+    def __init__(self, retry_total: int = 1):
+        self.retry_total = retry_total
+        self._default_credential: Any = None
+
+    @contextmanager
+    def clients(self, subscription: str) -> Iterator[ArmClients]:
+        settings: dict[str, Any] = {"retry_total": self.retry_total, "connection_timeout": 5,
+                                    "read_timeout": 30}
+        endpoint = os.environ.get(ENDPOINT_VARIABLE, "").rstrip("/")
+        credential: Any
+        if endpoint:
+            credential = StaticTokenCredential()
+            settings.update(base_url=endpoint, polling_interval=0,
+                            credential_scopes=[f"{endpoint}/.default"])
+            ca_bundle = os.environ.get(CA_BUNDLE_VARIABLE)
+            if ca_bundle:
+                settings["connection_verify"] = ca_bundle
+        else:
+            if self._default_credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                self._default_credential = DefaultAzureCredential()
+            credential = self._default_credential
+            settings["credential_scopes"] = [PUBLIC_SCOPE]
+        made = ArmClients(
+            network=NetworkManagementClient(credential, subscription, **settings),
+            compute=ComputeManagementClient(credential, subscription, **settings),
+            traffic=TrafficManagerManagementClient(credential, subscription, **settings),
+        )
+        try:
+            yield made
+        finally:
+            made.close()
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def error_code(exc: HttpResponseError) -> str:
+    """The ARM error code of a failed call ("" when the body has none)."""
+    error = getattr(exc, "error", None)
+    if error is not None and getattr(error, "code", None):
+        return str(error.code)
+    try:
+        return str(exc.response.json()["error"]["code"])  # type: ignore[union-attr]
+    except Exception:
+        return ""
+
+
+def _detail_codes(exc: HttpResponseError) -> set[str]:
+    error = getattr(exc, "error", None)
+    codes = {str(getattr(d, "code", "")) for d in (getattr(error, "details", None) or [])}
+    try:
+        details = exc.response.json()["error"].get("details") or []  # type: ignore[union-attr]
+        codes |= {str(d.get("code", "")) for d in details if isinstance(d, dict)}
+    except Exception:
+        pass
+    return codes - {""}
+
+
+def retry_after(exc: HttpResponseError) -> float | None:
+    """Seconds from the `Retry-After` header (delta or HTTP date), None when absent."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return 1.0
+
+
+def is_busy(exc: Exception) -> bool:
+    """Another operation holds the resource (or our read went stale): retrying soon will work."""
+    if not isinstance(exc, HttpResponseError):
+        return False
+    code = error_code(exc)
+    return code in _BUSY or (code == "RetryableError" and bool(_detail_codes(exc) & _BUSY))
+
+
+def cloud_error(exc: Exception, doing: str) -> CloudError:
+    """Turn an azure-core error into a CloudError that says whether retrying can help."""
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        code = error_code(exc)
+        message = exc.message or str(exc)
+        if code == "PreconditionFailed":
+            return CloudError(f"Azure resource changed while gameday was {doing}; reading it "
+                              "again will do", retryable=True, retry_after=0.0, code=code)
+        if status == 429 or is_busy(exc) or code == "RetryableError":
+            wait = retry_after(exc)
+            return CloudError(f"Azure throttled {doing}: {code or status}", retryable=True,
+                              retry_after=1.0 if wait is None else wait, code=code)
+        if status >= 500 or status in (0, 408):
+            return CloudError(f"Azure failed {doing}: {code or status}: {message}",
+                              retryable=True, retry_after=retry_after(exc), code=code)
+        return CloudError(f"Azure refused {doing}: {code or status}: {message}", retryable=False,
+                          code=code)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return CloudError(f"Azure did not answer {doing}: {exc}", retryable=True)
+    return CloudError(f"Azure call failed {doing}: {exc}", retryable=True)
+
+
+def _find(doing: str, fn: Callable[[], T]) -> T | None:
+    """The resource, or None when ARM says it does not exist."""
+    try:
+        return fn()
+    except ResourceNotFoundError:
+        return None
+    except AzureError as exc:
+        raise cloud_error(exc, doing) from exc
+
+
+def _write(doing: str, fn: Callable[[], T]) -> T:
+    """One write (usually a read-modify-write): retried here, after `Retry-After`, while another
+    operation holds the resource; every other failure goes to Temporal's retry policy."""
+    for attempt in range(1, BUSY_ATTEMPTS + 1):
+        try:
+            return fn()
+        except AzureError as exc:
+            if not is_busy(exc) or attempt == BUSY_ATTEMPTS:
+                raise cloud_error(exc, doing) from exc
+            wait = retry_after(exc) if isinstance(exc, HttpResponseError) else None
+            if activity.in_activity():
+                activity.heartbeat({"waiting": doing})
+            time.sleep(min(MAX_BUSY_WAIT, 0.2 if wait is None else wait))
+    raise AssertionError("unreachable")
+
+
+# --- names and ids --------------------------------------------------------------------------
+
+
+def same_id(a: str | None, b: str | None) -> bool:
+    """ARM ids compare case-insensitively."""
+    return (a or "").rstrip("/").lower() == (b or "").rstrip("/").lower()
+
+
+def id_parts(resource_id: str) -> tuple[str, str, str]:
+    """(subscription, resource group, name) of an ARM resource id."""
+    parts = resource_id.strip("/").split("/")
+    return parts[1], parts[3], parts[-1]
+
+
+def nsg_id(subscription: str, resource_group: str, name: str) -> str:
+    return (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            f"{NSG_TYPE}/{name}")
+
+
+def restore_tag(nsg: str | None) -> str:
+    """The NIC tag value naming its NSG before the fault, short enough for ARM's 256 characters:
+    `<resource group>/<name>` (at most 90 + 1 + 80), the subscription being the NIC's own."""
+    if nsg is None:
+        return NO_NSG
+    _, group, name = id_parts(nsg)
+    return f"{group}/{name}"
+
+
+def from_restore_tag(value: str, nic: str) -> str | None:
+    group, _, name = value.partition("/")
+    if value == NO_NSG or not name:
+        return None
+    return nsg_id(id_parts(nic)[0], group, name)
+
+
+def gameday_nsg_name(run_id: str, step_id: str) -> str:
+    """Deterministic per (run, step), a valid NSG name of at most 80 characters."""
+    digest = hashlib.sha256(f"{run_id}\0{step_id}".encode()).hexdigest()[:10]
+    room = MAX_NSG_NAME - len("gameday--") - len(digest)
+    return f"gameday-{step_id[:room].strip('-')}-{digest}"
+
+
+def normalize_location(value: str | None) -> str:
+    """`East US` and `eastus` name the same region."""
+    return (value or "").replace(" ", "").lower()
+
+
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _nsg_of(nic: NetworkInterface) -> str | None:
+    nsg = nic.network_security_group
+    return nsg.id if nsg is not None and nsg.id else None
+
+
+# --- the zone blackhole ---------------------------------------------------------------------
+
+
+class AzureZoneBlackhole:
+    """The zone blackhole's SDK calls: resolve, prepare, apply and restore, each idempotent."""
+
+    def __init__(self, connection: AzureConnection | None = None):
+        self.connection = connection or AzureConnection()
+
+    def resolve(self, request: StepRequest) -> ResolvedStep:
+        target = request.step.target
+        assert isinstance(target, AzureZoneTarget)
+        scope = Scope.of(target)
+        with cloud_span("azure.resolve_blackhole_zone", scope) as span:
+            check_guardrails(request.step.id, scope, request.guardrails, None)
+            with self.connection.clients(target.subscription) as arm:
+                resources = self._targets(arm, request.step.id, target)
+            span.set_attribute("gameday.resources", len(resources))
+            return ResolvedStep(step_id=request.step.id, action="blackhole_zone", scope=scope,
+                                resources=resources)
+
+    def _targets(self, arm: ArmClients, step_id: str, target: AzureZoneTarget) -> list[Resource]:
+        try:
+            vms = list(arm.compute.virtual_machines.list(target.resource_group))
+        except ResourceNotFoundError as exc:
+            raise TargetNotFound(
+                f"step {step_id}: resource group {target.resource_group} does not exist in "
+                f"subscription {target.subscription}"
+            ) from exc
+        except AzureError as exc:
+            raise cloud_error(exc, "listing virtual machines") from exc
+        region = normalize_location(target.region)
+        chosen = [
+            vm for vm in vms
+            if normalize_location(vm.location) == region
+            and target.zone in (vm.zones or [])
+            and all((vm.tags or {}).get(k) == v for k, v in target.tags.items())
+        ]
+        resources: list[Resource] = []
+        for vm in chosen:
+            for reference in vm.network_profile.network_interfaces or []:
+                _, group, name = id_parts(reference.id)
+                nic = _find(f"reading NIC {name}",
+                            lambda g=group, n=name: arm.network.network_interfaces.get(g, n))
+                if nic is None:
+                    continue
+                resources.append(Resource(
+                    id=nic.id, kind="network_interface", name=nic.name,
+                    detail={"vm": vm.name, "network_security_group": _nsg_of(nic) or ""},
+                ))
+        if not resources:
+            tags = ", ".join(f"{k}={v}" for k, v in sorted(target.tags.items()))
+            raise TargetNotFound(
+                f"step {step_id}: no VM in zone {target.zone} of {target.region} in resource "
+                f"group {target.resource_group}" + (f" carries the tags {tags}" if tags else "")
+                + " (or none has a network interface)"
+            )
+        return sorted(resources, key=lambda r: r.id.lower())
+
+    def prepare(self, request: PrepareRequest) -> Checkpoint:
+        """Record each NIC's current NSG; refuse a NIC that another run already holds."""
+        resolved = request.resolved
+        scope = resolved.scope
+        target = request.step.target
+        assert isinstance(target, AzureZoneTarget)
+        with cloud_span("azure.prepare_blackhole_zone", scope, len(resolved.resources)):
+            if len(request.run_id) > MAX_TAG_VALUE:
+                raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, ARM's tag limit")
+            check_guardrails(resolved.step_id, scope, request.guardrails, len(resolved.resources))
+            name = gameday_nsg_name(request.run_id, resolved.step_id)
+            ours = nsg_id(scope.account, target.resource_group, name)
+            records: list[NicRecord] = []
+            holders: dict[str, str | None] = {}
+            with self.connection.clients(scope.account) as arm:
+                for resource in resolved.resources:
+                    _, group, nic_name = id_parts(resource.id)
+                    nic = _find(f"reading NIC {nic_name}",
+                                lambda g=group, n=nic_name: arm.network.network_interfaces.get(g, n))
+                    if nic is None:
+                        continue
+                    tags = nic.tags or {}
+                    current = _nsg_of(nic)
+                    if same_id(current, ours):
+                        current = from_restore_tag(tags.get(TAG_RESTORE, NO_NSG), nic.id)
+                    elif current is not None:
+                        holder = self._holder(arm, current, holders)
+                        if holder is not None:
+                            raise Refused(f"NIC {nic.id} is already blackholed by gameday run "
+                                          f"{holder}")
+                    if TAG_RESTORE not in tags and len(tags) >= MAX_TAGS:
+                        raise Refused(f"NIC {nic.id} already carries {len(tags)} tags, ARM's "
+                                      f"limit; gameday needs one for its restore record")
+                    records.append(NicRecord(id=nic.id, vm=resource.detail.get("vm", ""),
+                                             nsg=current))
+            state = BlackholeState(resource_group=target.resource_group, region=scope.region,
+                                   nsg_name=name, nics=records)
+            return Checkpoint(run_id=request.run_id, step_id=resolved.step_id,
+                              action="blackhole_zone", scope=scope, resources=len(records),
+                              state=state.model_dump(mode="json"))
+
+    def _holder(self, arm: ArmClients, nsg: str, cache: dict[str, str | None]) -> str | None:
+        """The run that made this NSG, when gameday made it."""
+        key = nsg.lower()
+        if key not in cache:
+            _, group, name = id_parts(nsg)
+            found = _find(f"reading NSG {name}",
+                          lambda: arm.network.network_security_groups.get(group, name))
+            tags = (found.tags or {}) if found is not None else {}
+            cache[key] = tags.get(TAG_RUN) if tags.get(TAG_MANAGED) == "gameday" else None
+        return cache[key]
+
+    def apply(self, request: FaultRequest) -> FaultResult:
+        """Ensure the deny-all NSG, then move each NIC onto it, one NIC at a time."""
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = BlackholeState.model_validate(checkpoint.state)
+        result = FaultResult()
+        with cloud_span("azure.apply_blackhole_zone", scope, checkpoint.resources):
+            check_guardrails(checkpoint.step_id, scope, request.guardrails, checkpoint.resources)
+            with self.connection.clients(scope.account) as arm:
+                blackhole = self._ensure_nsg(arm, checkpoint, state)
+                for done, record in enumerate(state.nics, start=1):
+                    outcome = self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg))
+                    if outcome is None:
+                        result.notes.append(f"NIC {record.id} no longer exists; skipped")
+                    elif outcome:
+                        result.changed += 1
+                    else:
+                        result.unchanged += 1
+                    progress(done, len(state.nics))
+            return result
+
+    def _ensure_nsg(self, arm: ArmClients, checkpoint: Checkpoint, state: BlackholeState) -> str:
+        group, name = state.resource_group, state.nsg_name
+        existing = _find(f"reading NSG {name}",
+                         lambda: arm.network.network_security_groups.get(group, name))
+        if existing is not None and existing.flush_connection and _denies_all(existing):
+            return existing.id
+        body = NetworkSecurityGroup(
+            location=state.region,
+            tags={TAG_RUN: checkpoint.run_id, TAG_STEP: checkpoint.step_id,
+                  TAG_MANAGED: "gameday"},
+            flush_connection=True,
+            security_rules=[
+                SecurityRule(name=rule["name"], direction=rule["direction"], priority=100,
+                             access="Deny", protocol="*", source_address_prefix="*",
+                             source_port_range="*", destination_address_prefix="*",
+                             destination_port_range="*",
+                             description="gameday: blackhole of the zone")
+                for rule in _DENY_ALL
+            ],
+        )
+        made = _write(f"creating NSG {name}", lambda: arm.network.network_security_groups
+                      .begin_create_or_update(group, name, body).result())
+        return made.id
+
+    def _move_nic(self, arm: ArmClients, nic_id: str, nsg: str | None,
+                  tag: str | None) -> bool | None:
+        """Put the NIC on `nsg` and set (or, with None, remove) its restore tag, keeping every
+        other tag; True when changed, False when already so, None when the NIC is gone."""
+        _, group, name = id_parts(nic_id)
+
+        def update() -> bool | None:
+            nic = _find(f"reading NIC {name}",
+                        lambda: arm.network.network_interfaces.get(group, name))
+            if nic is None:
+                return None
+            tags = dict(nic.tags or {})
+            wanted_tags = dict(tags)
+            if tag is None:
+                wanted_tags.pop(TAG_RESTORE, None)
+            else:
+                wanted_tags[TAG_RESTORE] = tag
+            if same_id(_nsg_of(nic), nsg) and wanted_tags == tags:
+                return False
+            nic.network_security_group = NetworkSecurityGroup(id=nsg) if nsg else None
+            nic.tags = wanted_tags
+            try:
+                arm.network.network_interfaces.begin_create_or_update(
+                    group, name, nic, headers={"If-Match": nic.etag} if nic.etag else None,
+                ).result()
+            except ResourceNotFoundError:
+                return None
+            return True
+
+        return _write(f"updating NIC {name}", update)
+
+    def restore(self, request: FaultRequest) -> FaultResult:
+        """Put every NIC back on the NSG it had (or none), then delete gameday's NSG."""
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = BlackholeState.model_validate(checkpoint.state)
+        result = FaultResult()
+        ours = nsg_id(scope.account, state.resource_group, state.nsg_name)
+        with (cloud_span("azure.restore_blackhole_zone", scope, checkpoint.resources),
+              self.connection.clients(scope.account) as arm):
+            for done, record in enumerate(state.nics, start=1):
+                self._restore_nic(arm, record.id, record.nsg, result)
+                progress(done, len(state.nics))
+            self._delete_nsg(arm, state, ours, result)
+            return result
+
+    def _restore_nic(self, arm: ArmClients, nic_id: str, nsg: str | None,
+                     result: FaultResult) -> None:
+        try:
+            outcome = self._move_nic(arm, nic_id, nsg, None)
+        except CloudError as exc:
+            if exc.code != "InvalidResourceReference" or nsg is None:
+                raise
+            _, group, name = id_parts(nsg)
+            if _find(f"reading NSG {name}",
+                     lambda: arm.network.network_security_groups.get(group, name)) is not None:
+                raise
+            outcome = self._move_nic(arm, nic_id, None, None)
+            result.notes.append(f"NIC {nic_id}: its NSG {nsg} is gone; left without an NSG")
+        if outcome is None:
+            result.notes.append(f"NIC {nic_id} no longer exists; nothing to restore")
+        elif outcome:
+            result.changed += 1
+        else:
+            result.unchanged += 1
+
+    def _delete_nsg(self, arm: ArmClients, state: BlackholeState, ours: str,
+                    result: FaultResult) -> None:
+        """Delete gameday's NSG; NICs still on it (not in the checkpoint) go back first, each to
+        the NSG its restore tag names."""
+        group, name = state.resource_group, state.nsg_name
+
+        def delete() -> None:
+            try:
+                arm.network.network_security_groups.begin_delete(group, name).result()
+            except ResourceNotFoundError:
+                pass
+
+        for attempt in (1, 2):
+            try:
+                _write(f"deleting NSG {name}", delete)
+                return
+            except CloudError as exc:
+                if exc.code != "InUseNetworkSecurityGroupCannotBeDeleted" or attempt == 2:
+                    raise
+            found = _find(f"reading NSG {name}",
+                          lambda: arm.network.network_security_groups.get(group, name))
+            for member in (found.network_interfaces or []) if found is not None else []:
+                self._restore_from_tag(arm, member.id, ours, result)
+
+    def _restore_from_tag(self, arm: ArmClients, nic_id: str, ours: str,
+                          result: FaultResult) -> None:
+        _, group, name = id_parts(nic_id)
+        nic = _find(f"reading NIC {name}", lambda: arm.network.network_interfaces.get(group, name))
+        if nic is None or not same_id(_nsg_of(nic), ours):
+            return
+        tag = (nic.tags or {}).get(TAG_RESTORE)
+        if tag is None:
+            result.notes.append(f"NIC {nic_id} was on gameday's NSG without a restore record; "
+                                "left without an NSG")
+        self._restore_nic(arm, nic.id, from_restore_tag(tag or NO_NSG, nic.id), result)
+
+
+def _denies_all(nsg: NetworkSecurityGroup) -> bool:
+    rules = {(r.name or "").lower(): r for r in nsg.security_rules or []}
+    for wanted in _DENY_ALL:
+        rule = rules.get(wanted["name"])
+        if rule is None or _text(rule.access) != "Deny" or rule.priority != 100:
+            return False
+    return True
+
+
+# --- the region evacuation ------------------------------------------------------------------
+
+
+class AzureRegionEvacuation:
+    """Disable the Traffic Manager endpoints of a region, and put each back to its own status."""
+
+    def __init__(self, connection: AzureConnection | None = None):
+        self.connection = connection or AzureConnection()
+
+    def resolve(self, request: StepRequest) -> ResolvedStep:
+        target = request.step.target
+        assert isinstance(target, AzureRegionTraffic)
+        scope = Scope.of(target)
+        with cloud_span("azure.resolve_evacuate_region", scope) as span:
+            check_guardrails(request.step.id, scope, request.guardrails, None)
+            with self.connection.clients(target.subscription) as arm:
+                records = self._in_region(arm, request.step.id, target)
+            resources = [
+                Resource(id=r.id, kind="traffic_manager_endpoint", name=r.name,
+                         detail={"profile": r.profile, "type": r.endpoint_type,
+                                 "status": r.status})
+                for r in records
+            ]
+            span.set_attribute("gameday.resources", len(resources))
+            return ResolvedStep(step_id=request.step.id, action="evacuate_region", scope=scope,
+                                resources=resources)
+
+    def _in_region(self, arm: ArmClients, step_id: str,
+                   target: AzureRegionTraffic) -> list[EndpointRecord]:
+        """The endpoints of the named profiles located in the region; refuses a profile that would
+        keep no enabled endpoint outside it."""
+        region = normalize_location(target.region)
+        records: list[EndpointRecord] = []
+        for profile_name in target.traffic_manager_profiles:
+            try:
+                profile = arm.traffic.profiles.get(target.resource_group, profile_name)
+            except ResourceNotFoundError as exc:
+                raise TargetNotFound(
+                    f"step {step_id}: Traffic Manager profile {profile_name} does not exist in "
+                    f"resource group {target.resource_group}"
+                ) from exc
+            except AzureError as exc:
+                raise cloud_error(exc, f"reading profile {profile_name}") from exc
+            endpoints = list(profile.endpoints or [])
+            inside = [e for e in endpoints if normalize_location(e.endpoint_location) == region]
+            if not inside:
+                continue
+            moved = {e.id for e in inside}
+            remaining = [e for e in endpoints if e.id not in moved
+                         and _text(e.endpoint_status) == "Enabled"]
+            if not remaining:
+                raise Refused(
+                    f"step {step_id}: evacuating {target.region} would leave Traffic Manager "
+                    f"profile {profile_name} with no enabled endpoint outside {target.region}"
+                )
+            records += [
+                EndpointRecord(id=e.id, profile=profile.name or profile_name,
+                               endpoint_type=_endpoint_type(e.type), name=e.name,
+                               status=_text(e.endpoint_status) or "Enabled")
+                for e in inside
+            ]
+        if not records:
+            raise TargetNotFound(
+                f"step {step_id}: no endpoint of Traffic Manager profile(s) "
+                f"{', '.join(target.traffic_manager_profiles)} is located in {target.region}"
+            )
+        return sorted(records, key=lambda r: r.id.lower())
+
+    def prepare(self, request: PrepareRequest) -> Checkpoint:
+        """Record each endpoint's type and current status, re-checking that traffic has somewhere
+        else to go."""
+        resolved = request.resolved
+        scope = resolved.scope
+        target = request.step.target
+        assert isinstance(target, AzureRegionTraffic)
+        with cloud_span("azure.prepare_evacuate_region", scope, len(resolved.resources)):
+            check_guardrails(resolved.step_id, scope, request.guardrails, len(resolved.resources))
+            with self.connection.clients(scope.account) as arm:
+                records = self._in_region(arm, resolved.step_id, target)
+            state = EvacuationState(resource_group=target.resource_group, endpoints=records)
+            return Checkpoint(run_id=request.run_id, step_id=resolved.step_id,
+                              action="evacuate_region", scope=scope, resources=len(records),
+                              state=state.model_dump(mode="json"))
+
+    def apply(self, request: FaultRequest) -> FaultResult:
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = EvacuationState.model_validate(checkpoint.state)
+        with cloud_span("azure.apply_evacuate_region", scope, checkpoint.resources):
+            check_guardrails(checkpoint.step_id, scope, request.guardrails, checkpoint.resources)
+            with self.connection.clients(scope.account) as arm:
+                return self._set_statuses(arm, state, {r.id: "Disabled" for r in state.endpoints})
+
+    def restore(self, request: FaultRequest) -> FaultResult:
+        """Put each endpoint back to its own status before the fault (already equal: skipped)."""
+        checkpoint = request.checkpoint
+        scope = checkpoint.scope
+        state = EvacuationState.model_validate(checkpoint.state)
+        with (cloud_span("azure.restore_evacuate_region", scope, checkpoint.resources),
+              self.connection.clients(scope.account) as arm):
+            return self._set_statuses(arm, state, {r.id: r.status for r in state.endpoints})
+
+    def _set_statuses(self, arm: ArmClients, state: EvacuationState,
+                      wanted: dict[str, str]) -> FaultResult:
+        result = FaultResult()
+        group = state.resource_group
+        for done, record in enumerate(state.endpoints, start=1):
+            status = wanted[record.id]
+            current = _find(f"reading endpoint {record.name}", lambda r=record: arm.traffic
+                            .endpoints.get(group, r.profile, r.endpoint_type, r.name))
+            if current is None:
+                result.notes.append(f"endpoint {record.id} no longer exists; skipped")
+            elif _text(current.endpoint_status) == status:
+                result.unchanged += 1
+            else:
+                _write(f"setting endpoint {record.name} {status}", lambda r=record, s=status: arm
+                       .traffic.endpoints.update(group, r.profile, r.endpoint_type, r.name,
+                                                 Endpoint(endpoint_status=s)))
+                result.changed += 1
+            progress(done, len(state.endpoints))
+        return result
+
+
+def _endpoint_type(resource_type: str | None) -> str:
+    """`Microsoft.Network/trafficManagerProfiles/azureEndpoints` -> `AzureEndpoints`."""
+    kind = (resource_type or "").rsplit("/", 1)[-1]
+    return kind[:1].upper() + kind[1:] if kind else "AzureEndpoints"
+
+
+# --- activities -----------------------------------------------------------------------------
+
+
+class AzureActivities:
+    """Azure activities, named `azure.<verb>_<action>`; thin wrappers over the classes above."""
+
+    def __init__(self, blackhole: AzureZoneBlackhole | None = None,
+                 evacuation: AzureRegionEvacuation | None = None):
+        connection = AzureConnection()
+        self.blackhole = blackhole or AzureZoneBlackhole(connection)
+        self.evacuation = evacuation or AzureRegionEvacuation(connection)
+
+    @activity.defn(name="azure.resolve_blackhole_zone")
+    @temporal_errors
+    def resolve_blackhole_zone(self, request: StepRequest) -> ResolvedStep:
+        return self.blackhole.resolve(request)
+
+    @activity.defn(name="azure.prepare_blackhole_zone")
+    @temporal_errors
+    def prepare_blackhole_zone(self, request: PrepareRequest) -> Checkpoint:
+        return self.blackhole.prepare(request)
+
+    @activity.defn(name="azure.apply_blackhole_zone")
+    @temporal_errors
+    def apply_blackhole_zone(self, request: FaultRequest) -> FaultResult:
+        return self.blackhole.apply(request)
+
+    @activity.defn(name="azure.restore_blackhole_zone")
+    @temporal_errors
+    def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
+        return self.blackhole.restore(request)
+
+    @activity.defn(name="azure.resolve_evacuate_region")
+    @temporal_errors
+    def resolve_evacuate_region(self, request: StepRequest) -> ResolvedStep:
+        return self.evacuation.resolve(request)
+
+    @activity.defn(name="azure.prepare_evacuate_region")
+    @temporal_errors
+    def prepare_evacuate_region(self, request: PrepareRequest) -> Checkpoint:
+        return self.evacuation.prepare(request)
+
+    @activity.defn(name="azure.apply_evacuate_region")
+    @temporal_errors
+    def apply_evacuate_region(self, request: FaultRequest) -> FaultResult:
+        return self.evacuation.apply(request)
+
+    @activity.defn(name="azure.restore_evacuate_region")
+    @temporal_errors
+    def restore_evacuate_region(self, request: FaultRequest) -> FaultResult:
+        return self.evacuation.restore(request)
+
+    def all(self) -> list[Any]:
+        return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
+                self.apply_blackhole_zone, self.restore_blackhole_zone,
+                self.resolve_evacuate_region, self.prepare_evacuate_region,
+                self.apply_evacuate_region, self.restore_evacuate_region]
