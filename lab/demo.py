@@ -1,10 +1,11 @@
-"""`make demo`: a whole GameDay in the lab, driven through the `gameday` CLI as an incident
-commander would drive it, then everything the demo started is stopped.
+"""`make demo`: whole GameDays in the lab, driven through the `gameday` CLI as an incident
+commander would drive them, then everything the demo started is stopped.
 
 It starts a lab of its own (its own directory; the usual ports when free, else free ones), runs
-each demo runbook (validate, plan, run, approve from the command line, watch, wait for the end),
-prints what each fault changed before, during and after, writes the final status of each run as
-its report, and checks that every cloud is exactly as it was.
+each demo runbook (validate, plan, run, approve from the command line, approve gated steps, watch,
+wait for the end), prints what the faults changed in all three clouds and what differs after the
+run (nothing, when the restore is exact), writes each run's report, and exits 0 only when every
+run ended as expected with every cloud exactly as before.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from lab.manager import Lab
+from lab.snapshot import changes, lab_view
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROVER = "ic@example.com"
+DEMO_RUNBOOKS = [
+    ("runbooks/lab/multicloud-zone-blackhole.yaml", "completed"),
+    ("runbooks/lab/multicloud-region-evacuation.yaml", "completed"),
+]
 
 
 class Demo:
@@ -58,59 +64,51 @@ class Demo:
         raise SystemExit(f"demo failed: {run_id} did not reach '{what}' within {timeout:.0f}s")
 
 
-def _aws_view(env: dict[str, str]) -> dict[str, str]:
-    """Each lab subnet with the name of the network ACL it is associated with."""
-    import boto3
-
-    from lab.aws import acl_snapshot
-
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        snapshot = acl_snapshot()
-        ec2 = boto3.client("ec2", region_name="us-east-1")
-        names = {s["SubnetId"]: next((t["Value"] for t in s.get("Tags", []) if t["Key"] == "Name"),
-                                     s["SubnetId"]) for s in ec2.describe_subnets()["Subnets"]}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    view = {}
-    for subnet, acl in snapshot["associations"].items():
-        if subnet not in names or names[subnet] == subnet:
-            continue  # moto's default VPC, not part of the lab topology
-        tags = snapshot["acls"][acl]["tags"]
-        label = tags.get("Name") or (f"default ({acl})" if not tags else acl)
-        view[names.get(subnet, subnet)] = label
-    return dict(sorted(view.items()))
+def _show_changes(title: str, rows: list[tuple[str, object, object]], limit: int = 40) -> None:
+    print(f"\n{title}")
+    if not rows:
+        print("  (nothing)")
+    width = max((len(k) for k, _, _ in rows), default=0) + 2
+    for key, old, new in rows[:limit]:
+        print(f"  {key:<{width}}{str(old):<28} -> {new}")
+    if len(rows) > limit:
+        print(f"  ... and {len(rows) - limit} more")
 
 
-def _print_changes(before: dict[str, str], during: dict[str, str], after: dict[str, str]) -> None:
-    width = max(len(k) for k in before) + 2
-    print(f"\n{'subnet':<{width}}{'before':<36}{'during':<36}after")
-    for subnet in before:
-        mark = "" if before[subnet] == during.get(subnet) else "  <- blackholed"
-        print(f"{subnet:<{width}}{before[subnet]:<36}{during.get(subnet, '-'):<36}"
-              f"{after.get(subnet, '-')}{mark}")
-
-
-def run_aws_demo(demo: Demo, env: dict[str, str]) -> dict[str, Any]:
-    runbook = "runbooks/lab/aws-zone-blackhole.yaml"
-    run_id = f"demo-aws-{int(time.time())}"
-    before = _aws_view(env)
+def run_gameday(demo: Demo, env: dict[str, str], runbook: str, expect: str = "completed") -> dict[str, Any]:
+    """Drive one runbook through the CLI; return its final status and whether the lab is as before."""
+    run_id = f"demo-{Path(runbook).stem}-{int(time.time())}"
+    print(f"\n{'=' * 100}\n{runbook}\n{'=' * 100}", flush=True)
+    before = lab_view(env)
     demo.gameday("validate", runbook)
     demo.gameday("plan", runbook)
     demo.gameday("run", runbook, "--id", run_id)
     demo.wait(run_id, lambda s: s["phase"] == "awaiting_approval", "awaiting approval")
     demo.gameday("approve", run_id, "--as", APPROVER, "--note", "demo: go")
-    demo.wait(run_id, lambda s: bool(s["active_faults"]), "fault active")
-    during = _aws_view(env)
-    demo.gameday("status", run_id)
-    final = demo.wait(run_id, lambda s: s["outcome"] is not None, "the end")
-    after = _aws_view(env)
-    _print_changes(before, during, after)
-    exact = before == after
-    print(f"\nAWS restored exactly: {exact}")
-    return {"run_id": run_id, "final": final, "exact": exact}
+    during_view: dict[str, str] = {}
+
+    def progressed(status: dict[str, Any]) -> bool:
+        nonlocal during_view
+        gate = status["pending_approval"]
+        if gate and gate != "start":
+            demo.gameday("approve", run_id, "--as", APPROVER, "--step", gate)
+        faults = [s for s in status["steps"] if s["cloud"]]
+        if faults and all(s["state"] in ("active", "restored") for s in faults) and not during_view:
+            during_view = lab_view(env)
+            demo.gameday("status", run_id)
+        return status["outcome"] is not None
+
+    final = demo.wait(run_id, progressed, "the end", timeout=240)
+    after = lab_view(env)
+    _show_changes("what the faults changed (before -> during):", changes(before, during_view))
+    leftover = changes(before, after)
+    _show_changes("what differs after the run (before -> after):", leftover)
+    exact = not leftover
+    print(f"\n{run_id}: outcome {final['outcome']} (expected {expect}); every fault restored "
+          f"{final['restored']}; the lab exactly as before: {exact}", flush=True)
+    written = demo.gameday("report", run_id).split()
+    return {"run_id": run_id, "final": final, "exact": exact, "expect": expect,
+            "report": written[1] if len(written) > 1 else "?"}
 
 
 def main() -> None:
@@ -125,17 +123,17 @@ def main() -> None:
     ok = False
     try:
         demo = Demo(env)
-        results = [run_aws_demo(demo, env)]
-        print("\n== outcome ==")
+        results = [run_gameday(demo, env, runbook, expect) for runbook, expect in DEMO_RUNBOOKS]
+        print(f"\n{'=' * 100}\noutcome\n{'=' * 100}")
         ok = True
         for result in results:
             final = result["final"]
-            written = demo.gameday("report", result["run_id"]).split()
-            print(f"{result['run_id']}: outcome {final['outcome']}, hypothesis held "
-                  f"{final['hypothesis_held']}, every fault restored {final['restored']}, "
-                  f"clouds exactly as before {result['exact']}")
-            print(f"  report: {written[1]} (and {written[3]})")
-            ok = ok and final["outcome"] == "completed" and final["restored"] and result["exact"]
+            good = final["outcome"] == result["expect"] and final["restored"] and result["exact"]
+            ok = ok and good
+            print(f"{'ok  ' if good else 'FAIL'} {result['run_id']}: outcome {final['outcome']}, "
+                  f"hypothesis held {final['hypothesis_held']}, every fault restored "
+                  f"{final['restored']}, lab exactly as before {result['exact']}")
+            print(f"     report: {result['report']}")
     finally:
         stopped = lab.down()
         print(f"\nlab stopped ({stopped} processes)", flush=True)
