@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gameday.cli_schedule import schedule_app
 from gameday.errors import UserError
 from gameday.loader import check_runbook, load_runbook
 from gameday.render import console, event_line, print_plan, print_status
@@ -29,6 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Region-outage GameDays for AWS, GCP and Azure, orchestrated by Temporal.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab: Temporal, moto and the emulators.")
 app.add_typer(lab_app, name="lab")
+app.add_typer(schedule_app, name="schedule", help="Temporal Schedules for recurring GameDays.")
 
 Who = Annotated[str, typer.Option("--as", help="your identity, as listed in the runbook's approvers")]
 RunId = Annotated[str, typer.Argument(help="the GameDay's workflow id")]
