@@ -62,9 +62,18 @@ class WatchReport(BaseModel):
 
 
 async def _http(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
-    assert probe.http is not None
-    response = await client.get(probe.http.url, timeout=probe.http.timeout.total_seconds())
-    return response.status_code == probe.http.expect_status, f"HTTP {response.status_code}"
+    spec = probe.http
+    assert spec is not None
+    started = time.perf_counter()
+    response = await client.get(spec.url, timeout=spec.timeout.total_seconds())
+    latency = time.perf_counter() - started
+    if response.status_code != spec.expect_status:
+        return False, f"HTTP {response.status_code}, expected {spec.expect_status}"
+    if spec.max_latency is not None and latency > spec.max_latency.total_seconds():
+        return False, f"HTTP {response.status_code} in {latency * 1000:.0f} ms, over the ceiling"
+    if spec.body_contains is not None and spec.body_contains not in response.text:
+        return False, f"HTTP {response.status_code} without {spec.body_contains!r} in the body"
+    return True, f"HTTP {response.status_code}"
 
 
 async def _tcp(probe: Probe) -> tuple[bool, str]:
@@ -75,11 +84,60 @@ async def _tcp(probe: Probe) -> tuple[bool, str]:
     return True, "connected"
 
 
+def _alarm_state(name: str, region: str) -> str:
+    import boto3
+    from botocore.config import Config
+
+    cloudwatch = boto3.client("cloudwatch", region_name=region,
+                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
+                                            read_timeout=5))
+    alarms = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return alarms[0]["StateValue"] if alarms else "MISSING"
+
+
+async def _cloudwatch_alarm(probe: Probe) -> tuple[bool, str]:
+    spec = probe.cloudwatch_alarm
+    assert spec is not None
+    state = await asyncio.to_thread(_alarm_state, spec.alarm_name, spec.region)
+    return state in ("OK", "INSUFFICIENT_DATA"), f"alarm {spec.alarm_name} is {state}"
+
+
+async def _prometheus(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
+    spec = probe.prometheus
+    assert spec is not None
+    response = await client.get(f"{spec.url.rstrip('/')}/api/v1/query", params={"query": spec.query},
+                                timeout=spec.timeout.total_seconds())
+    body = response.json()
+    if response.status_code != 200 or body.get("status") != "success":
+        return False, f"query failed: HTTP {response.status_code} {body.get('error', '')}".strip()
+    data = body["data"]
+    results = data["result"] if data["resultType"] == "vector" else [{"value": data["result"]}]
+    if len(results) != 1:
+        return False, f"the query returned {len(results)} series, not one"
+    value = float(results[0]["value"][1])
+    ok = (spec.below is None or value < spec.below) and (spec.above is None or value > spec.above)
+    bounds = " and ".join(f"{word} {limit:g}" for word, limit in (("below", spec.below),
+                                                                  ("above", spec.above)) if limit is not None)
+    return ok, f"{value:g} ({'' if ok else 'not '}{bounds})"
+
+
+async def _dispatch(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
+    if probe.http:
+        return await _http(probe, client)
+    if probe.tcp:
+        return await _tcp(probe)
+    if probe.cloudwatch_alarm:
+        return await _cloudwatch_alarm(probe)
+    return await _prometheus(probe, client)
+
+
 async def run_probe(probe: Probe, client: httpx.AsyncClient) -> ProbeResult:
     started = time.perf_counter()
     try:
-        ok, value = await (_http(probe, client) if probe.http else _tcp(probe))
-    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        ok, value = await _dispatch(probe, client)
+    except (httpx.HTTPError, OSError, TimeoutError, ValueError, KeyError) as exc:
+        ok, value = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+    except Exception as exc:  # botocore's errors: a probe that cannot ask fails its check
         ok, value = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
     latency = (time.perf_counter() - started) * 1000
     return ProbeResult(name=probe.name, ok=ok, at=datetime.now(UTC), latency_ms=round(latency, 1),

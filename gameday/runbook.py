@@ -299,6 +299,8 @@ class HttpProbe(Strict):
     url: str = Field(pattern=r"^https?://")
     expect_status: int = Field(200, ge=100, le=599)
     timeout: Duration = timedelta(seconds=2)
+    max_latency: Duration | None = Field(None, description="slower answers fail the check")
+    body_contains: str | None = Field(None, description="the body must contain this text")
 
 
 class TcpProbe(Strict):
@@ -307,16 +309,44 @@ class TcpProbe(Strict):
     timeout: Duration = timedelta(seconds=2)
 
 
+class CloudWatchAlarmProbe(Strict):
+    """Passes while the alarm is not in ALARM (OK and INSUFFICIENT_DATA pass)."""
+
+    alarm_name: str = Field(min_length=1)
+    region: AwsRegion
+
+
+class PrometheusProbe(Strict):
+    """An instant PromQL query; its single value must stay below and/or above the thresholds."""
+
+    url: str = Field(pattern=r"^https?://", description="the Prometheus base URL")
+    query: str = Field(min_length=1)
+    below: float | None = None
+    above: float | None = None
+    timeout: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _a_threshold(self) -> PrometheusProbe:
+        if self.below is None and self.above is None:
+            raise ValueError("a prometheus probe needs below, above or both")
+        return self
+
+
+PROBE_KINDS = ("http", "tcp", "cloudwatch_alarm", "prometheus")
+
+
 class Probe(Strict):
     name: str = Field(pattern=SLUG)
     http: HttpProbe | None = None
     tcp: TcpProbe | None = None
+    cloudwatch_alarm: CloudWatchAlarmProbe | None = None
+    prometheus: PrometheusProbe | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Probe:
-        kinds = [k for k in ("http", "tcp") if getattr(self, k) is not None]
+        kinds = [k for k in PROBE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("a probe has exactly one of: http, tcp")
+            raise ValueError(f"a probe has exactly one of: {', '.join(PROBE_KINDS)}")
         return self
 
 

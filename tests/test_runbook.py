@@ -93,6 +93,10 @@ def test_missing_and_unreadable_files_are_problems_not_exceptions(tmp_path):
 def test_durations_round_trip():
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert format_duration(timedelta(seconds=5400)) == "1h30m"
+    assert parse_duration("250ms") == timedelta(milliseconds=250)
+    assert format_duration(timedelta(milliseconds=1500)) == "1s500ms"
+    assert parse_duration(format_duration(timedelta(minutes=2, milliseconds=5))) == timedelta(
+        minutes=2, milliseconds=5)
     with pytest.raises(ValueError):
         parse_duration("0s")
 
