@@ -368,6 +368,16 @@ class SteadyState(Strict):
         return probes
 
 
+NotifyEvent = Literal["approval", "abort", "end"]
+
+
+class Notify(Strict):
+    """Where to tell people: a webhook taking Slack-compatible JSON (`{"text": ...}`)."""
+
+    webhook: str = Field(pattern=r"^https?://")
+    events: list[NotifyEvent] = Field(["approval", "abort", "end"], min_length=1)
+
+
 class Runbook(Strict):
     """A whole GameDay, as the incident commander approves it."""
 
@@ -379,6 +389,7 @@ class Runbook(Strict):
     max_duration: Duration
     guardrails: Guardrails
     steady_state: SteadyState | None = None
+    notify: Notify | None = None
     steps: list[Item] = Field(min_length=1)
 
     @field_validator("approvers")

@@ -130,6 +130,7 @@ class Lab:
             "GAMEDAY_GCP_ENDPOINT": endpoints["gcp_endpoint"],
             "GAMEDAY_AZURE_ENDPOINT": endpoints["azure_endpoint"],
             "GAMEDAY_AZURE_CA_BUNDLE": endpoints["azure_ca_bundle"],
+            "GAMEDAY_TEMPORAL_UI_URL": endpoints["ui"],
             "GAMEDAY_SWEEP_AWS_REGIONS": "us-east-1",
             "GAMEDAY_SWEEP_GCP_PROJECTS": "gameday-lab",
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",

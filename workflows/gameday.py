@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
 
+    from activities.notify import Notification
     from activities.probes import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.durations import format_duration
     from gameday.plan import (
@@ -118,6 +119,7 @@ class GameDayWorkflow:
         self._ended: datetime | None = None
         self._watching: asyncio.Task[None] | None = None
         self._watchdog: workflow.ChildWorkflowHandle[Any, Any] | None = None
+        self._notifications: list[asyncio.Task[None]] = []
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -229,6 +231,11 @@ class GameDayWorkflow:
         self._event("approval_requested", f"{what} awaits {needed} approval(s) from "
                     f"{', '.join(self._runbook.approvers)}", step=None if gate == "start" else gate)
         self._publish()
+        flag = "" if gate == "start" else f" --step {gate}"
+        self._notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
+                     f"approval by {', '.join(self._runbook.approvers)}.\n"
+                     f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
+                     f"(or `gameday reject ... --reason ...`)")
         try:
             await workflow.wait_condition(
                 lambda: len(self._approvals.get(gate, [])) >= needed or self._rejection is not None,
@@ -303,6 +310,8 @@ class GameDayWorkflow:
             self._abort = signal
             self._event("abort_requested", f"{signal.by}: {signal.reason}", by=signal.by,
                         request_id=signal.request_id)
+            self._notify("abort", f":rotating_light: GameDay *{self._runbook.name}* aborted by "
+                         f"{signal.by}: {signal.reason}. Every fault is being restored.")
         else:
             self._event("abort_repeated", f"{signal.by}: {signal.reason}", by=signal.by,
                         request_id=signal.request_id)
@@ -399,6 +408,26 @@ class GameDayWorkflow:
             summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
                     f"({checkpoint.resources} resources)",
         )
+
+    # --- notifications ------------------------------------------------------------------------
+
+    def _notify(self, kind: str, text: str) -> None:
+        """Post to the runbook's webhook in the background; a failure is an event, never an error."""
+        notify = self._runbook.notify
+        if notify is None or kind not in notify.events:
+            return
+        message = Notification(webhook=notify.webhook, text=text,
+                               workflow_id=workflow.info().workflow_id)
+
+        async def post() -> None:
+            try:
+                await workflow.execute_activity(
+                    "notify.post", message, start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_attempts=2), summary=f"notify: {kind}")
+            except ActivityError as error:
+                self._event("notify_failed", f"{kind}: {describe(error)}")
+
+        self._notifications.append(asyncio.create_task(post()))
 
     # --- the dead man's switch -----------------------------------------------------------------
 
@@ -600,6 +629,12 @@ class GameDayWorkflow:
                     f"{self._all_restored()}")
         if self._all_restored():
             await self._tell_watchdog("release")
+        self._notify("end", f"GameDay *{self._runbook.name}* ended: {self._outcome}"
+                     + (f" ({self._reason})" if self._reason else "")
+                     + f"; hypothesis held: {self._hypothesis_held}; every fault restored: "
+                     f"{self._all_restored()}.")
+        if self._notifications:
+            await workflow.wait(self._notifications)
         self._publish()
         return self.status()
 
