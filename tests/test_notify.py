@@ -9,7 +9,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lab.aws import acl_snapshot
-from tests.support.gameday import abort, approve, aws_zone_step, phase_is, runbook, start, step_state, wait_for
+from tests.support.gameday import (
+    abort,
+    approve,
+    aws_zone_step,
+    phase_is,
+    runbook,
+    start,
+    step_state,
+    wait_for,
+)
 
 
 @pytest.fixture
