@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
     )
     from workflows.errors import describe
+    from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
     from workflows.watchdog import WatchdogInput
 
@@ -120,6 +121,7 @@ class GameDayWorkflow:
         self._watching: asyncio.Task[None] | None = None
         self._watchdog: workflow.ChildWorkflowHandle[Any, Any] | None = None
         self._notifications: list[asyncio.Task[None]] = []
+        self._leased = False
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -161,6 +163,7 @@ class GameDayWorkflow:
         await self._make_plan()
         await self._gate("start")
         self._set_phase("running")
+        await self._take_leases()
         await self._check_baseline()
         await self._arm_watchdog()
         if self._runbook.steady_state is not None:
@@ -409,6 +412,38 @@ class GameDayWorkflow:
                     f"({checkpoint.resources} resources)",
         )
 
+    # --- zone leases ---------------------------------------------------------------------------
+
+    async def _take_leases(self) -> None:
+        """One GameDay at a time per zone or region: refuse, naming the holder, before any change."""
+        keys = sorted({lease_key(r.scope.cloud, r.scope.account, r.scope.region, r.scope.zone)
+                       for r in self._plan.values()})
+        if not keys:
+            return
+        answer = await workflow.execute_activity(
+            "gameday.acquire_leases", LeaseRequest(run_id=workflow.info().workflow_id, keys=keys),
+            result_type=LeaseAnswer, start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=5), summary="lease the zones and regions")
+        if not answer.granted:
+            for step in self._steps.values():
+                step.state = "skipped"
+            held = "; ".join(f"{key.replace(':', ' ').replace(' *', ' (whole region)')} is held by "
+                             f"GameDay {holder}" for key, holder in sorted(answer.conflicts.items()))
+            raise Refused(f"refused: {held}; wait for it to end or abort it")
+        self._leased = True
+        self._event("leased", f"holding {', '.join(keys)}")
+
+    async def _release_leases(self) -> None:
+        if not self._leased:
+            return
+        try:
+            await workflow.execute_activity(
+                "gameday.release_leases", workflow.info().workflow_id, result_type=int,
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
+                summary="release the zones and regions")
+        except ActivityError as error:
+            self._event("lease_release_failed", f"{describe(error)}; the next GameDay reclaims them")
+
     # --- notifications ------------------------------------------------------------------------
 
     def _notify(self, kind: str, text: str) -> None:
@@ -629,6 +664,7 @@ class GameDayWorkflow:
                     f"{self._all_restored()}")
         if self._all_restored():
             await self._tell_watchdog("release")
+            await self._release_leases()
         self._notify("end", f"GameDay *{self._runbook.name}* ended: {self._outcome}"
                      + (f" ({self._reason})" if self._reason else "")
                      + f"; hypothesis held: {self._hypothesis_held}; every fault restored: "

@@ -1,0 +1,422 @@
+"""The cloud permissions the activities need: the one list in code, and the proof that it is exact.
+
+`infra/terraform/` grants exactly these sets (tests/test_terraform.py checks it), and
+`required_permissions` derives, by reading the activity modules' source (never running it), the
+SDK operations they call and the permissions each needs. So a call added without its permission,
+or a permission kept after its last call went, fails a test instead of a GameDay.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+ACTIVITIES = Path(__file__).resolve().parent
+
+CLOUD_MODULES: dict[str, tuple[str, ...]] = {
+    "aws": ("aws.py",),
+    "gcp": ("gcp.py",),
+    "azure": ("azure.py",),
+}
+"""The modules whose SDK calls each cloud's permission set must cover (activities/<name>)."""
+
+# --- AWS: IAM actions -------------------------------------------------------------------------
+
+AWS_ACTIONS: frozenset[str] = frozenset({
+    # every resolve and apply_evacuate_region: the credentials' account must be the target's
+    "sts:GetCallerIdentity",
+    # resolve_blackhole_zone / _region: the zones and matching subnets
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeSubnets",
+    # resolve, prepare, restore_blackhole_zone: each subnet's ACL, gameday's ACLs by tag
+    "ec2:DescribeNetworkAcls",
+    # apply_blackhole_zone: the deny-all ACL, created with its tags (CreateTags at creation)
+    "ec2:CreateNetworkAcl",
+    "ec2:CreateTags",
+    "ec2:CreateNetworkAclEntry",
+    # apply_ and restore_blackhole_zone: move each subnet onto gameday's ACL and back
+    "ec2:ReplaceNetworkAclAssociation",
+    # restore_blackhole_zone: delete gameday's ACLs
+    "ec2:DeleteNetworkAcl",
+    # resolve, prepare, apply and restore_evacuate_region: the weighted records
+    "route53:ListHostedZones",
+    "route53:ListResourceRecordSets",
+    "route53:ChangeResourceRecordSets",
+    # sweep: the regions to look in, when GAMEDAY_SWEEP_AWS_REGIONS names none
+    "ec2:DescribeRegions",
+})
+
+# --- GCP: IAM permissions of a custom role -----------------------------------------------------
+
+GCP_PERMISSIONS: frozenset[str] = frozenset({
+    # resolve_blackhole_zone / _region: the zone exists or the region's zones, matching instances
+    "compute.zones.get",
+    "compute.zones.list",
+    "compute.instances.list",
+    # apply_ and restore_blackhole_zone: read-modify-write of each instance's network tags
+    "compute.instances.get",
+    "compute.instances.setTags",
+    # apply_ and restore_blackhole_zone: the deny rules (a rule change is a network policy change)
+    "compute.firewalls.create",
+    "compute.firewalls.delete",
+    "compute.networks.updatePolicy",
+    # every *_evacuate_region: read the backend services, patch the backends' capacityScaler;
+    # a patch re-submits every backend, and Compute checks `use` on each backend's group
+    "compute.backendServices.get",
+    "compute.backendServices.update",
+    "compute.instanceGroups.use",
+    "compute.networkEndpointGroups.use",
+    # sweep: gameday's deny rules and tags left by runs that are over (instances.list above)
+    "compute.firewalls.list",
+    "compute.firewalls.get",
+    # every mutation: poll its operation until DONE
+    "compute.zoneOperations.get",
+    "compute.globalOperations.get",
+})
+
+# --- Azure: actions of a custom role definition ------------------------------------------------
+
+AZURE_ACTIONS: frozenset[str] = frozenset({
+    # resolve_blackhole_zone: the VMs of the resource group; sweep: every NIC and NSG listed
+    # (the reads below) in the scopes the role is assigned on
+    "Microsoft.Compute/virtualMachines/read",
+    # resolve, prepare, apply and restore_blackhole_zone: each VM's NICs, read-modify-write
+    "Microsoft.Network/networkInterfaces/read",
+    "Microsoft.Network/networkInterfaces/write",
+    # a NIC write passes ARM's linked-access check on everything the NIC refers to: the NSG it
+    # gets (gameday's, or its own on restore) and the subnet, public IP, load balancer pools and
+    # rules, application security groups and gateway pools it keeps
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/publicIPAddresses/join/action",
+    "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+    "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
+    "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+    "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+    # prepare, apply and restore_blackhole_zone: gameday's deny-all NSG
+    "Microsoft.Network/networkSecurityGroups/read",
+    "Microsoft.Network/networkSecurityGroups/write",
+    "Microsoft.Network/networkSecurityGroups/delete",
+    # every *_evacuate_region: the profiles and their endpoints, of any endpoint type
+    "Microsoft.Network/trafficManagerProfiles/read",
+    "Microsoft.Network/trafficManagerProfiles/azureEndpoints/read",
+    "Microsoft.Network/trafficManagerProfiles/azureEndpoints/write",
+    "Microsoft.Network/trafficManagerProfiles/externalEndpoints/read",
+    "Microsoft.Network/trafficManagerProfiles/externalEndpoints/write",
+    "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/read",
+    "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/write",
+})
+
+GRANTED: dict[str, frozenset[str]] = {
+    "aws": AWS_ACTIONS,
+    "gcp": GCP_PERMISSIONS,
+    "azure": AZURE_ACTIONS,
+}
+
+# --- SDK operations -> permissions ------------------------------------------------------------
+
+AWS_EXTRA: dict[tuple[str, str], frozenset[str]] = {
+    # tags given at creation are authorised as ec2:CreateTags (with ec2:CreateAction)
+    ("ec2:CreateNetworkAcl", "TagSpecifications"): frozenset({"ec2:CreateTags"}),
+}
+"""Permissions an AWS call needs beyond its own action, when made with the given keyword."""
+
+_ENDPOINT_TYPES = ("azureEndpoints", "externalEndpoints", "nestedEndpoints")
+
+GCP_CALLS: dict[str, frozenset[str]] = {
+    "ZonesClient.get": frozenset({"compute.zones.get"}),
+    "ZonesClient.list": frozenset({"compute.zones.list"}),
+    "InstancesClient.list": frozenset({"compute.instances.list"}),
+    "InstancesClient.aggregated_list": frozenset({"compute.instances.list"}),
+    "InstancesClient.get": frozenset({"compute.instances.get"}),
+    "InstancesClient.set_tags_unary": frozenset({"compute.instances.setTags"}),
+    "FirewallsClient.get": frozenset({"compute.firewalls.get"}),
+    "FirewallsClient.list": frozenset({"compute.firewalls.list"}),
+    "FirewallsClient.insert_unary": frozenset({"compute.firewalls.create",
+                                               "compute.networks.updatePolicy"}),
+    "FirewallsClient.delete_unary": frozenset({"compute.firewalls.delete",
+                                               "compute.networks.updatePolicy"}),
+    "BackendServicesClient.get": frozenset({"compute.backendServices.get"}),
+    "BackendServicesClient.list": frozenset({"compute.backendServices.list"}),
+    "BackendServicesClient.patch_unary": frozenset({"compute.backendServices.update",
+                                                    "compute.instanceGroups.use",
+                                                    "compute.networkEndpointGroups.use"}),
+    "ZoneOperationsClient.get": frozenset({"compute.zoneOperations.get"}),
+    "ZoneOperationsClient.wait": frozenset({"compute.zoneOperations.get"}),
+    "GlobalOperationsClient.get": frozenset({"compute.globalOperations.get"}),
+    "GlobalOperationsClient.wait": frozenset({"compute.globalOperations.get"}),
+}
+"""google-cloud-compute `<client class>.<method>` -> the IAM permissions it needs."""
+
+_NIC_JOINS = frozenset({
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/publicIPAddresses/join/action",
+    "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+    "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
+    "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+    "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+})
+
+AZURE_CALLS: dict[str, frozenset[str]] = {
+    "ComputeManagementClient.virtual_machines.list": frozenset({
+        "Microsoft.Compute/virtualMachines/read"}),
+    "ComputeManagementClient.virtual_machines.get": frozenset({
+        "Microsoft.Compute/virtualMachines/read"}),
+    "NetworkManagementClient.network_interfaces.get": frozenset({
+        "Microsoft.Network/networkInterfaces/read"}),
+    "NetworkManagementClient.network_interfaces.list": frozenset({
+        "Microsoft.Network/networkInterfaces/read"}),
+    "NetworkManagementClient.network_interfaces.list_all": frozenset({
+        "Microsoft.Network/networkInterfaces/read"}),
+    "NetworkManagementClient.network_interfaces.begin_create_or_update": frozenset({
+        "Microsoft.Network/networkInterfaces/write"}) | _NIC_JOINS,
+    "NetworkManagementClient.network_security_groups.get": frozenset({
+        "Microsoft.Network/networkSecurityGroups/read"}),
+    "NetworkManagementClient.network_security_groups.list": frozenset({
+        "Microsoft.Network/networkSecurityGroups/read"}),
+    "NetworkManagementClient.network_security_groups.list_all": frozenset({
+        "Microsoft.Network/networkSecurityGroups/read"}),
+    "NetworkManagementClient.network_security_groups.begin_create_or_update": frozenset({
+        "Microsoft.Network/networkSecurityGroups/write"}),
+    "NetworkManagementClient.network_security_groups.begin_delete": frozenset({
+        "Microsoft.Network/networkSecurityGroups/delete"}),
+    "TrafficManagerManagementClient.profiles.get": frozenset({
+        "Microsoft.Network/trafficManagerProfiles/read"}),
+    # the endpoint type is a runtime value: any of the three
+    "TrafficManagerManagementClient.endpoints.get": frozenset(
+        f"Microsoft.Network/trafficManagerProfiles/{kind}/read" for kind in _ENDPOINT_TYPES),
+    "TrafficManagerManagementClient.endpoints.update": frozenset(
+        f"Microsoft.Network/trafficManagerProfiles/{kind}/write" for kind in _ENDPOINT_TYPES),
+}
+"""azure-mgmt `<client class>.<operation group>.<method>` -> the role actions it needs."""
+
+
+# --- static analysis of the activity modules ------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class SdkCall:
+    """One SDK operation named in an activity module's source, where, and with which keywords."""
+
+    module: str
+    line: int
+    operation: str
+    """aws: `ec2:CreateNetworkAcl`; gcp: `InstancesClient.set_tags_unary`;
+    azure: `NetworkManagementClient.network_interfaces.get`."""
+    keywords: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def __str__(self) -> str:
+        return f"activities/{self.module}:{self.line}: {self.operation}"
+
+
+class UnmappedCall(LookupError):
+    """An SDK operation that the tables above do not know: add its permissions."""
+
+
+def sdk_calls(cloud: str, sources: dict[str, str] | None = None) -> list[SdkCall]:
+    """The SDK operations named in the cloud's activity modules (or in `sources`, module name ->
+    source text), found by reading the source."""
+    if sources is None:
+        sources = {name: (ACTIVITIES / name).read_text() for name in CLOUD_MODULES[cloud]}
+    finder = {"aws": _aws_calls, "gcp": _gcp_calls, "azure": _azure_calls}[cloud]
+    found: set[SdkCall] = set()
+    for module, source in sources.items():
+        found.update(finder(module, ast.parse(source, filename=module)))
+    return sorted(found)
+
+
+def permissions_of(cloud: str, call: SdkCall) -> frozenset[str]:
+    """The permissions one SDK call needs; UnmappedCall when no table knows the operation."""
+    if cloud == "aws":
+        needed = {call.operation}
+        for (operation, keyword), extra in AWS_EXTRA.items():
+            if operation == call.operation and keyword in call.keywords:
+                needed |= extra
+        return frozenset(needed)
+    table = GCP_CALLS if cloud == "gcp" else AZURE_CALLS
+    if call.operation not in table:
+        raise UnmappedCall(f"{call}: no permission is known for this {cloud} operation; add it "
+                           f"to activities/permissions.py")
+    return table[call.operation]
+
+
+def required_permissions(cloud: str,
+                         calls: Iterable[SdkCall] | None = None) -> dict[SdkCall, frozenset[str]]:
+    """Each SDK call of the cloud's activity modules and the permissions it needs."""
+    return {call: permissions_of(cloud, call)
+            for call in (sdk_calls(cloud) if calls is None else calls)}
+
+
+# aws: boto3 clients, known by the service they were made for
+
+
+@cache
+def _boto_operations(service: str) -> dict[str, str]:
+    """snake_case client method -> IAM action (`ec2:PascalCase`), from botocore's own model."""
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model(service)
+    prefix = model.signing_name or model.endpoint_prefix
+    return {xform_name(name): f"{prefix}:{name}" for name in model.operation_names}
+
+
+@cache
+def _boto_services() -> frozenset[str]:
+    import botocore.session
+
+    return frozenset(botocore.session.get_session().get_available_services())
+
+
+def _aws_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
+    services = _boto_services()
+    # a client is a parameter named as its service (`ec2`, `route53`), or a name bound from
+    # `self.client("sts", ...)`, `boto3.client("sts")`, `self.ec2(region)`
+    clients = {node.arg: node.arg for node in ast.walk(tree)
+               if isinstance(node, ast.arg) and node.arg in services}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):
+            service = _client_service(node.value, services)
+            if service:
+                clients[node.targets[0].id] = service
+    # the keywords a method is called with: `client.method(K=...)`, `_call("X", client.method, K=...)`
+    keywords: dict[int, frozenset[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            given = frozenset(k.arg for k in node.keywords if k.arg)
+            for part in (node.func, *node.args):
+                keywords[id(part)] = keywords.get(id(part), frozenset()) | given
+    for node in ast.walk(tree):
+        # client.method, called or handed on
+        if isinstance(node, ast.Attribute):
+            service = _receiver_service(node.value, clients, services)
+            action = _boto_operations(service).get(node.attr) if service else None
+            if action:
+                yield SdkCall(module, node.lineno, action, keywords.get(id(node), frozenset()))
+        # _pages(client, "operation", ...) and client.get_paginator("operation")
+        if isinstance(node, ast.Call):
+            name = _callee_name(node.func)
+            given = frozenset(k.arg for k in node.keywords if k.arg)
+            if name == "_pages" and len(node.args) >= 2:
+                client, operation = node.args[0], node.args[1]
+            elif name == "get_paginator" and isinstance(node.func, ast.Attribute) and node.args:
+                client, operation = node.func.value, node.args[0]
+            else:
+                continue
+            service = _receiver_service(client, clients, services)
+            if service and isinstance(operation, ast.Constant) and isinstance(operation.value, str):
+                action = _boto_operations(service).get(operation.value)
+                if action is None:
+                    raise UnmappedCall(f"activities/{module}:{node.lineno}: {operation.value} is "
+                                       f"not an operation of {service}")
+                yield SdkCall(module, node.lineno, action, given)
+
+
+def _receiver_service(node: ast.expr, clients: dict[str, str],
+                      services: frozenset[str]) -> str | None:
+    """The service of a client expression: a known client name, or a factory call."""
+    if isinstance(node, ast.Name):
+        return clients.get(node.id)
+    return _client_service(node, services)
+
+
+def _client_service(value: ast.expr, services: frozenset[str]) -> str | None:
+    """`self.client("sts", ...)`, `boto3.client("sts")`, `self.ec2(region)` -> the service."""
+    if not isinstance(value, ast.Call):
+        return None
+    name = _callee_name(value.func)
+    if name == "client" and value.args and isinstance(value.args[0], ast.Constant) \
+            and value.args[0].value in services:
+        return str(value.args[0].value)
+    if name in services:
+        return name
+    return None
+
+
+# gcp and azure: a dataclass of clients, its fields annotated with the client classes
+
+
+def _client_fields(tree: ast.Module, holder: str) -> dict[str, str]:
+    """Field name -> client class name of the dataclass `holder` (e.g. `instances` ->
+    `InstancesClient`)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == holder:
+            return {item.target.id: _last_name(item.annotation)
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+    return {}
+
+
+def _holders(tree: ast.Module, holder: str) -> set[str]:
+    """Names that hold a `holder`: arguments annotated with it, and names bound from a call of a
+    clients factory (`compute = self._clients()`, `with conn.clients(s) as arm`)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None \
+                and _last_name(node.annotation) == holder:
+            names.add(node.arg)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and (_callee_name(node.value.func) or "").endswith("clients"):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Call) \
+                and (_callee_name(node.context_expr.func) or "").endswith("clients") \
+                and isinstance(node.optional_vars, ast.Name):
+            names.add(node.optional_vars.id)
+    return names
+
+
+def _gcp_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
+    fields = _client_fields(tree, "Compute")
+    holders = _holders(tree, "Compute")
+    for node in ast.walk(tree):
+        # compute.<client>.<method>
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and node.value.attr in fields and _is_holder(node.value.value, holders):
+            yield SdkCall(module, node.lineno, f"{fields[node.value.attr]}.{node.attr}")
+
+
+def _azure_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
+    fields = _client_fields(tree, "ArmClients")
+    holders = _holders(tree, "ArmClients")
+    for node in ast.walk(tree):
+        # arm.<client>.<operation group>.<method>
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Attribute) \
+                and node.value.value.attr in fields \
+                and _is_holder(node.value.value.value, holders):
+            client = fields[node.value.value.attr]
+            yield SdkCall(module, node.lineno, f"{client}.{node.value.attr}.{node.attr}")
+
+
+# ast helpers
+
+
+def _is_holder(node: ast.expr, holders: set[str]) -> bool:
+    """A name that holds the clients, or a call of a clients factory (`self._clients()`)."""
+    if isinstance(node, ast.Name):
+        return node.id in holders
+    return isinstance(node, ast.Call) and (_callee_name(node.func) or "").endswith("clients")
+
+
+def _callee_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def _last_name(annotation: ast.expr) -> str:
+    """`compute_v1.InstancesClient` -> `InstancesClient`; a string annotation is parsed."""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return annotation.value.rsplit(".", 1)[-1]
+    if isinstance(annotation, ast.Attribute):
+        return annotation.attr
+    if isinstance(annotation, ast.Name):
+        return annotation.id
+    return ""

@@ -1,0 +1,157 @@
+# The IAM role of the gameday worker on AWS: exactly the actions of AWS_ACTIONS in
+# activities/permissions.py (tests/test_terraform.py fails when they drift apart).
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }
+  }
+}
+
+data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  managed_by_tag = "gameday:managed-by"
+  ec2_arns       = [for region in var.regions : "arn:${data.aws_partition.current.partition}:ec2:${region}:${data.aws_caller_identity.current.account_id}"]
+  network_acls   = [for arn in local.ec2_arns : "${arn}:network-acl/*"]
+  subnets        = [for arn in local.ec2_arns : "${arn}:subnet/*"]
+  vpcs           = [for arn in local.ec2_arns : "${arn}:vpc/*"]
+  hosted_zones   = [for id in var.route53_hosted_zone_ids : "arn:${data.aws_partition.current.partition}:route53:::hostedzone/${id}"]
+}
+
+data "aws_iam_policy_document" "gameday" {
+  # Reads that AWS does not scope to resources: the worker's own account, zones, regions,
+  # subnets, ACLs and hosted zones.
+  statement {
+    sid    = "Read"
+    effect = "Allow"
+    actions = [
+      "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeNetworkAcls",
+      "ec2:DescribeRegions",
+      "ec2:DescribeSubnets",
+      "route53:ListHostedZones",
+      "sts:GetCallerIdentity",
+    ]
+    resources = ["*"]
+  }
+
+  # apply_blackhole_zone: a new ACL only with gameday's tag, in any VPC of the regions.
+  statement {
+    sid       = "CreateGamedayAcl"
+    effect    = "Allow"
+    actions   = ["ec2:CreateNetworkAcl"]
+    resources = local.network_acls
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.managed_by_tag}"
+      values   = ["gameday"]
+    }
+  }
+
+  statement {
+    sid       = "CreateAclInVpc"
+    effect    = "Allow"
+    actions   = ["ec2:CreateNetworkAcl"]
+    resources = local.vpcs
+  }
+
+  # Tags only while creating an ACL: no tag of an existing resource can be changed.
+  statement {
+    sid       = "TagGamedayAclOnCreate"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags"]
+    resources = local.network_acls
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateNetworkAcl"]
+    }
+  }
+
+  # apply_ and restore_blackhole_zone: rules of, and deletion of, gameday's own ACLs only.
+  statement {
+    sid    = "ChangeGamedayAcls"
+    effect = "Allow"
+    actions = [
+      "ec2:CreateNetworkAclEntry",
+      "ec2:DeleteNetworkAcl",
+    ]
+    resources = local.network_acls
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.managed_by_tag}"
+      values   = ["gameday"]
+    }
+  }
+
+  # Moving a subnet onto gameday's ACL and back onto its own ACL: the own ACL carries no gameday
+  # tag, so this one is scoped to the account and regions; the activities' guardrails do the rest.
+  statement {
+    sid       = "MoveSubnets"
+    effect    = "Allow"
+    actions   = ["ec2:ReplaceNetworkAclAssociation"]
+    resources = concat(local.network_acls, local.subnets)
+  }
+
+  # evacuate_region: the weighted records of the named hosted zones, changed by UPSERT only
+  # (and, when route53_record_names is set, only those records).
+  dynamic "statement" {
+    for_each = length(local.hosted_zones) > 0 ? [local.hosted_zones] : []
+    content {
+      sid       = "ReadRecords"
+      effect    = "Allow"
+      actions   = ["route53:ListResourceRecordSets"]
+      resources = statement.value
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.hosted_zones) > 0 ? [local.hosted_zones] : []
+    content {
+      sid       = "UpsertWeights"
+      effect    = "Allow"
+      actions   = ["route53:ChangeResourceRecordSets"]
+      resources = statement.value
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "route53:ChangeResourceRecordSetsActions"
+        values   = ["UPSERT"]
+      }
+      dynamic "condition" {
+        for_each = length(var.route53_record_names) > 0 ? [var.route53_record_names] : []
+        content {
+          test     = "ForAllValues:StringEquals"
+          variable = "route53:ChangeResourceRecordSetsNormalizedRecordNames"
+          values   = condition.value
+        }
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "gameday" {
+  name                 = var.role_name
+  description          = "gameday worker: region-outage GameDays (network ACLs, Route53 weights)"
+  assume_role_policy   = var.assume_role_policy
+  max_session_duration = var.max_session_duration
+  permissions_boundary = var.permissions_boundary
+  tags                 = var.tags
+}
+
+resource "aws_iam_policy" "gameday" {
+  name        = "${var.role_name}-least-privilege"
+  description = "Exactly what gameday's AWS activities call (activities/permissions.py)."
+  policy      = data.aws_iam_policy_document.gameday.json
+  tags        = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "gameday" {
+  role       = aws_iam_role.gameday.name
+  policy_arn = aws_iam_policy.gameday.arn
+}

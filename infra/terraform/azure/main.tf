@@ -1,0 +1,66 @@
+# The gameday worker on Azure: a custom role with exactly AZURE_ACTIONS of
+# activities/permissions.py (tests/test_terraform.py fails when they drift apart), assignable
+# and assigned only on the given resource groups (or the subscription).
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    azurerm = {
+      source  = "hashicorp/azurerm"
+      version = ">= 3.90"
+    }
+  }
+}
+
+locals {
+  subscription = "/subscriptions/${var.subscription_id}"
+  scopes       = length(var.resource_group_names) > 0 ? [for group in var.resource_group_names : "${local.subscription}/resourceGroups/${group}"] : [local.subscription]
+}
+
+resource "azurerm_role_definition" "gameday" {
+  name        = var.role_name
+  scope       = local.subscription
+  description = "Region-outage GameDays: deny-all NSGs on NICs, Traffic Manager endpoint status."
+
+  permissions {
+    actions = [
+      # resolve_blackhole_zone
+      "Microsoft.Compute/virtualMachines/read",
+      # *_blackhole_zone: each NIC, read-modify-write
+      "Microsoft.Network/networkInterfaces/read",
+      "Microsoft.Network/networkInterfaces/write",
+      # a NIC write is checked against everything the NIC refers to
+      "Microsoft.Network/networkSecurityGroups/join/action",
+      "Microsoft.Network/virtualNetworks/subnets/join/action",
+      "Microsoft.Network/publicIPAddresses/join/action",
+      "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+      "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
+      "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+      "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+      # *_blackhole_zone: gameday's deny-all NSG
+      "Microsoft.Network/networkSecurityGroups/read",
+      "Microsoft.Network/networkSecurityGroups/write",
+      "Microsoft.Network/networkSecurityGroups/delete",
+      # *_evacuate_region: profiles and endpoints of every endpoint type
+      "Microsoft.Network/trafficManagerProfiles/read",
+      "Microsoft.Network/trafficManagerProfiles/azureEndpoints/read",
+      "Microsoft.Network/trafficManagerProfiles/azureEndpoints/write",
+      "Microsoft.Network/trafficManagerProfiles/externalEndpoints/read",
+      "Microsoft.Network/trafficManagerProfiles/externalEndpoints/write",
+      "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/read",
+      "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/write",
+    ]
+    not_actions = []
+  }
+
+  assignable_scopes = local.scopes
+}
+
+resource "azurerm_role_assignment" "gameday" {
+  for_each           = toset(local.scopes)
+  scope              = each.value
+  role_definition_id = azurerm_role_definition.gameday.role_definition_resource_id
+  principal_id       = var.principal_id
+  principal_type     = var.principal_type
+  description        = "gameday worker"
+}
