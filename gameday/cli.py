@@ -171,13 +171,37 @@ def reject(
 
 @app.command()
 def abort(
-    run_id: RunId,
     who: Who,
     reason: Annotated[str, typer.Option(help="why; recorded in the run's events")],
+    run_id: Annotated[str | None, typer.Argument(help="the GameDay's workflow id")] = None,
+    every: Annotated[bool, typer.Option("--all", help="abort every running GameDay")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="wait until every fault is restored")] = False,
+    timeout: Annotated[float, typer.Option(help="with --all: seconds to wait for each run")] = 300,
 ) -> None:
-    """Abort a GameDay: every fault is restored."""
+    """Abort a GameDay (or, with --all, every running one): every fault is restored."""
     from gameday import operations
+
+    if every == (run_id is not None):
+        raise UserError("give either a GameDay id or --all")
+    if every:
+        silent: list[str] = []
+
+        def done(run: str, final: Any, seconds: float | None) -> None:
+            if final is None:
+                silent.append(run)
+                typer.echo(f"{run}: did not close within {timeout:.0f}s; check its worker", err=True)
+                return
+            took = f"signal to last restore {seconds:.2f}s" if seconds is not None else "nothing to restore"
+            typer.echo(f"{run}: {final.outcome}, every fault restored: {final.restored} ({took})")
+
+        async def everything() -> Any:
+            return await operations.abort_all(await _client(), who, reason, done, timeout)
+
+        finals = _run(everything())
+        if not finals and not silent:
+            typer.echo("no GameDay is running")
+        raise typer.Exit(0 if all(f.restored for f in finals) and not silent else 1)
+    assert run_id is not None
 
     async def go() -> Any:
         client = await _client()

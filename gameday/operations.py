@@ -244,3 +244,37 @@ async def sweep(client: Client, restore: bool, timeout: float = 600) -> Any:
             result_type=SweepReport, execution_timeout=timedelta(seconds=timeout))
     except WorkflowFailureError as exc:
         raise UserError(f"the sweep did not finish: {exc.cause}") from exc
+
+
+async def running_gamedays(client: Client) -> list[str]:
+    query = f'WorkflowType="{WORKFLOW}" AND ExecutionStatus="Running"'
+    return [execution.id async for execution in client.list_workflows(query)]
+
+
+async def abort_all(client: Client, by: str, reason: str,
+                    on_done: Callable[[str, GameDayStatus | None, float | None], None],
+                    timeout: float = 300) -> list[GameDayStatus]:
+    """Abort every running GameDay at once; report each with seconds from signal to last restore
+    (a run that has not closed within `timeout` is reported with no status)."""
+    ids = await running_gamedays(client)
+
+    async def one(run_id: str) -> GameDayStatus | None:
+        request_id = uuid.uuid4().hex
+        handle = client.get_workflow_handle(run_id, result_type=GameDayStatus)
+        try:
+            await handle.signal("abort", Abort(by=by, reason=reason, request_id=request_id))
+        except RPCError:
+            return None  # it closed between the listing and the signal
+        try:
+            final: GameDayStatus = await asyncio.wait_for(handle.result(), timeout)
+        except TimeoutError:
+            on_done(run_id, None, None)
+            return None
+        signalled = next((e.at for e in final.events if e.request_id == request_id), None)
+        restores = [e.at for e in final.events if e.kind == "restored"]
+        seconds = (max(restores) - signalled).total_seconds() if signalled and restores else None
+        on_done(run_id, final, seconds)
+        return final
+
+    results = await asyncio.gather(*(one(run_id) for run_id in ids))
+    return [r for r in results if r is not None]

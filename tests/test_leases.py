@@ -76,3 +76,31 @@ def test_a_dead_holder_is_evicted(aws, client, runner, task_queue):
 
     result = runner.run(scenario(), timeout=180)
     assert result.outcome == "completed"
+
+
+def test_abort_all_stops_every_running_gameday_and_reports_restore_times(aws, client, runner,
+                                                                          task_queue):
+    from gameday import operations
+    from lab.aws import acl_snapshot
+
+    before = acl_snapshot()
+    reports: dict[str, float | None] = {}
+
+    async def scenario():
+        handles = []
+        for zone in ("us-east-1a", "us-east-1b"):
+            handle = await start(client, runbook(aws_zone_step(step_id=f"cut-{zone}", zone=zone,
+                                                               duration="10m")), task_queue)
+            await wait_for(handle, phase_is("awaiting_approval"))
+            await approve(handle)
+            await wait_for(handle, step_state(f"cut-{zone}", "active"))
+            handles.append(handle)
+        await operations.abort_all(client, "ic@example.com", "kill switch drill",
+                                   lambda run, final, seconds: reports.__setitem__(run, seconds),
+                                   timeout=30)
+        return [await h.result() for h in handles], [h.id for h in handles]
+
+    finals, ids = runner.run(scenario(), timeout=180)
+    assert all(f.outcome == "aborted" and f.restored for f in finals)
+    assert all(reports[run_id] is not None and reports[run_id] < 30 for run_id in ids)
+    assert acl_snapshot() == before
