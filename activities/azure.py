@@ -35,8 +35,14 @@ from azure.mgmt.trafficmanager.models import Endpoint
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.base import check_guardrails, cloud_span, progress, temporal_errors
-from gameday.errors import CloudError, Refused, TargetNotFound
+from activities.base import (
+    check_guardrails,
+    cloud_span,
+    progress,
+    restore_errors,
+    temporal_errors,
+)
+from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.plan import (
     Checkpoint,
     FaultRequest,
@@ -47,7 +53,8 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AzureRegionTraffic, AzureZoneTarget
+from gameday.runbook import AzureRegionTarget, AzureRegionTraffic, AzureZoneTarget
+from gameday.sweep import Leftover, SweepScope
 
 T = TypeVar("T")
 
@@ -64,6 +71,8 @@ MAX_TAG_VALUE = 256
 MAX_TAGS = 50
 MAX_NSG_NAME = 80
 NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
+AZURE_ZONES = ("1", "2", "3")
+"""The availability zones a region step covers (a VM without a zone cannot be cut by zone)."""
 
 BUSY_ATTEMPTS = 6
 """Tries of one write while another operation holds the resource, before Temporal takes over."""
@@ -342,18 +351,21 @@ class AzureZoneBlackhole:
         self.connection = connection or AzureConnection()
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
+        """The NICs of the matching VMs of the zone (or, for blackhole_region, of every zone of
+        the region), each with its VM, zone and current NSG."""
         target = request.step.target
-        assert isinstance(target, AzureZoneTarget)
+        assert isinstance(target, AzureZoneTarget | AzureRegionTarget)
         scope = Scope.of(target)
-        with cloud_span("azure.resolve_blackhole_zone", scope) as span:
+        with cloud_span(f"azure.resolve_{request.step.action}", scope) as span:
             check_guardrails(request.step.id, scope, request.guardrails, None)
             with self.connection.clients(target.subscription) as arm:
                 resources = self._targets(arm, request.step.id, target)
             span.set_attribute("gameday.resources", len(resources))
-            return ResolvedStep(step_id=request.step.id, action="blackhole_zone", scope=scope,
+            return ResolvedStep(step_id=request.step.id, action=request.step.action, scope=scope,
                                 resources=resources)
 
-    def _targets(self, arm: ArmClients, step_id: str, target: AzureZoneTarget) -> list[Resource]:
+    def _targets(self, arm: ArmClients, step_id: str,
+                 target: AzureZoneTarget | AzureRegionTarget) -> list[Resource]:
         try:
             vms = list(arm.compute.virtual_machines.list(target.resource_group))
         except ResourceNotFoundError as exc:
@@ -364,14 +376,15 @@ class AzureZoneBlackhole:
         except AzureError as exc:
             raise cloud_error(exc, "listing virtual machines") from exc
         region = normalize_location(target.region)
-        chosen = [
-            vm for vm in vms
-            if normalize_location(vm.location) == region
-            and target.zone in (vm.zones or [])
-            and all((vm.tags or {}).get(k) == v for k, v in target.tags.items())
-        ]
+        wanted = [target.zone] if isinstance(target, AzureZoneTarget) else list(AZURE_ZONES)
+        chosen: list[tuple[str, Any]] = []
+        for vm in vms:
+            zone = next((z for z in vm.zones or [] if z in wanted), None)
+            if (zone is not None and normalize_location(vm.location) == region
+                    and all((vm.tags or {}).get(k) == v for k, v in target.tags.items())):
+                chosen.append((zone, vm))
         resources: list[Resource] = []
-        for vm in chosen:
+        for zone, vm in chosen:
             for reference in vm.network_profile.network_interfaces or []:
                 _, group, name = id_parts(reference.id)
                 nic = _find(f"reading NIC {name}",
@@ -380,16 +393,19 @@ class AzureZoneBlackhole:
                     continue
                 resources.append(Resource(
                     id=nic.id, kind="network_interface", name=nic.name,
-                    detail={"vm": vm.name, "network_security_group": _nsg_of(nic) or ""},
+                    detail={"vm": vm.name, "zone": zone,
+                            "network_security_group": _nsg_of(nic) or ""},
                 ))
         if not resources:
             tags = ", ".join(f"{k}={v}" for k, v in sorted(target.tags.items()))
+            where = (f"zone {target.zone} of {target.region}" if isinstance(target, AzureZoneTarget)
+                     else f"any zone ({', '.join(AZURE_ZONES)}) of {target.region}")
             raise TargetNotFound(
-                f"step {step_id}: no VM in zone {target.zone} of {target.region} in resource "
+                f"step {step_id}: no VM in {where} in resource "
                 f"group {target.resource_group}" + (f" carries the tags {tags}" if tags else "")
                 + " (or none has a network interface)"
             )
-        return sorted(resources, key=lambda r: r.id.lower())
+        return sorted(resources, key=lambda r: (r.detail["zone"], r.id.lower()))
 
     def prepare(self, request: PrepareRequest) -> Checkpoint:
         """Record each NIC's current NSG; refuse a NIC that another run already holds."""
@@ -600,6 +616,121 @@ def _denies_all(nsg: NetworkSecurityGroup) -> bool:
     return True
 
 
+# --- the sweeper ----------------------------------------------------------------------------
+
+UNKNOWN_RUN = "(unknown)"
+"""The run of a NIC whose restore tag no gameday NSG explains: unrecoverable, never `running`."""
+
+
+def _listing(doing: str, fn: Callable[[], Any]) -> list[Any]:
+    try:
+        return list(fn())
+    except AzureError as exc:
+        raise cloud_error(exc, doing) from exc
+
+
+class AzureSweeper(AzureZoneBlackhole):
+    """Finds gameday's NSGs (tagged `gameday-run`) and the NICs carrying gameday's restore tag in
+    each subscription, and undoes each from those tags alone."""
+
+    def find(self, scope: SweepScope) -> list[Leftover]:
+        leftovers: list[Leftover] = []
+        for subscription in scope.azure_subscriptions:
+            with self.connection.clients(subscription) as arm:
+                nics = _listing(f"listing the NICs of subscription {subscription}",
+                                arm.network.network_interfaces.list_all)
+                nsgs = _listing(f"listing the NSGs of subscription {subscription}",
+                                arm.network.network_security_groups.list_all)
+            ours = {nsg.id.lower(): nsg for nsg in nsgs if TAG_RUN in (nsg.tags or {})}
+            for nic in sorted(nics, key=lambda n: n.id.lower()):
+                tags = nic.tags or {}
+                if TAG_RESTORE not in tags:
+                    continue
+                holder = ours.get((_nsg_of(nic) or "").lower())
+                holder_tags = (holder.tags or {}) if holder is not None else {}
+                leftovers.append(Leftover(
+                    cloud="azure", kind="network-interface", id=nic.id,
+                    run_id=holder_tags.get(TAG_RUN, UNKNOWN_RUN),
+                    step_id=holder_tags.get(TAG_STEP, ""), location=subscription,
+                    detail={"resource_group": id_parts(nic.id)[1],
+                            "network_security_group": _nsg_of(nic) or "",
+                            "restore_nsg": tags[TAG_RESTORE]},
+                ))
+            for key in sorted(ours):
+                nsg = ours[key]
+                tags = nsg.tags or {}
+                held = sorted(member.id for member in nsg.network_interfaces or [])
+                leftovers.append(Leftover(
+                    cloud="azure", kind="network-security-group", id=nsg.id,
+                    run_id=tags[TAG_RUN], step_id=tags.get(TAG_STEP, ""), location=subscription,
+                    detail={"resource_group": id_parts(nsg.id)[1], "region": nsg.location or "",
+                            "nics_held": ",".join(held)},
+                ))
+        return leftovers
+
+    def sweep(self, leftover: Leftover) -> FaultResult:
+        if leftover.kind not in ("network-interface", "network-security-group"):
+            raise UserError(f"azure has no leftover of kind {leftover.kind}")
+        result = FaultResult()
+        with self.connection.clients(leftover.location) as arm:
+            if leftover.kind == "network-interface":
+                self._sweep_nic(arm, leftover.id, result)
+            else:
+                self._sweep_nsg(arm, leftover, result)
+        progress(1, 1)
+        return result
+
+    def _sweep_nic(self, arm: ArmClients, nic_id: str, result: FaultResult) -> None:
+        """Back onto the NSG its tag names (or none), without the tag; a NIC no longer on a
+        gameday NSG was moved by someone else, so only the stale tag goes."""
+        _, group, name = id_parts(nic_id)
+        nic = _find(f"reading NIC {name}", lambda: arm.network.network_interfaces.get(group, name))
+        if nic is None:
+            result.notes.append(f"NIC {nic_id} no longer exists; nothing to restore")
+            return
+        tag = (nic.tags or {}).get(TAG_RESTORE)
+        if tag is None:
+            result.unchanged += 1
+            return
+        current = _nsg_of(nic)
+        if current is not None and self._holder_tags(arm, current).get(TAG_RUN):
+            self._restore_nic(arm, nic.id, from_restore_tag(tag, nic.id), result)
+            return
+        result.notes.append(f"NIC {nic_id} is no longer on a gameday NSG; only its restore tag "
+                            "was removed")
+        outcome = self._move_nic(arm, nic.id, current, None)
+        if outcome is None:
+            result.notes.append(f"NIC {nic_id} no longer exists; nothing to restore")
+        elif outcome:
+            result.changed += 1
+        else:
+            result.unchanged += 1
+
+    def _holder_tags(self, arm: ArmClients, nsg: str) -> dict[str, str]:
+        _, group, name = id_parts(nsg)
+        found = _find(f"reading NSG {name}",
+                      lambda: arm.network.network_security_groups.get(group, name))
+        return dict(found.tags or {}) if found is not None else {}
+
+    def _sweep_nsg(self, arm: ArmClients, leftover: Leftover, result: FaultResult) -> None:
+        """Put every NIC still on gameday's NSG back from its own tag, then delete the NSG."""
+        _, group, name = id_parts(leftover.id)
+        found = _find(f"reading NSG {name}",
+                      lambda: arm.network.network_security_groups.get(group, name))
+        if found is None:
+            result.notes.append(f"NSG {leftover.id} is already gone")
+            return
+        if (found.tags or {}).get(TAG_RUN) != leftover.run_id:
+            result.notes.append(f"NSG {leftover.id} is no longer gameday's NSG of run "
+                                f"{leftover.run_id}; left alone")
+            return
+        for member in found.network_interfaces or []:
+            self._restore_from_tag(arm, member.id, found.id, result)
+        state = BlackholeState(resource_group=group, region=found.location or "", nsg_name=name,
+                               nics=[])
+        self._delete_nsg(arm, state, found.id, result)
+
+
 # --- the region evacuation ------------------------------------------------------------------
 
 
@@ -740,10 +871,16 @@ class AzureActivities:
         connection = AzureConnection()
         self.blackhole = blackhole or AzureZoneBlackhole(connection)
         self.evacuation = evacuation or AzureRegionEvacuation(connection)
+        self.sweeper = AzureSweeper(connection)
 
     @activity.defn(name="azure.resolve_blackhole_zone")
     @temporal_errors
     def resolve_blackhole_zone(self, request: StepRequest) -> ResolvedStep:
+        return self.blackhole.resolve(request)
+
+    @activity.defn(name="azure.resolve_blackhole_region")
+    @temporal_errors
+    def resolve_blackhole_region(self, request: StepRequest) -> ResolvedStep:
         return self.blackhole.resolve(request)
 
     @activity.defn(name="azure.prepare_blackhole_zone")
@@ -757,7 +894,7 @@ class AzureActivities:
         return self.blackhole.apply(request)
 
     @activity.defn(name="azure.restore_blackhole_zone")
-    @temporal_errors
+    @restore_errors
     def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
         return self.blackhole.restore(request)
 
@@ -777,12 +914,24 @@ class AzureActivities:
         return self.evacuation.apply(request)
 
     @activity.defn(name="azure.restore_evacuate_region")
-    @temporal_errors
+    @restore_errors
     def restore_evacuate_region(self, request: FaultRequest) -> FaultResult:
         return self.evacuation.restore(request)
 
+    @activity.defn(name="azure.find_leftovers")
+    @temporal_errors
+    def find_leftovers(self, scope: SweepScope) -> list[Leftover]:
+        return self.sweeper.find(scope)
+
+    @activity.defn(name="azure.sweep_leftover")
+    @restore_errors
+    def sweep_leftover(self, leftover: Leftover) -> FaultResult:
+        return self.sweeper.sweep(leftover)
+
     def all(self) -> list[Any]:
-        return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
-                self.apply_blackhole_zone, self.restore_blackhole_zone,
+        return [self.resolve_blackhole_zone, self.resolve_blackhole_region,
+                self.prepare_blackhole_zone, self.apply_blackhole_zone,
+                self.restore_blackhole_zone,
                 self.resolve_evacuate_region, self.prepare_evacuate_region,
-                self.apply_evacuate_region, self.restore_evacuate_region]
+                self.apply_evacuate_region, self.restore_evacuate_region,
+                self.find_leftovers, self.sweep_leftover]

@@ -36,8 +36,14 @@ from google.cloud import compute_v1
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.base import check_guardrails, cloud_span, progress, temporal_errors
-from gameday.errors import CloudError, Refused, TargetNotFound
+from activities.base import (
+    check_guardrails,
+    cloud_span,
+    progress,
+    restore_errors,
+    temporal_errors,
+)
+from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.plan import (
     Checkpoint,
     FaultRequest,
@@ -48,7 +54,8 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import GcpRegionTraffic, GcpZoneTarget
+from gameday.runbook import GcpRegionTarget, GcpRegionTraffic, GcpZoneTarget
+from gameday.sweep import Leftover, SweepScope
 
 ENDPOINT_VARIABLE = "GAMEDAY_GCP_ENDPOINT"
 CALL_TIMEOUT = 30.0
@@ -254,23 +261,53 @@ class GcpZoneBlackhole:
         self._clients = clients
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
+        """The matching instances of the zone (or, for blackhole_region, of every zone of the
+        region), each with its zone, networks and tags."""
         target = request.step.target
-        assert isinstance(target, GcpZoneTarget)
+        assert isinstance(target, GcpZoneTarget | GcpRegionTarget)
         scope = Scope.of(target)
-        with cloud_span("gcp.resolve_blackhole_zone", scope) as span, \
-                _translated(f"listing instances in {target.zone}"):
+        where = target.zone if isinstance(target, GcpZoneTarget) else target.region
+        with cloud_span(f"gcp.resolve_{request.step.action}", scope) as span, \
+                _translated(f"listing instances in {where}"):
             check_guardrails(request.step.id, scope, request.guardrails, None)
-            instances = self._matching(self._clients(), target, request.step.id)
+            compute = self._clients()
+            if isinstance(target, GcpZoneTarget):
+                found = [(target.zone, i) for i in self._matching(compute, target,
+                                                                  request.step.id)]
+            else:
+                found = self._matching_region(compute, target, request.step.id)
             resources = [
                 Resource(id=i.name, kind="instance", name=i.name, detail={
+                    "zone": zone,
                     "networks": ",".join(_last(n.network) for n in i.network_interfaces),
                     "tags": ",".join(i.tags.items),
                 })
-                for i in sorted(instances, key=lambda i: i.name)
+                for zone, i in sorted(found, key=lambda pair: (pair[0], pair[1].name))
             ]
             span.set_attribute("gameday.resources", len(resources))
-            return ResolvedStep(step_id=request.step.id, action="blackhole_zone", scope=scope,
+            return ResolvedStep(step_id=request.step.id, action=request.step.action, scope=scope,
                                 resources=resources)
+
+    @staticmethod
+    def _listed(compute: Compute, project: str, zone: str, labels: dict[str, str],
+                network: str | None) -> list[compute_v1.Instance]:
+        found = list(_call(compute.instances.list, request=compute_v1.ListInstancesRequest(
+            project=project, zone=zone, filter=_label_filter(labels))))
+        if network:
+            wanted = _last(network)
+            found = [i for i in found if any(_last(n.network) == wanted
+                                             for n in i.network_interfaces)]
+        return found
+
+    @staticmethod
+    def _nothing(step_id: str, where: str, project: str, network: str | None,
+                 labels: dict[str, str]) -> TargetNotFound:
+        text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return TargetNotFound(
+            f"step {step_id}: no instance in {where} of project {project}"
+            + (f" in network {network}" if network else "")
+            + (f" carries the labels {text}" if text else "")
+        )
 
     def _matching(self, compute: Compute, target: GcpZoneTarget,
                   step_id: str) -> list[compute_v1.Instance]:
@@ -279,19 +316,31 @@ class GcpZoneBlackhole:
         except exceptions.NotFound as exc:
             raise TargetNotFound(f"step {step_id}: zone {target.zone} does not exist in project "
                                  f"{target.project}") from exc
-        found = list(_call(compute.instances.list, request=compute_v1.ListInstancesRequest(
-            project=target.project, zone=target.zone, filter=_label_filter(target.labels))))
-        if target.network:
-            wanted = _last(target.network)
-            found = [i for i in found if any(_last(n.network) == wanted
-                                             for n in i.network_interfaces)]
+        found = self._listed(compute, target.project, target.zone, target.labels, target.network)
         if not found:
-            labels = ", ".join(f"{k}={v}" for k, v in sorted(target.labels.items()))
-            raise TargetNotFound(
-                f"step {step_id}: no instance in {target.zone} of project {target.project}"
-                + (f" in network {target.network}" if target.network else "")
-                + (f" carries the labels {labels}" if labels else "")
-            )
+            raise self._nothing(step_id, target.zone, target.project, target.network,
+                                target.labels)
+        return found
+
+    def region_zones(self, compute: Compute, project: str, region: str) -> list[str]:
+        """The zones of a region, as the Zones API lists them for the project."""
+        zones = _call(compute.zones.list, project=project)
+        return sorted(z.name for z in zones if _last(z.region) == region)
+
+    def _matching_region(self, compute: Compute, target: GcpRegionTarget,
+                         step_id: str) -> list[tuple[str, compute_v1.Instance]]:
+        """The matching instances of every zone of the region, each with its zone."""
+        zones = self.region_zones(compute, target.project, target.region)
+        if not zones:
+            raise TargetNotFound(f"step {step_id}: region {target.region} has no zone in "
+                                 f"project {target.project} (or does not exist)")
+        found: list[tuple[str, compute_v1.Instance]] = []
+        for zone in zones:
+            found += [(zone, i) for i in self._listed(compute, target.project, zone,
+                                                       target.labels, target.network)]
+        if not found:
+            raise self._nothing(step_id, f"any zone of {target.region} ({', '.join(zones)})",
+                                target.project, target.network, target.labels)
         return found
 
     def prepare(self, request: PrepareRequest) -> Checkpoint:
@@ -431,6 +480,114 @@ class GcpZoneBlackhole:
                 except exceptions.NotFound:
                     pass
             return result
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+UNKNOWN_RUN = "(unknown)"
+"""The run of a gameday tag no deny rule names any more: unrecoverable, so never `running`."""
+
+_DESCRIPTION = re.compile(re.escape(DESCRIPTION_PREFIX) + r" run=(?P<run>.+) step=(?P<step>\S*)$")
+_BLACKHOLE_TAG = re.compile(re.escape(TAG_PREFIX) + r"(?P<step>[a-z0-9-]*)-[0-9a-f]{12}")
+
+
+def parse_description(description: str) -> tuple[str, str] | None:
+    """(run id, step id) of a gameday deny rule's description; None for any other rule."""
+    found = _DESCRIPTION.fullmatch(description or "")
+    return (found["run"], found["step"]) if found else None
+
+
+class GcpSweeper(GcpZoneBlackhole):
+    """Finds gameday's deny rules (by name and description) and blackhole tags in each project,
+    and undoes each from what the project itself shows: a tag is mapped to its run through the
+    rules that target it."""
+
+    def find(self, scope: SweepScope) -> list[Leftover]:
+        compute = self._clients()
+        leftovers: list[Leftover] = []
+        for project in scope.gcp_projects:
+            with _translated(f"looking for gameday artifacts in project {project}"):
+                tagged = self._tagged(compute, project)
+                rules = [(rule, parsed) for rule in _call(compute.firewalls.list, project=project)
+                         if rule.name.startswith(TAG_PREFIX)
+                         and (parsed := parse_description(rule.description)) is not None]
+            owner: dict[str, tuple[str, str]] = {}
+            for rule, parsed in rules:
+                for tag in rule.target_tags:
+                    owner.setdefault(tag, parsed)
+            holding: dict[str, int] = {}
+            for zone, name, tag in tagged:
+                if tag not in owner and not _BLACKHOLE_TAG.fullmatch(tag):
+                    continue
+                holding[tag] = holding.get(tag, 0) + 1
+                found = _BLACKHOLE_TAG.fullmatch(tag)
+                run_id, step_id = owner.get(tag, (UNKNOWN_RUN, found["step"] if found else ""))
+                leftovers.append(Leftover(
+                    cloud="gcp", kind="instance-tag", id=f"{name}/{tag}", run_id=run_id,
+                    step_id=step_id, location=zone,
+                    detail={"project": project, "zone": zone, "instance": name, "tag": tag,
+                            "tag_owner": "deny rule" if tag in owner else "none found"},
+                ))
+            for rule, (run_id, step_id) in rules:
+                leftovers.append(Leftover(
+                    cloud="gcp", kind="firewall-rule", id=rule.name, run_id=run_id,
+                    step_id=step_id, location=project,
+                    detail={"project": project, "network": _last(rule.network),
+                            "direction": rule.direction,
+                            "target_tags": ",".join(rule.target_tags),
+                            "instances_tagged": str(sum(holding.get(t, 0)
+                                                        for t in rule.target_tags))},
+                ))
+        return leftovers
+
+    def _tagged(self, compute: Compute, project: str) -> list[tuple[str, str, str]]:
+        """(zone, instance, tag) for every `gameday-` network tag of the project's instances."""
+        found: list[tuple[str, str, str]] = []
+        listed = _call(compute.instances.aggregated_list,
+                       request=compute_v1.AggregatedListInstancesRequest(project=project))
+        for where, scoped in listed:
+            zone = _last(where)
+            for instance in scoped.instances:
+                found += [(zone, instance.name, tag) for tag in instance.tags.items
+                          if tag.startswith(TAG_PREFIX)]
+        return sorted(found)
+
+    def sweep(self, leftover: Leftover) -> FaultResult:
+        project = leftover.detail.get("project") or leftover.location
+        compute = self._clients()
+        if leftover.kind == "firewall-rule":
+            with _translated(f"deleting firewall rule {leftover.id}"):
+                return self._delete_rule(compute, project, leftover)
+        if leftover.kind == "instance-tag":
+            zone, name, tag = (leftover.detail["zone"], leftover.detail["instance"],
+                               leftover.detail["tag"])
+            scope = Scope(cloud="gcp", account=project, region=zone.rsplit("-", 1)[0], zone=zone)
+            result = FaultResult()
+            with _translated(f"removing tag {tag} from instance {name}"):
+                outcome = self._retag(compute, scope, name,
+                                      lambda items: [t for t in items if t != tag])
+            self._count(result, outcome, name, "has nothing to restore")
+            progress(1, 1)
+            return result
+        raise UserError(f"gcp has no leftover of kind {leftover.kind}")
+
+    @staticmethod
+    def _delete_rule(compute: Compute, project: str, leftover: Leftover) -> FaultResult:
+        try:
+            rule = _call(compute.firewalls.get, project=project, firewall=leftover.id)
+        except exceptions.NotFound:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is already gone"])
+        parsed = parse_description(rule.description)
+        if parsed is None or parsed[0] != leftover.run_id:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is no longer gameday's rule "
+                                      f"of run {leftover.run_id}; left alone"])
+        try:
+            _mutate(compute, compute.firewalls.delete_unary, project=project,
+                    firewall=leftover.id)
+        except exceptions.NotFound:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is already gone"])
+        progress(1, 1)
+        return FaultResult(changed=1)
 
 
 # --- evacuate_region ------------------------------------------------------------------------
@@ -636,10 +793,16 @@ class GcpActivities:
                  evacuation: GcpRegionEvacuation | None = None):
         self.blackhole = blackhole or GcpZoneBlackhole()
         self.evacuation = evacuation or GcpRegionEvacuation()
+        self.sweeper = GcpSweeper()
 
     @activity.defn(name="gcp.resolve_blackhole_zone")
     @temporal_errors
     def resolve_blackhole_zone(self, request: StepRequest) -> ResolvedStep:
+        return self.blackhole.resolve(request)
+
+    @activity.defn(name="gcp.resolve_blackhole_region")
+    @temporal_errors
+    def resolve_blackhole_region(self, request: StepRequest) -> ResolvedStep:
         return self.blackhole.resolve(request)
 
     @activity.defn(name="gcp.prepare_blackhole_zone")
@@ -653,7 +816,7 @@ class GcpActivities:
         return self.blackhole.apply(request)
 
     @activity.defn(name="gcp.restore_blackhole_zone")
-    @temporal_errors
+    @restore_errors
     def restore_blackhole_zone(self, request: FaultRequest) -> FaultResult:
         return self.blackhole.restore(request)
 
@@ -673,12 +836,24 @@ class GcpActivities:
         return self.evacuation.apply(request)
 
     @activity.defn(name="gcp.restore_evacuate_region")
-    @temporal_errors
+    @restore_errors
     def restore_evacuate_region(self, request: FaultRequest) -> FaultResult:
         return self.evacuation.restore(request)
 
+    @activity.defn(name="gcp.find_leftovers")
+    @temporal_errors
+    def find_leftovers(self, scope: SweepScope) -> list[Leftover]:
+        return self.sweeper.find(scope)
+
+    @activity.defn(name="gcp.sweep_leftover")
+    @restore_errors
+    def sweep_leftover(self, leftover: Leftover) -> FaultResult:
+        return self.sweeper.sweep(leftover)
+
     def all(self) -> list[Any]:
-        return [self.resolve_blackhole_zone, self.prepare_blackhole_zone,
-                self.apply_blackhole_zone, self.restore_blackhole_zone,
+        return [self.resolve_blackhole_zone, self.resolve_blackhole_region,
+                self.prepare_blackhole_zone, self.apply_blackhole_zone,
+                self.restore_blackhole_zone,
                 self.resolve_evacuate_region, self.prepare_evacuate_region,
-                self.apply_evacuate_region, self.restore_evacuate_region]
+                self.apply_evacuate_region, self.restore_evacuate_region,
+                self.find_leftovers, self.sweep_leftover]

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from gameday.sweep import Leftover, SweepInput, SweepReport, SweepScope
     from workflows.errors import describe
 
-SWEEPABLE_CLOUDS = ("aws",)
+SWEEPABLE_CLOUDS = ("aws", "gcp", "azure")
 READ_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UserError", "Refused"])
 SWEEP_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=20))
 
