@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import all_activities
+from activities.metrics import GameDayMetrics
 from activities.runs import RunStateActivities
 from gameday.config import Settings
 from gameday.connection import connect, ensure_search_attributes
@@ -37,6 +38,7 @@ def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor,
                     *RunStateActivities(client).all()],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
+        interceptors=[GameDayMetrics()],
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         max_heartbeat_throttle_interval=timedelta(seconds=2),
     )

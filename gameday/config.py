@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
-SEARCH_ATTRIBUTES = {"GameDayRunbook": "Keyword", "GameDayPhase": "Keyword"}
+SEARCH_ATTRIBUTES = {
+    "GameDayRunbook": "Keyword",
+    "GameDayPhase": "Keyword",
+    "GameDayClouds": "KeywordList",
+    "GameDayOutcome": "Keyword",
+}
 
 
 @dataclass(frozen=True)

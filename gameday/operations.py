@@ -37,6 +37,7 @@ from gameday.status import CLOSED_PHASES, Abort, Approve, Event, GameDayInput, G
 
 RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
+CLOUDS_ATTRIBUTE = SearchAttributeKey.for_keyword_list("GameDayClouds")
 WORKFLOW = "GameDayWorkflow"
 PLAN_WORKFLOW = "GameDayPlanWorkflow"
 
@@ -61,6 +62,7 @@ def start_options(runbook: Runbook, settings: Settings) -> dict[str, Any]:
         "search_attributes": TypedSearchAttributes([
             SearchAttributePair(RUNBOOK_ATTRIBUTE, runbook.name),
             SearchAttributePair(PHASE_ATTRIBUTE, "planning"),
+            SearchAttributePair(CLOUDS_ATTRIBUTE, runbook.clouds()),
         ]),
         "static_summary": f"GameDay {runbook.name}",
         "static_details": (runbook.description or "") + f"\n\nsteps: {steps}\n\napprovers: "

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
@@ -20,6 +21,7 @@ from tests.support.runner import AsyncRunner
 from tests.support.servers import Servers
 
 SPANS = InMemorySpanExporter()
+METRICS = InMemoryMetricReader()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -40,7 +42,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def servers() -> Iterator[Servers]:
     started = Servers.start()
     started.apply_env()
-    setup_tracing("gameday-tests", SimpleSpanProcessor(SPANS))
+    setup_tracing("gameday-tests", SimpleSpanProcessor(SPANS), METRICS)
     yield started
     started.stop()
 

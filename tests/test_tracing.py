@@ -44,3 +44,51 @@ def test_a_gameday_is_one_trace_with_cloud_spans(aws, client, runner, task_queue
         assert "RunWorkflow:GameDayWorkflow" in chain
     apply_chain = ancestors(by_name["aws.apply_blackhole_zone"])
     assert "step blackhole-use1a" in apply_chain
+
+
+def test_metrics_span_events_and_search_attributes(aws, client, runner, task_queue):
+    from temporalio.common import SearchAttributeKey
+
+    from tests.conftest import METRICS
+    from tests.support.gameday import abort, step_state
+
+    SPANS.clear()
+
+    async def scenario():
+        import uuid
+
+        from gameday.config import Settings
+        from gameday.operations import start_options
+        from gameday.status import GameDayInput
+        from workflows.gameday import GameDayWorkflow
+
+        book = runbook(aws_zone_step(duration="5m"))
+        options = start_options(book, Settings(task_queue=task_queue, namespace="default"))
+        handle = await client.start_workflow(GameDayWorkflow.run, GameDayInput(runbook=book),
+                                             id=f"attrs-{uuid.uuid4().hex[:8]}", **options)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await approve(handle)
+        await wait_for(handle, step_state("blackhole-use1a", "active"))
+        await abort(handle, reason="metrics drill")
+        await handle.result()
+        return (await handle.describe()).typed_search_attributes
+
+    attributes = runner.run(scenario())
+    assert attributes.get(SearchAttributeKey.for_keyword_list("GameDayClouds")) == ["aws"]
+    assert attributes.get(SearchAttributeKey.for_keyword("GameDayOutcome")) == "aborted"
+    assert attributes.get(SearchAttributeKey.for_keyword("GameDayPhase")) == "aborted"
+    assert attributes.get(SearchAttributeKey.for_keyword("GameDayRunbook")) == "test-gameday"
+
+    events = {event.name for span in SPANS.get_finished_spans() for event in span.events}
+    assert {"gameday.approved", "gameday.abort_requested"} <= events
+
+    data = METRICS.get_metrics_data()
+    points = {metric.name: metric.data.data_points
+              for resource in data.resource_metrics for scope in resource.scope_metrics
+              for metric in scope.metrics}
+    active = [p for p in points["gameday.faults.active"]
+              if p.attributes.get("cloud.provider") == "aws"]
+    assert sum(p.value for p in active) == 0  # every applied fault was restored
+    restores = [p for p in points["gameday.restore.duration"]
+                if p.attributes.get("cloud.provider") == "aws"]
+    assert sum(p.count for p in restores) >= 1

@@ -50,8 +50,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
     from workflows.watchdog import WatchdogInput
 
-RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
+OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayOutcome")
+TRACED_EVENTS = {"approved", "approval_refused", "rejected_by", "rejection_refused",
+                 "abort_requested", "abort_repeated"}
 
 APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1),
                           maximum_interval=timedelta(seconds=20),
@@ -659,6 +661,7 @@ class GameDayWorkflow:
                 step.state = "skipped"
         if self._restore_failed and self._outcome == "completed":
             self._end("failed", "a fault could not be restored")
+        workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(self._outcome)])
         self._set_phase(self._outcome)
         self._event("finished", f"outcome {self._outcome}; every fault restored: "
                     f"{self._all_restored()}")
@@ -712,6 +715,9 @@ class GameDayWorkflow:
 
     def _event(self, kind: str, detail: str, **extra: Any) -> None:
         self._events.append(Event(at=workflow.now(), kind=kind, detail=detail, **extra))
+        if kind in TRACED_EVENTS:
+            attributes = {"detail": detail, **{k: str(v) for k, v in extra.items() if v is not None}}
+            trace.get_current_span().add_event(f"gameday.{kind}", attributes)
 
     def _set_phase(self, phase: Phase) -> None:
         if phase != self._phase:
