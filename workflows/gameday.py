@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, FailureError
@@ -66,6 +67,18 @@ HEARTBEAT = timedelta(seconds=10)
 WATCH_WINDOW = timedelta(minutes=5)
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 tracer = trace.get_tracer("gameday.workflow")
+
+
+def _parse(model: type[Any], payload: Any) -> Any:
+    """The payload as `model`, or one sentence saying what is wrong with it."""
+    if isinstance(payload, model):
+        return payload
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+                    for e in error.errors()[:3]]
+        return "; ".join(problems)
 
 
 def _first(error: BaseException) -> BaseException:
@@ -260,7 +273,13 @@ class GameDayWorkflow:
         return who.strip().lower() in {a.strip().lower() for a in self._runbook.approvers}
 
     @workflow.signal
-    def approve(self, signal: Approve) -> None:
+    def approve(self, payload: Any) -> None:
+        """Approve the start or a step's gate. The payload is checked here, not by the converter:
+        a malformed signal is recorded as refused instead of failing the workflow task."""
+        signal = _parse(Approve, payload)
+        if isinstance(signal, str):
+            self._event("approval_refused", f"malformed approve signal: {signal}")
+            return
         if self._phase == "planning":
             self._early.append(signal)
             return
@@ -290,7 +309,11 @@ class GameDayWorkflow:
                     step=step, by=signal.approver, request_id=signal.request_id)
 
     @workflow.signal
-    def reject(self, signal: Reject) -> None:
+    def reject(self, payload: Any) -> None:
+        signal = _parse(Reject, payload)
+        if isinstance(signal, str):
+            self._event("rejection_refused", f"malformed reject signal: {signal}")
+            return
         if not self._is_approver(signal.approver):
             self._event("rejection_refused", f"{signal.approver} is not an approver of this runbook",
                         by=signal.approver, request_id=signal.request_id)
@@ -304,8 +327,12 @@ class GameDayWorkflow:
                         by=signal.approver, request_id=signal.request_id)
 
     @workflow.signal
-    def abort(self, signal: Abort) -> None:
-        """Anyone may stop a GameDay: stopping is always safe, so it needs no approval."""
+    def abort(self, payload: Any) -> None:
+        """Anyone may stop a GameDay: stopping is always safe, so it needs no approval, and even a
+        malformed abort signal aborts."""
+        signal = _parse(Abort, payload)
+        if isinstance(signal, str):
+            signal = Abort(by="unknown", reason=f"malformed abort signal ({signal})")
         self._request_abort(signal)
 
     def _request_abort(self, signal: Abort) -> None:
