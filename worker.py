@@ -5,6 +5,7 @@ Registers the GameDay workflows and every cloud's activities on one task queue, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import all_activities
+from activities import cloud_activities, general_activities
 from activities.metrics import GameDayMetrics
 from activities.runs import RunStateActivities
 from gameday.config import Settings
@@ -28,20 +29,41 @@ from workflows import all_workflows
 log = logging.getLogger("gameday.worker")
 
 
-def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor,
-                 activities: list[Any] | None = None) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=all_workflows(),
-        activities=[*(activities if activities is not None else all_activities()),
-                    *RunStateActivities(client).all()],
-        activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
-        interceptors=[GameDayMetrics()],
-        default_heartbeat_throttle_interval=timedelta(seconds=1),
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
-    )
+CLOUD_LIMITS = {
+    # cloud: (concurrent activities per worker, activities per second across the queue)
+    "aws": (16, 20.0),    # EC2 throttles per action and Region; one activity makes many calls
+    "gcp": (16, 20.0),    # about 1,500 Compute Engine mutations per minute per project
+    "azure": (8, 5.0),    # ARM writes: 200 burst, then 10 per second per subscription
+}
+
+
+def cloud_limits(cloud: str) -> tuple[int, float]:
+    """A cloud's (concurrency, rate), overridable by GAMEDAY_<CLOUD>_MAX_CONCURRENT and
+    GAMEDAY_<CLOUD>_ACTIVITIES_PER_SECOND."""
+    concurrent, rate = CLOUD_LIMITS[cloud]
+    prefix = f"GAMEDAY_{cloud.upper()}_"
+    return (int(os.environ.get(f"{prefix}MAX_CONCURRENT") or concurrent),
+            float(os.environ.get(f"{prefix}ACTIVITIES_PER_SECOND") or rate))
+
+
+def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor) -> list[Worker]:
+    """The workflows and general activities on `task_queue`; each cloud's activities on
+    `<task_queue>-<cloud>` with that cloud's limits."""
+    common: dict[str, Any] = {
+        "activity_executor": executor,
+        "interceptors": [GameDayMetrics()],
+        "default_heartbeat_throttle_interval": timedelta(seconds=1),
+        "max_heartbeat_throttle_interval": timedelta(seconds=2),
+    }
+    workers = [Worker(client, task_queue=task_queue, workflows=all_workflows(),
+                      activities=[*general_activities(), *RunStateActivities(client).all()],
+                      **common)]
+    for cloud, activities in cloud_activities().items():
+        concurrent, rate = cloud_limits(cloud)
+        workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}", activities=activities,
+                              max_concurrent_activities=concurrent,
+                              max_task_queue_activities_per_second=rate, **common))
+    return workers
 
 
 async def run_worker() -> None:
@@ -57,11 +79,13 @@ async def run_worker() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(max_workers=64, thread_name_prefix="gameday-activity") as executor:
-        worker = build_worker(client, settings.task_queue, executor)
-        async with worker:
-            log.info("gameday worker on task queue %s, namespace %s", settings.task_queue,
-                     settings.namespace)
+    with ThreadPoolExecutor(max_workers=96, thread_name_prefix="gameday-activity") as executor:
+        workers = build_workers(client, settings.task_queue, executor)
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            log.info("gameday worker on task queue %s (clouds on %s-<cloud>), namespace %s",
+                     settings.task_queue, settings.task_queue, settings.namespace)
             await stop.wait()
             log.info("stopping the worker")
 

@@ -9,6 +9,16 @@ from activities.notify import post as post_notification
 from activities.probes import probe_activities
 
 
+def cloud_activities() -> dict[str, list[Any]]:
+    """Each cloud's activities, served on that cloud's own task queue."""
+    return {"aws": AwsActivities().all(), "gcp": GcpActivities().all(),
+            "azure": AzureActivities().all()}
+
+
+def general_activities() -> list[Any]:
+    """Activities that touch no cloud's network: probes and notifications."""
+    return [*probe_activities(), post_notification]
+
+
 def all_activities() -> list[Any]:
-    return [*AwsActivities().all(), *GcpActivities().all(), *AzureActivities().all(),
-            *probe_activities(), post_notification]
+    return [*general_activities(), *(a for acts in cloud_activities().values() for a in acts)]

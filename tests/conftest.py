@@ -71,24 +71,27 @@ def aws(servers: Servers) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def task_queue(client: Client, runner: AsyncRunner) -> Iterator[str]:
-    """A worker on a task queue of this test's own, stopped when the test ends."""
-    from worker import build_worker
+    """Workers on task queues of this test's own, stopped when the test ends."""
+    from worker import build_workers
 
     queue = f"test-{uuid.uuid4().hex[:10]}"
-    executor = ThreadPoolExecutor(max_workers=16)
+    executor = ThreadPoolExecutor(max_workers=48)
 
-    async def start() -> Any:
-        worker = build_worker(client, queue, executor)
+    async def start() -> list[Any]:
         import asyncio
 
-        task = asyncio.ensure_future(worker.run())
-        return worker, task
+        workers = build_workers(client, queue, executor)
+        for worker in workers:
+            asyncio.ensure_future(worker.run())
+        return workers
 
-    worker, task = runner.run(start())
+    workers = runner.run(start())
     yield queue
 
     async def stop() -> None:
-        await worker.shutdown()
+        import asyncio
+
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
 
     runner.run(stop(), timeout=60)
     executor.shutdown(wait=False, cancel_futures=True)

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import describe
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
+    from workflows.routing import cloud_queue
     from workflows.watchdog import WatchdogInput
 
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
@@ -419,6 +420,7 @@ class GameDayWorkflow:
             activity_name(step.target.cloud, "prepare", step.action),
             PrepareRequest(run_id=workflow.info().workflow_id, step=step,
                            resolved=resolved, guardrails=self._runbook.guardrails),
+            task_queue=cloud_queue(step.target.cloud),
             result_type=Checkpoint,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RESOLVE_RETRY,
@@ -432,6 +434,7 @@ class GameDayWorkflow:
         return await workflow.execute_activity(
             activity_name(scope.cloud, verb, checkpoint.action),  # type: ignore[arg-type]
             FaultRequest(checkpoint=checkpoint, guardrails=self._runbook.guardrails),
+            task_queue=cloud_queue(scope.cloud),
             result_type=FaultResult,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,

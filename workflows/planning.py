@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from gameday.runbook import FaultStep, Runbook
     from gameday.status import GameDayInput
     from workflows.errors import describe
+    from workflows.routing import cloud_queue
 
 RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
                             non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
@@ -35,6 +36,7 @@ async def resolve_step(step: FaultStep, runbook: Runbook) -> ResolvedStep:
     return await workflow.execute_activity(
         activity_name(target.cloud, "resolve", step.action),
         StepRequest(run_id=workflow.info().workflow_id, step=step, guardrails=runbook.guardrails),
+        task_queue=cloud_queue(target.cloud),
         result_type=ResolvedStep,
         start_to_close_timeout=timedelta(minutes=2),
         retry_policy=RESOLVE_RETRY,

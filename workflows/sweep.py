@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from gameday.plan import FaultResult
     from gameday.sweep import Leftover, SweepInput, SweepReport, SweepScope
     from workflows.errors import describe
+    from workflows.routing import cloud_queue
 
 SWEEPABLE_CLOUDS = ("aws", "gcp", "azure")
 READ_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UserError", "Refused"])
@@ -33,6 +34,7 @@ class GameDaySweepWorkflow:
             try:
                 found += await workflow.execute_activity(
                     f"{cloud}.find_leftovers", scope, result_type=list[Leftover],
+                    task_queue=cloud_queue(cloud),
                     start_to_close_timeout=timedelta(minutes=10), retry_policy=READ_RETRY,
                     summary=f"find gameday artifacts in {cloud}")
             except ActivityError as error:
@@ -50,6 +52,7 @@ class GameDaySweepWorkflow:
                 try:
                     await workflow.execute_activity(
                         f"{leftover.cloud}.sweep_leftover", leftover, result_type=FaultResult,
+                        task_queue=cloud_queue(leftover.cloud),
                         start_to_close_timeout=timedelta(minutes=10),
                         heartbeat_timeout=timedelta(seconds=30), retry_policy=SWEEP_RETRY,
                         summary=f"undo {leftover.kind} {leftover.id} of {leftover.run_id}")

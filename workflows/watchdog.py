@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from gameday.plan import Checkpoint, FaultRequest, FaultResult, activity_name
     from gameday.runbook import Guardrails
+    from workflows.routing import cloud_queue
 
 RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
                             maximum_interval=timedelta(seconds=30))
@@ -129,6 +130,7 @@ class GameDayWatchdog:
             result = await workflow.execute_activity(
                 activity_name(scope.cloud, "restore", checkpoint.action),  # type: ignore[arg-type]
                 FaultRequest(checkpoint=checkpoint, guardrails=self._input.guardrails),
+                task_queue=cloud_queue(scope.cloud),
                 result_type=FaultResult,
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=10),
