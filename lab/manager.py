@@ -1,5 +1,6 @@
 """The local lab: a Temporal dev server with its UI, moto behind the AWS fault proxy, the GCP and
-Azure emulators, and a worker, all on loopback, started in the background and seeded.
+Azure emulators, the "shop" whose health follows the faults, and a worker, all on loopback,
+started in the background and seeded.
 
 State (pids, ports, variables) lives in one JSON file in the lab's directory
 (`GAMEDAY_LAB_DIR`, default `~/.local/state/gameday/lab`), so `status`, `env` and `down` work
@@ -29,6 +30,7 @@ from lab.services import (
 
 TEMPORAL_PORT = 7233
 UI_PORT = 8233
+SHOP_PORT = 8270
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "gameday-lab",
     "AWS_SECRET_ACCESS_KEY": "gameday-lab",
@@ -135,6 +137,10 @@ class Lab:
             "GAMEDAY_SWEEP_GCP_PROJECTS": "gameday-lab",
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
         }
+        shop_port = self._port(SHOP_PORT)  # runbooks/lab/*-hypothesis-*.yaml probe this port
+        env["GAMEDAY_SHOP_URL"] = endpoints["shop"] = f"http://{LOOPBACK}:{shop_port}"
+        started.append(start_module("shop", "lab.shop", ["--port", str(shop_port)], shop_port,
+                                    self.directory, env={**os.environ, **env}))
         started.append(start_module("worker", "worker", [], 0, self.directory,
                                     env={**os.environ, **env}))
         self._write(started, endpoints, env)

@@ -762,6 +762,10 @@ class GameDayWorkflow:
         active = [s.id for s in self._steps.values() if s.state == "active" and s.cloud]
         if active:
             lines.append(f"active faults: {', '.join(active)}")
+        restoring = [s.id for s in self._steps.values() if s.state == "restoring"]
+        if restoring:
+            lines.append(f"restoring: {', '.join(restoring)} (a restore retries until it succeeds; "
+                         "its last failure shows under Pending Activities)")
         if self._pending:
             flag = "" if self._pending == "start" else f" --step {self._pending}"
             lines.append(f"awaiting approval of {self._pending}: `gameday approve "

@@ -289,7 +289,7 @@ class BalancingApi(InstancesApi):
 
         def apply() -> Outcome:
             current = self._service(request)
-            if body.get("fingerprint") != current["fingerprint"]:
+            if not self.same_fingerprint(body.get("fingerprint"), current["fingerprint"]):
                 raise self.stale("backend service")
             if body.get("name", current["name"]) != current["name"]:
                 raise ApiError(400, "invalid", "Invalid value for field 'resource.name': "

@@ -156,6 +156,13 @@ class ComputeCore(Emulator):
         return ApiError(404, "notFound", f"The resource '{path}' was not found")
 
     @staticmethod
+    def same_fingerprint(given: object, current: str) -> bool:
+        """Fingerprints are base64 bytes; clients may send them URL-safe (gcloud does)."""
+        if not isinstance(given, str):
+            return False
+        return given.replace("-", "+").replace("_", "/") == current.replace("-", "+").replace("_", "/")
+
+    @staticmethod
     def stale(what: str) -> ApiError:
         return ApiError(412, "conditionNotMet",
                         f"Supplied fingerprint does not match current {what} fingerprint.")

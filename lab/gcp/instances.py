@@ -197,7 +197,7 @@ class InstancesApi(NetworkingApi):
 
         def apply() -> Outcome:
             instance = self._instance(request)
-            if body.get("fingerprint") != instance["tags"]["fingerprint"]:
+            if not self.same_fingerprint(body.get("fingerprint"), instance["tags"]["fingerprint"]):
                 raise self.stale("tags")
             changed = {**instance, "tags": _tags(items, self.fingerprint()),
                        "fingerprint": self.fingerprint()}
@@ -212,7 +212,7 @@ class InstancesApi(NetworkingApi):
 
         def apply() -> Outcome:
             instance = self._instance(request)
-            if body.get("labelFingerprint") != instance["labelFingerprint"]:
+            if not self.same_fingerprint(body.get("labelFingerprint"), instance["labelFingerprint"]):
                 raise self.stale("labels")
             changed = {key: value for key, value in instance.items() if key != "labels"}
             if labels:
