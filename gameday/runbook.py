@@ -389,6 +389,10 @@ class Runbook(Strict):
     max_duration: Duration
     guardrails: Guardrails
     steady_state: SteadyState | None = None
+    drift_interval: Duration | None = Field(
+        timedelta(minutes=1), description="how often a held blackhole looks for new resources in its "
+        "zone and brings them under the fault; null: never"
+    )
     notify: Notify | None = None
     steps: list[Item] = Field(min_length=1)
 

@@ -70,6 +70,12 @@ PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds
 tracer = trace.get_tracer("gameday.workflow")
 
 
+def drift_unit_id(unit_id: str, round_: int) -> str:
+    """The id of resources found in a later drift check: within the 63 characters of a step id."""
+    suffix = f"-d{round_}"
+    return unit_id[: 63 - len(suffix)].rstrip("-") + suffix
+
+
 def _parse(model: type[Any], payload: Any) -> Any:
     """The payload as `model`, or one sentence saying what is wrong with it."""
     if isinstance(payload, model):
@@ -138,6 +144,7 @@ class GameDayWorkflow:
         self._watchdog: workflow.ChildWorkflowHandle[Any, Any] | None = None
         self._notifications: list[asyncio.Task[None]] = []
         self._leased = False
+        self._drift_watches: list[asyncio.Task[None]] = []
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -168,6 +175,7 @@ class GameDayWorkflow:
         await self._settle(body)
         if self._watching is not None and not self._watching.done():
             self._watching.cancel()
+        await self._stop_watches(self._drift_watches)
         await self._compensate()
         await self._check_recovery()
         return await self._finish()
@@ -386,14 +394,17 @@ class GameDayWorkflow:
         self._event("injected", f"{step.id}: {step.action} on {status.resources} resources"
                     + (f" in {len(entries)} zones" if len(entries) > 1 else ""), step=step.id)
         self._publish()
+        watch = self._watch_drift(step, group, len(entries))
         held = step.held_for
         if held is not None:
             await workflow.sleep(held, summary=f"{step.id}: hold the fault")
+            await self._stop_watches([watch] if watch else [])
             await self._restore_step(step.id)
 
-    def _units(self, step: FaultStep) -> list[tuple[FaultStep, ResolvedStep]]:
+    def _units(self, step: FaultStep,
+               resolved: ResolvedStep | None = None) -> list[tuple[FaultStep, ResolvedStep]]:
         """What is checkpointed and applied separately: the step itself, or each of its zones."""
-        resolved = self._plan[step.id]
+        resolved = resolved or self._plan[step.id]
         if not isinstance(step, BlackholeRegionStep):
             return [(step, resolved)]
         units: list[tuple[FaultStep, ResolvedStep]] = []
@@ -443,6 +454,66 @@ class GameDayWorkflow:
             summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
                     f"({checkpoint.resources} resources)",
         )
+
+    # --- drift -----------------------------------------------------------------------------------
+
+    def _watch_drift(self, step: FaultStep, group: int, units: int) -> asyncio.Task[None] | None:
+        """While a blackhole holds, look for resources that appeared in its zone."""
+        if self._runbook.drift_interval is None or step.action == "evacuate_region":
+            return None
+        watch = asyncio.create_task(self._follow_drift(step, group, units))
+        self._drift_watches.append(watch)
+        return watch
+
+    async def _follow_drift(self, step: FaultStep, group: int, units: int) -> None:
+        interval = self._runbook.drift_interval
+        assert interval is not None
+        status = self._steps[step.id]
+        covered = {r.id for r in self._plan[step.id].resources}
+        limit = self._runbook.guardrails.max_resources_per_step
+        round_ = 0
+        while True:
+            await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
+            try:
+                found = await resolve_step(step, self._runbook)
+            except ActivityError as error:
+                self._event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
+                continue
+            new = [r for r in found.resources if r.id not in covered]
+            if not new:
+                continue
+            if len(covered) + len(new) > limit:
+                self._event("drift_refused", f"{step.id}: {len(new)} new resources would exceed "
+                            f"max_resources_per_step ({limit}); left alone", step=step.id)
+                covered |= {r.id for r in new}
+                continue
+            round_ += 1
+            extension = found.model_copy(update={"resources": new})
+            for index, (unit, resolved) in enumerate(self._units(step, extension)):
+                unit = unit.model_copy(update={"id": drift_unit_id(unit.id, round_)})
+                resolved = resolved.model_copy(update={"step_id": unit.id})
+                try:
+                    await self._inject(step.id, unit, units + index, resolved, group, [])
+                except ActivityError as error:
+                    self._event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
+                                "restored with the rest", step=step.id)
+            units += len(self._units(step, extension))
+            covered |= {r.id for r in new}
+            status.resources += len(new)
+            self._event("drift", f"{step.id}: {len(new)} new resources brought under the fault "
+                        f"({', '.join(r.name or r.id for r in new[:5])})", step=step.id)
+            self._publish()
+
+    async def _stop_watches(self, watches: list[asyncio.Task[None]]) -> None:
+        """Stop drift watches and wait until any apply they started has stopped too."""
+        for watch in watches:
+            watch.cancel()
+        for watch in watches:
+            while not watch.done():
+                try:
+                    await workflow.wait([watch])
+                except asyncio.CancelledError:
+                    continue
 
     # --- zone leases ---------------------------------------------------------------------------
 
