@@ -30,9 +30,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The Temporal SDK may abort the interpreter at exit (sdk-python#300): exit with pytest's own
-    status first, so a run whose tests all passed reports so."""
+    status first, so a run whose tests all passed reports so. An xdist worker exits the normal way
+    (it must hand its last reports to the controller); the controller's status is what counts."""
     status = getattr(config, "_gameday_exit", None)
-    if status is not None:
+    if status is not None and not hasattr(config, "workerinput"):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

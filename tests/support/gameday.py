@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,8 @@ async def start(client: Client, book: Runbook, task_queue: str,
                 workflow_id: str | None = None) -> WorkflowHandle[Any, GameDayStatus]:
     return await client.start_workflow(
         GameDayWorkflow.run,
-        GameDayInput(runbook=book, source="test", started_by="pytest"),
+        GameDayInput(runbook=book, source="test", started_by="pytest",
+                     watchdog_poll=timedelta(seconds=2)),
         id=workflow_id or f"test-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
     )
