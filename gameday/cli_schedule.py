@@ -69,10 +69,18 @@ def create(
     from gameday import schedules
     from gameday.loader import load_runbook
 
+    runbook = load_runbook(file)
     chosen = [name for name, value in (("--calendar", calendar), ("--quarterly", quarterly),
                                        ("--monthly", monthly)) if value]
+    if not chosen and runbook.schedule is not None:
+        own = runbook.schedule
+        calendar = [json.dumps(own.calendar)] if own.calendar else None
+        quarterly, monthly = own.quarterly, own.monthly
+        time_zone = time_zone or own.time_zone
+        chosen = ["the runbook's schedule"]
     if len(chosen) != 1:
-        raise UserError("give exactly one of --calendar, --quarterly or --monthly"
+        raise UserError("give exactly one of --calendar, --quarterly or --monthly (or a schedule: "
+                        "section in the runbook)"
                         + (f" (not {' and '.join(chosen)})" if chosen else ""))
     calendars: list[Any]
     if calendar:
@@ -86,7 +94,6 @@ def create(
             raise UserError(f"the preset names time zone {preset.time_zone} but --time-zone is "
                             f"{time_zone}; give one")
         zone = time_zone or preset.time_zone
-    runbook = load_runbook(file)
 
     async def go() -> Any:
         client = await _client()

@@ -368,6 +368,24 @@ class SteadyState(Strict):
         return probes
 
 
+class RunbookSchedule(Strict):
+    """When `gameday schedule create FILE` runs this GameDay, unless its flags say otherwise."""
+
+    calendar: dict[str, str | int] | None = Field(
+        None, description='as `temporal schedule create --calendar` takes it, e.g. {"month": '
+        '"1,4,7,10", "dayOfMonth": "8-14", "dayOfWeek": "TUE", "hour": "14"}')
+    quarterly: str | None = Field(None, description='e.g. "2nd tuesday 14:00 Europe/Berlin"')
+    monthly: str | None = Field(None, description='e.g. "last friday 09:30 UTC"')
+    time_zone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RunbookSchedule:
+        kinds = [k for k in ("calendar", "quarterly", "monthly") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("a schedule has exactly one of: calendar, quarterly, monthly")
+        return self
+
+
 NotifyEvent = Literal["approval", "abort", "end"]
 
 
@@ -394,6 +412,7 @@ class Runbook(Strict):
         "zone and brings them under the fault; null: never"
     )
     notify: Notify | None = None
+    schedule: RunbookSchedule | None = None
     steps: list[Item] = Field(min_length=1)
 
     @field_validator("approvers")

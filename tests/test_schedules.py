@@ -492,3 +492,16 @@ def test_unknown_schedule_is_one_sentence_on_stderr(servers):
     assert done.returncode == 1
     assert done.stderr.strip() == "gameday: no schedule with id no-such-one"
     assert done.stdout == ""
+
+
+def test_a_runbook_can_carry_its_own_schedule(client, runner, created, tmp_path):
+    from gameday.cli_schedule import schedule_app
+
+    path = write_runbook(tmp_path)
+    path.write_text(path.read_text() + '\nschedule:\n  quarterly: "2nd tuesday 14:00 Europe/Berlin"\n')
+    schedule_id = unique_id()
+    created.append(schedule_id)
+    done = CliRunner().invoke(schedule_app, ["create", str(path), "--id", schedule_id])
+    assert done.exit_code == 0, done.output
+    described = runner.run(schedules.describe(client, schedule_id))
+    assert described.next_runs[:3] == next_quarters("Europe/Berlin", 3)
