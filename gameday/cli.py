@@ -236,9 +236,28 @@ def status(run_id: RunId, as_json: AsJson = False) -> None:
 def sweep(
     restore: Annotated[bool, typer.Option("--restore", help="undo what is found")] = False,
     as_json: AsJson = False,
+    install_schedule: Annotated[str | None, typer.Option(
+        "--install-schedule", help="instead: sweep on a Temporal Schedule every EVERY (e.g. 1h); "
+        "with --restore the scheduled sweeps undo what they find")] = None,
 ) -> None:
     """List gameday artifacts left by runs no longer running; --restore undoes them."""
     from gameday import operations
+
+    if install_schedule is not None:
+        from gameday.durations import parse_duration
+
+        try:
+            every = parse_duration(install_schedule)
+        except ValueError as exc:
+            raise UserError(f"--install-schedule: {exc}") from exc
+
+        async def install() -> str:
+            return await operations.install_sweep_schedule(await _client(), every, restore)
+
+        schedule_id = _run(install())
+        what = "sweeps and restores" if restore else "sweeps (and only lists)"
+        typer.echo(f"schedule {schedule_id} {what} every {install_schedule}")
+        return
 
     async def go() -> Any:
         return await operations.sweep(await _client(), restore)

@@ -280,3 +280,38 @@ async def abort_all(client: Client, by: str, reason: str,
 
     results = await asyncio.gather(*(one(run_id) for run_id in ids))
     return [r for r in results if r is not None]
+
+
+SWEEP_SCHEDULE = "gameday-sweep"
+
+
+async def install_sweep_schedule(client: Client, every: timedelta, restore: bool) -> str:
+    """A Temporal Schedule that sweeps every `every` (replacing an earlier one): the belt to the
+    dead man's switch's braces, for artifacts a run killed for good left behind."""
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+        ScheduleUpdate,
+    )
+
+    from gameday.sweep import SweepInput
+
+    settings = Settings.from_env()
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            "GameDaySweepWorkflow", SweepInput(restore=restore), id=f"{SWEEP_SCHEDULE}-run",
+            task_queue=settings.task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SWEEP_SCHEDULE, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(SWEEP_SCHEDULE)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+    return SWEEP_SCHEDULE

@@ -91,3 +91,25 @@ def test_sweep_from_the_command_line(aws, client, runner, task_queue, sweep_env)
     assert restored.stdout.count("(restored)") == 2
     assert acl_snapshot() == before
     assert gameday("sweep").stdout.strip() == "no gameday artifacts left behind"
+
+
+def test_a_scheduled_sweep_restores_on_its_own(aws, client, runner, task_queue, sweep_env):
+    from datetime import timedelta
+
+    before = acl_snapshot()
+
+    async def scenario():
+        await _leave_behind(client, task_queue, "us-east-1a")
+        schedule_id = await operations.install_sweep_schedule(client, timedelta(seconds=2), True)
+        try:
+            import asyncio
+
+            for _ in range(60):
+                if acl_snapshot() == before:
+                    return True
+                await asyncio.sleep(0.5)
+            return False
+        finally:
+            await client.get_schedule_handle(schedule_id).delete()
+
+    assert runner.run(scenario(), timeout=120)
