@@ -171,3 +171,24 @@ def test_worker_killed_mid_fault_and_a_new_worker_finishes(cloud, client, runner
             first.kill()
     assert (result.outcome, result.restored) == ("completed", True)
     assert cloud.snapshot() == before
+
+
+def test_drift_a_resource_that_appears_is_cut_and_restored(cloud, client, runner, task_queue):
+    """Created after the plan, so only the drift check can find it; restored with the rest."""
+
+    async def scenario():
+        handle = await start(client, runbook(cloud.zone_step(STEP, "5m"), drift_interval="1s"),
+                             task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"), what="approval gate")
+        late = cloud.add_target()
+        expected = cloud.snapshot()
+        await approve(handle)
+        grown = await wait_for(handle, lambda s: any(e.kind == "drift" for e in s.events),
+                               timeout=60, what="the drift check")
+        await abort(handle, reason="drift drill")
+        return late, expected, grown, await handle.result()
+
+    late, expected, grown, result = runner.run(scenario(), timeout=180)
+    assert grown.steps[0].resources == cloud.target_count() + 1, late
+    assert (result.outcome, result.restored) == ("aborted", True)
+    assert cloud.snapshot() == expected

@@ -30,6 +30,8 @@ class CloudLab(Protocol):
         """Every target of `zone_step` is cut off, and nothing else is."""
     def faults(self, *rules: FaultRule, seed: int = 0) -> None: ...
     def calls(self, match: str) -> list[dict[str, Any]]: ...
+    def add_target(self) -> str:
+        """Create, through the cloud's API, one more resource that `zone_step` targets."""
 
 
 class AwsLab:
@@ -77,6 +79,16 @@ class AwsLab:
 
     def faults(self, *rules: FaultRule, seed: int = 0) -> None:
         self.servers.aws_faults(*rules, seed=seed)
+
+    def add_target(self) -> str:
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        subnet = ec2.create_subnet(
+            VpcId=self.topology["vpcs"]["shop"], CidrBlock="10.0.201.0/24",
+            AvailabilityZone="us-east-1a", TagSpecifications=[{"ResourceType": "subnet", "Tags": [
+                {"Key": "gameday", "Value": "enabled"}, {"Key": "Name", "Value": "late"}]}])
+        return str(subnet["Subnet"]["SubnetId"])
 
     def calls(self, match: str) -> list[dict[str, Any]]:
         return [c for c in self.servers.aws_calls() if match in c["key"]]
@@ -157,6 +169,16 @@ class GcpLab:
 
     def faults(self, *rules: FaultRule, seed: int = 0) -> None:
         self.servers.gcp_faults(*rules, seed=seed)
+
+    def add_target(self) -> str:
+        base = f"{self.servers.gcp.url}/compute/v1/projects/{self.project}"
+        network = f"https://www.googleapis.com/compute/v1/projects/{self.project}/global/networks/shop-vpc"
+        response = httpx.post(f"{base}/zones/{self.zone}/instances", json={
+            "name": "late-web", "labels": {"gameday": "enabled", "tier": "web"},
+            "machineType": f"zones/{self.zone}/machineTypes/e2-small",
+            "networkInterfaces": [{"network": network}], "tags": {"items": ["web"]}})
+        response.raise_for_status()
+        return "late-web"
 
     def calls(self, match: str) -> list[dict[str, Any]]:
         return [c for c in self.servers.gcp_calls() if match in c["key"]]
@@ -247,6 +269,22 @@ class AzureLab:
 
     def faults(self, *rules: FaultRule, seed: int = 0) -> None:
         self.servers.azure_faults(*rules, seed=seed)
+
+    def add_target(self) -> str:
+        clients = self._connect()
+        try:
+            subnet = clients.network.network_interfaces.get(
+                "shop", "web-1-nic0").ip_configurations[0].subnet.id
+            nic = clients.network.network_interfaces.begin_create_or_update("shop", "late-1-nic0", {
+                "location": "eastus", "properties": {"ipConfigurations": [
+                    {"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}]}}).result()
+            clients.compute.virtual_machines.begin_create_or_update("shop", "late-1", {
+                "location": "eastus", "zones": [self.zone], "tags": {"gameday": "enabled"},
+                "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"},
+                               "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
+            return str(nic.id)
+        finally:
+            clients.close()
 
     def calls(self, match: str) -> list[dict[str, Any]]:
         return [c for c in self.servers.azure_calls() if match in c["key"]]
