@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.base import (
+    beat,
     check_guardrails,
     cloud_span,
     progress,
@@ -121,6 +122,7 @@ class AwsApi:
         return self.client("ec2", region)
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        beat()
         try:
             return fn(**kwargs)
         except (ClientError, BotoCoreError) as exc:
@@ -130,6 +132,7 @@ class AwsApi:
         try:
             items: list[dict[str, Any]] = []
             for page in client.get_paginator(operation).paginate(**kwargs):
+                beat()
                 items.extend(page.get(key, []))
             return items
         except (ClientError, BotoCoreError) as exc:

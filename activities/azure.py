@@ -384,7 +384,8 @@ class AzureZoneBlackhole:
                     and all((vm.tags or {}).get(k) == v for k, v in target.tags.items())):
                 chosen.append((zone, vm))
         resources: list[Resource] = []
-        for zone, vm in chosen:
+        for index, (zone, vm) in enumerate(chosen, start=1):
+            progress(index, len(chosen))
             for reference in vm.network_profile.network_interfaces or []:
                 _, group, name = id_parts(reference.id)
                 nic = _find(f"reading NIC {name}",
@@ -422,7 +423,8 @@ class AzureZoneBlackhole:
             records: list[NicRecord] = []
             holders: dict[str, str | None] = {}
             with self.connection.clients(scope.account) as arm:
-                for resource in resolved.resources:
+                for done, resource in enumerate(resolved.resources, start=1):
+                    progress(done, len(resolved.resources))
                     _, group, nic_name = id_parts(resource.id)
                     nic = _find(f"reading NIC {nic_name}",
                                 lambda g=group, n=nic_name: arm.network.network_interfaces.get(g, n))

@@ -48,6 +48,13 @@ def check_guardrails(step_id: str, scope: Scope, guardrails: Guardrails, count: 
         raise Refused("; ".join(reasons))
 
 
+def beat() -> None:
+    """Heartbeat, when running as an activity, before a cloud call: a worker that dies mid-way is
+    noticed within the heartbeat timeout (the SDK throttles the heartbeats themselves)."""
+    if activity.in_activity():
+        activity.heartbeat()
+
+
 def progress(done: int, total: int) -> None:
     """Heartbeat progress when running as an activity (so cancellation reaches us); else nothing."""
     if activity.in_activity():

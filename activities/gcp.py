@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.base import (
+    beat,
     check_guardrails,
     cloud_span,
     progress,
@@ -156,9 +157,27 @@ def _translated(doing: str) -> Iterator[None]:
         raise _error(exc, doing) from exc
 
 
+TRANSIENT_ATTEMPTS = 6
+
+
 def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
-    """One SDK call with the SDK's own retries off: Temporal owns retries."""
-    return method(**kwargs, retry=None, timeout=CALL_TIMEOUT)
+    """One SDK call, the SDK's own retries off. A transient failure (429, 5xx, no answer) is tried
+    again here a few times, heartbeating between, so that one throttled call does not throw away
+    the progress of an activity over many instances; anything else, or a failure that persists,
+    goes to Temporal's retries. Safe because gameday's mutations are idempotent (`requestId`) or
+    fingerprint-guarded, and callers treat 409, 404 and 412 as they must."""
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        beat()
+        try:
+            return method(**kwargs, retry=None, timeout=CALL_TIMEOUT)
+        except _SDK_FAILURES as exc:
+            error = _error(exc, "a call")
+            if not error.retryable or attempt == TRANSIENT_ATTEMPTS - 1:
+                raise
+            if activity.in_activity():
+                activity.heartbeat({"retrying": error.code or "transient", "attempt": attempt + 1})
+            time.sleep(min(error.retry_after or 0.2 * 2 ** attempt, 2.0))
+    raise AssertionError("unreachable")
 
 
 def _mutate(compute: Compute, method: Callable[..., compute_v1.Operation], **kwargs: Any) -> None:

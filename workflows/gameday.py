@@ -425,6 +425,7 @@ class GameDayWorkflow:
         entries.append(entry)
         await self._tell_watchdog("record", checkpoint, required=True)
         await self._fault_activity("apply", checkpoint, APPLY_RETRY)
+        await self._tell_watchdog("applied", checkpoint.step_id)
 
     async def _prepare(self, step: FaultStep, resolved: ResolvedStep) -> Checkpoint:
         return await workflow.execute_activity(
@@ -433,7 +434,8 @@ class GameDayWorkflow:
                            resolved=resolved, guardrails=self._runbook.guardrails),
             task_queue=cloud_queue(step.target.cloud),
             result_type=Checkpoint,
-            start_to_close_timeout=timedelta(minutes=5),
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=RESOLVE_RETRY,
             summary=f"checkpoint {step.id} before any change",
         )
@@ -608,7 +610,7 @@ class GameDayWorkflow:
         assert steady is not None
         report = await workflow.execute_activity(
             "probe.check", CheckRequest(probes=steady.probes), result_type=CheckReport,
-            start_to_close_timeout=timedelta(minutes=1), retry_policy=PROBE_RETRY, summary=summary,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=PROBE_RETRY, summary=summary,
         )
         self._record_probes(report)
         return report

@@ -38,7 +38,8 @@ async def resolve_step(step: FaultStep, runbook: Runbook) -> ResolvedStep:
         StepRequest(run_id=workflow.info().workflow_id, step=step, guardrails=runbook.guardrails),
         task_queue=cloud_queue(target.cloud),
         result_type=ResolvedStep,
-        start_to_close_timeout=timedelta(minutes=2),
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=timedelta(seconds=10),
         retry_policy=RESOLVE_RETRY,
         summary=f"resolve {step.id}: {step.action} on {target.cloud}",
     )

@@ -23,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
 RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
                             maximum_interval=timedelta(seconds=30))
 GRACE = timedelta(seconds=60)
+LATE_APPLY = timedelta(seconds=45)
+"""Longer than an apply's heartbeat timeout (10 s) plus one cloud call or operation wait."""
 
 
 class WatchdogInput(BaseModel):
@@ -35,7 +37,8 @@ class WatchdogInput(BaseModel):
     """At the deadline, how long the GameDay may take to restore itself before the watchdog does."""
     checkpoints: list[Checkpoint] = []
     restored: list[str] = []
-    """Carried over continue-as-new: what was recorded and what is already undone."""
+    applied: list[str] = []
+    """Carried over continue-as-new: what was recorded, applied and already undone."""
 
 
 class WatchdogStatus(BaseModel):
@@ -57,12 +60,18 @@ class GameDayWatchdog:
         self._input = input
         self._checkpoints: dict[str, Checkpoint] = {unit_of(c): c for c in input.checkpoints}
         self._restored: set[str] = set(input.restored)
+        self._applied: set[str] = set(input.applied)
         self._released = False
         self._fired: str | None = None
 
     @workflow.signal
     def record(self, checkpoint: Checkpoint) -> None:
         self._checkpoints[unit_of(checkpoint)] = checkpoint
+
+    @workflow.signal
+    def applied(self, unit: str) -> None:
+        """The unit's apply has finished: no call of it can still land."""
+        self._applied.add(unit)
 
     @workflow.signal
     def restored(self, unit: str) -> None:
@@ -108,11 +117,19 @@ class GameDayWatchdog:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(input.model_copy(update={
                     "checkpoints": list(self._checkpoints.values()),
-                    "restored": sorted(self._restored)}))
+                    "restored": sorted(self._restored), "applied": sorted(self._applied)}))
         if not self._released and self._fired and "deadline" in self._fired:
             await self._grace()
         if not self._released and self._in_effect():
-            await self._restore_everything()
+            everything = list(self._checkpoints)
+            await self._restore_everything(everything)
+            in_flight = [unit for unit in everything if unit not in self._applied]
+            if in_flight:
+                # An apply the GameDay had in flight may still land: its worker learns of the end
+                # only at its next heartbeat, and the call it is making completes first. Restore
+                # those once more after that (restores are idempotent).
+                await workflow.sleep(LATE_APPLY, summary="wait out an apply that may still land")
+                await self._restore_everything(in_flight)
         return self.status()
 
     async def _grace(self) -> None:
@@ -123,8 +140,8 @@ class GameDayWatchdog:
         except TimeoutError:
             pass
 
-    async def _restore_everything(self) -> None:
-        for unit in reversed(self._in_effect()):
+    async def _restore_everything(self, units: list[str]) -> None:
+        for unit in reversed(units):
             checkpoint = self._checkpoints[unit]
             scope = checkpoint.scope
             result = await workflow.execute_activity(
