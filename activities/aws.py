@@ -10,6 +10,7 @@ zone gets several ACLs per VPC.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -114,9 +115,18 @@ class AwsApi:
         self._session_factory = session_factory
         self._config = Config(retries={"max_attempts": 2, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
 
     def client(self, service: str, region: str) -> Any:
-        return self._session_factory(region_name=region).client(service, config=self._config)
+        """One client per service and region, built once: boto3 clients are thread-safe, and
+        building one loads the service's model (tens of MB, hundreds of ms)."""
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = self._session_factory(region_name=region).client(
+                    service, config=self._config)
+            return self._clients[key]
 
     def ec2(self, region: str) -> Any:
         return self.client("ec2", region)
