@@ -1,6 +1,7 @@
 """OpenTelemetry metrics of the worker, recorded in one place: an activity interceptor.
 
-- `gameday.faults.active` (up/down counter): +1 when a fault is applied, -1 when it is restored;
+- `gameday.faults.active` (up/down counter): +1 when a fault's first apply attempt starts (a
+  half-applied fault is in effect too), -1 when its restore succeeds;
 - `gameday.restore.duration` (histogram, s): how long each restore activity took;
 - `gameday.probe.checks` (counter): steady-state checks, by probe and verdict.
 """
@@ -30,20 +31,22 @@ class GameDayMetrics(Interceptor):
 
 class _Recorder(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        name = activity.info().activity_type
-        started = time.monotonic()
-        result = await self.next.execute_activity(input)
+        info = activity.info()
+        name = info.activity_type
         cloud, _, operation = name.partition(".")
+        attributes: dict[str, str] = {}
         if operation.startswith(("apply_", "restore_")) and input.args:
             checkpoint = getattr(input.args[0], "checkpoint", None)
             attributes = {"cloud.provider": cloud, "gameday.action": operation.split("_", 1)[1]}
             if checkpoint is not None:
                 attributes["cloud.region"] = checkpoint.scope.region
-            if operation.startswith("apply_"):
+            if operation.startswith("apply_") and info.attempt == 1:
                 FAULTS_ACTIVE.add(1, attributes)
-            else:
-                FAULTS_ACTIVE.add(-1, attributes)
-                RESTORE_DURATION.record(time.monotonic() - started, attributes)
+        started = time.monotonic()
+        result = await self.next.execute_activity(input)
+        if operation.startswith("restore_") and attributes:
+            FAULTS_ACTIVE.add(-1, attributes)
+            RESTORE_DURATION.record(time.monotonic() - started, attributes)
         elif name == "probe.check":
             for probe in result.results:
                 PROBE_CHECKS.add(1, {"gameday.probe": probe.name, "gameday.ok": probe.ok})
