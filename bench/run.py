@@ -41,6 +41,7 @@ from typing import Any
 
 from bench import topology as topo
 from bench.topology import Topology
+from lab.history import payload_sizes
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -273,29 +274,6 @@ def bench_runbook(t: Topology, hold: str) -> Any:
     })
 
 
-def _payload_sizes(message: Any) -> list[int]:
-    """Sizes of every temporal.api.common.v1.Payload inside a protobuf message."""
-    sizes: list[int] = []
-    for descriptor, value in message.ListFields():
-        if descriptor.message_type is None:
-            continue
-        if descriptor.message_type.GetOptions().map_entry:
-            items = list(value.values())
-        elif (descriptor.is_repeated if hasattr(descriptor, "is_repeated")
-              else descriptor.label == descriptor.LABEL_REPEATED):
-            items = list(value)
-        else:
-            items = [value]
-        for item in items:
-            if not hasattr(item, "DESCRIPTOR"):
-                continue
-            if item.DESCRIPTOR.full_name == "temporal.api.common.v1.Payload":
-                sizes.append(item.ByteSize())
-            else:
-                sizes += _payload_sizes(item)
-    return sizes
-
-
 def history_figures(history: Any, abort_sent_at: float | None) -> dict[str, Any]:
     """Event count, sizes, and the abort → first restore latencies from one GameDay's history."""
     sizes: list[int] = []
@@ -307,7 +285,7 @@ def history_figures(history: Any, abort_sent_at: float | None) -> dict[str, Any]
     started: dict[int, float] = {}
     activities: list[dict[str, Any]] = []
     for event in history.events:
-        sizes += _payload_sizes(event)
+        sizes += payload_sizes(event)
         kind = event.WhichOneof("attributes") or "?"
         kinds[kind.removesuffix("_event_attributes")] += 1
         when = event.event_time.ToDatetime().timestamp()

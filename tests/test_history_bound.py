@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 
 from lab.aws import acl_snapshot
+from lab.history import payload_sizes
 from tests.support.gameday import approve, aws_zone_step, phase_is, runbook, start, wait_for
 
 EVENT_BOUND = 150
@@ -17,29 +18,6 @@ SLACK = 6
 """Event counts may differ by a few workflow tasks (completions batched or not, the watchdog
 child's close racing the parent's)."""
 PAYLOAD_WARNING = 256 * 1024
-
-
-def _payload_sizes(message: Any) -> list[int]:
-    """Sizes of every temporal.api.common.v1.Payload inside a protobuf message."""
-    sizes: list[int] = []
-    for descriptor, value in message.ListFields():
-        if descriptor.message_type is None:
-            continue
-        if descriptor.message_type.GetOptions().map_entry:
-            items = list(value.values())
-        elif (descriptor.is_repeated if hasattr(descriptor, "is_repeated")
-              else descriptor.label == descriptor.LABEL_REPEATED):
-            items = list(value)
-        else:
-            items = [value]
-        for item in items:
-            if not hasattr(item, "DESCRIPTOR"):
-                continue
-            if item.DESCRIPTOR.full_name == "temporal.api.common.v1.Payload":
-                sizes.append(item.ByteSize())
-            else:
-                sizes += _payload_sizes(item)
-    return sizes
 
 
 def _add_subnets(vpc: str, count: int, first_octet: int) -> None:
@@ -62,7 +40,7 @@ def _one_gameday(client, runner, task_queue) -> tuple[Any, int, int]:
         await approve(handle)
         result = await handle.result()
         history = await handle.fetch_history()
-        sizes = [size for event in history.events for size in _payload_sizes(event)]
+        sizes = [size for event in history.events for size in payload_sizes(event)]
         return result, len(history.events), max(sizes, default=0)
 
     return runner.run(scenario(), timeout=120)
