@@ -173,3 +173,22 @@ def test_unknown_runs_and_unreachable_servers_are_one_sentence(cli, servers):
     assert down.returncode == 1
     assert down.stderr.startswith("gameday: cannot reach Temporal at 127.0.0.1:9")
     assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_plan_lists_every_record_backend_and_endpoint_an_evacuation_changes(cli, servers, tmp_path):
+    from tests.support.clouds import CLOUD_LABS
+
+    for name in ("aws", "gcp", "azure"):
+        CLOUD_LABS[name](servers).seed()
+    runbook = ROOT / "runbooks/lab/multicloud-region-evacuation.yaml"
+    done = cli("plan", str(runbook), "--json")
+    assert done.returncode == 0, done.stderr
+    steps = {step["step_id"]: step for step in json.loads(done.stdout)["steps"]}
+    kinds = {step_id: {r["kind"] for r in step["resources"]} for step_id, step in steps.items()}
+    assert kinds["evacuate-aws-use1"] == {"record"}
+    assert {r["name"] for r in steps["evacuate-aws-use1"]["resources"]} == {
+        "www.shop.example.com.", "api.shop.example.com."}
+    assert len(steps["evacuate-gcp-usc1"]["resources"]) == 2  # the two us-central1 backends of web
+    assert len(steps["evacuate-azure-eastus"]["resources"]) == 1  # shop-tm's eastus endpoint
+    assert all(steps[s]["resources"] for s in ("blackout-aws-use1", "blackout-gcp-usc1",
+                                                "blackout-azure-eastus"))
