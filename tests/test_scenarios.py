@@ -192,3 +192,49 @@ def test_drift_a_resource_that_appears_is_cut_and_restored(cloud, client, runner
     assert grown.steps[0].resources == cloud.target_count() + 1, late
     assert (result.outcome, result.restored) == ("aborted", True)
     assert cloud.snapshot() == expected
+
+
+REGION_OUTAGE = {
+    "aws": [{"id": "evacuate", "action": "evacuate_region", "restore": "with_run",
+             "target": {"cloud": "aws", "account": "123456789012", "region": "us-east-1",
+                        "hosted_zone_id": "shop.example.com",
+                        "record_names": ["www.shop.example.com"]}},
+            {"id": "blackout", "action": "blackhole_region", "restore": "with_run",
+             "target": {"cloud": "aws", "account": "123456789012", "region": "us-east-1",
+                        "tags": {"gameday": "enabled"}}}],
+    "gcp": [{"id": "evacuate", "action": "evacuate_region", "restore": "with_run",
+             "target": {"cloud": "gcp", "project": "gameday-lab", "region": "us-central1",
+                        "backend_services": ["web"]}},
+            {"id": "blackout", "action": "blackhole_region", "restore": "with_run",
+             "target": {"cloud": "gcp", "project": "gameday-lab", "region": "us-central1",
+                        "labels": {"gameday": "enabled"}}}],
+    "azure": [{"id": "evacuate", "action": "evacuate_region", "restore": "with_run",
+               "target": {"cloud": "azure", "subscription": "00000000-0000-0000-0000-000000000000",
+                          "resource_group": "shop", "region": "eastus",
+                          "traffic_manager_profiles": ["shop-tm"]}},
+              {"id": "blackout", "action": "blackhole_region", "restore": "with_run",
+               "target": {"cloud": "azure", "subscription": "00000000-0000-0000-0000-000000000000",
+                          "resource_group": "shop", "region": "eastus",
+                          "tags": {"gameday": "enabled"}}}],
+}
+
+
+def test_abort_during_a_region_outage_restores_zones_first_traffic_last(cloud, client, runner,
+                                                                         task_queue):
+    before = cloud.snapshot()
+    steps = [*REGION_OUTAGE[cloud.cloud], {"id": "soak", "action": "wait", "duration": "5m"}]
+
+    async def scenario():
+        handle = await start(client, runbook(*steps), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await approve(handle)
+        await wait_for(handle, step_state("soak", "active"), what="the soak")
+        await abort(handle, reason="soak broke checkout")
+        return await handle.result()
+
+    result = runner.run(scenario(), timeout=180)
+    assert (result.outcome, result.restored) == ("aborted", True)
+    restored = [e.step for e in result.events if e.kind == "restored"]
+    assert restored[-1] == "evacuate" and set(restored[:-1]) == {"blackout"}
+    assert len(restored) > 2  # the blackout was restored zone by zone
+    assert cloud.snapshot() == before
