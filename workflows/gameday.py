@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import describe
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
-    from workflows.routing import cloud_queue
+    from workflows.routing import HEARTBEAT, RESTORE_RETRY, cloud_queue
     from workflows.watchdog import WatchdogInput
 
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
@@ -60,11 +60,6 @@ TRACED_EVENTS = {"approved", "approval_refused", "rejected_by", "rejection_refus
 APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1),
                           maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
-# Restores never give up on their own: a restore that cannot finish stays visible as a pending
-# activity with its last failure, and the run stays in `restoring` until someone fixes the cause.
-RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
-                            maximum_interval=timedelta(seconds=30))
-HEARTBEAT = timedelta(seconds=10)
 WATCH_WINDOW = timedelta(minutes=5)
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 tracer = trace.get_tracer("gameday.workflow")

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from gameday.runbook import FaultStep, Runbook
     from gameday.status import GameDayInput
     from workflows.errors import describe
-    from workflows.routing import cloud_queue
+    from workflows.routing import HEARTBEAT, cloud_queue
 
 RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
                             non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
@@ -39,7 +39,7 @@ async def resolve_step(step: FaultStep, runbook: Runbook) -> ResolvedStep:
         task_queue=cloud_queue(target.cloud),
         result_type=ResolvedStep,
         start_to_close_timeout=timedelta(minutes=10),
-        heartbeat_timeout=timedelta(seconds=10),
+        heartbeat_timeout=HEARTBEAT,
         retry_policy=RESOLVE_RETRY,
         summary=f"resolve {step.id}: {step.action} on {target.cloud}",
     )

@@ -18,10 +18,8 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from gameday.plan import Checkpoint, FaultRequest, FaultResult, activity_name
     from gameday.runbook import Guardrails
-    from workflows.routing import cloud_queue
+    from workflows.routing import HEARTBEAT, RESTORE_RETRY, cloud_queue
 
-RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(seconds=1),
-                            maximum_interval=timedelta(seconds=30))
 GRACE = timedelta(seconds=60)
 LATE_APPLY = timedelta(seconds=45)
 """Longer than an apply's heartbeat timeout (10 s) plus one cloud call or operation wait."""
@@ -150,7 +148,7 @@ class GameDayWatchdog:
                 task_queue=cloud_queue(scope.cloud),
                 result_type=FaultResult,
                 start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(seconds=10),
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=RESTORE_RETRY,
                 summary=f"dead man's switch: restore {unit} ({checkpoint.resources} resources)",
             )
