@@ -4,7 +4,9 @@ translation of domain errors into Temporal's retry behaviour at the activity's e
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -59,6 +61,66 @@ def progress(done: int, total: int) -> None:
     """Heartbeat progress when running as an activity (so cancellation reaches us); else nothing."""
     if activity.in_activity():
         activity.heartbeat({"done": done, "total": total})
+
+
+FAN_OUT_TICK = 0.5
+"""How often `fan_out` heartbeats while its calls run: cancellation reaches the activity's thread
+at the next tick."""
+
+T = TypeVar("T")
+
+PARALLEL_CALLS = {"aws": 8, "gcp": 8, "azure": 4}
+"""Resources one activity changes at once, per cloud: inside the clouds' default write quotas
+even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS)."""
+
+
+def parallel_calls(cloud: str) -> int:
+    """How many resources one activity of `cloud` changes at once:
+    `GAMEDAY_<CLOUD>_PARALLEL_CALLS`, else `PARALLEL_CALLS[cloud]`."""
+    value = os.environ.get(f"GAMEDAY_{cloud.upper()}_PARALLEL_CALLS")
+    return max(1, int(value)) if value else PARALLEL_CALLS[cloud]
+
+
+def fan_out(items: Iterable[T], work: Callable[[T], R], width: int) -> Iterator[tuple[T, R]]:
+    """Run `work` over `items`, at most `width` at a time, yielding (item, result) as each ends.
+
+    The calling (activity) thread only waits and heartbeats progress every `FAN_OUT_TICK`, so a
+    cancellation reaches it at once; nothing is queued beyond the calls in flight, so on an error
+    or a cancellation no new call starts and the ones in flight finish before the error is raised.
+    `work` runs without the activity context: it must not heartbeat itself."""
+    pending = list(items)
+    total = len(pending)
+    done = 0
+    queue = iter(pending)
+    with ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="gameday-fan-out") as pool:
+        running: dict[Future[R], T] = {}
+
+        def submit_next() -> bool:
+            item = next(queue, _END)
+            if item is _END:
+                return False
+            running[pool.submit(work, item)] = item  # type: ignore[arg-type]
+            return True
+
+        for _ in range(max(1, width)):
+            if not submit_next():
+                break
+        try:
+            while running:
+                finished, _ = wait(running, timeout=FAN_OUT_TICK, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = running.pop(future)
+                    result = future.result()
+                    done += 1
+                    yield item, result
+                    submit_next()
+                progress(done, total)
+        finally:
+            for future in running:
+                future.cancel()
+
+
+_END = object()
 
 
 @contextmanager

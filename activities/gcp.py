@@ -40,6 +40,8 @@ from activities.base import (
     beat,
     check_guardrails,
     cloud_span,
+    fan_out,
+    parallel_calls,
     progress,
     restore_errors,
     temporal_errors,
@@ -62,8 +64,6 @@ ENDPOINT_VARIABLE = "GAMEDAY_GCP_ENDPOINT"
 CALL_TIMEOUT = 30.0
 FINGERPRINT_ATTEMPTS = 5
 OPERATION_DEADLINE = 600.0
-POLL_FIRST = 0.02
-POLL_MAX = 2.0
 MAX_NAME = 63
 TAG_PREFIX = "gameday-"
 RULE_PRIORITY = 0
@@ -160,7 +160,7 @@ def _translated(doing: str) -> Iterator[None]:
 TRANSIENT_ATTEMPTS = 6
 
 
-def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
+def _call(method: Callable[..., Any], *, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> Any:
     """One SDK call, the SDK's own retries off. A transient failure (429, 5xx, no answer) is tried
     again here a few times, heartbeating between, so that one throttled call does not throw away
     the progress of an activity over many instances; anything else, or a failure that persists,
@@ -169,7 +169,7 @@ def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
     for attempt in range(TRANSIENT_ATTEMPTS):
         beat()
         try:
-            return method(**kwargs, retry=None, timeout=CALL_TIMEOUT)
+            return method(**kwargs, retry=None, timeout=timeout)
         except _SDK_FAILURES as exc:
             error = _error(exc, "a call")
             if not error.retryable or attempt == TRANSIENT_ATTEMPTS - 1:
@@ -180,28 +180,33 @@ def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+WAIT_SLICE = 5.0
+"""The longest one `operations.wait` request may block: well inside the heartbeat timeout."""
+
+
 def _mutate(compute: Compute, method: Callable[..., compute_v1.Operation], **kwargs: Any) -> None:
-    """Start a `*_unary` mutation and poll its operation until DONE, heartbeating meanwhile (a
-    long server-side `wait` would outlast the heartbeat timeout); raise its failure as the SDK
-    would."""
+    """Start a `*_unary` mutation and wait for its operation with `operations.wait` (which
+    returns when it is DONE) in slices of `WAIT_SLICE`, heartbeating between; raise its failure
+    as the SDK would."""
     project = kwargs["project"] if "project" in kwargs else kwargs["request"].project
     operation = _call(method, **kwargs)
     deadline = time.monotonic() + OPERATION_DEADLINE
-    polls = 0
     while operation.status != _DONE:
         if time.monotonic() > deadline:
             raise CloudError(f"GCP operation {operation.name} on {operation.target_link} is not "
                              f"done after {OPERATION_DEADLINE:.0f}s", retryable=True)
-        time.sleep(min(POLL_MAX, POLL_FIRST * 2 ** polls))
-        polls += 1
         if activity.in_activity():
             activity.heartbeat({"waiting": operation.name})
-        if operation.zone:
-            operation = _call(compute.zone_operations.get, project=project,
-                              zone=_last(operation.zone), operation=operation.name)
-        else:
-            operation = _call(compute.global_operations.get, project=project,
-                              operation=operation.name)
+        try:
+            if operation.zone:
+                operation = _call(compute.zone_operations.wait, timeout=WAIT_SLICE,
+                                  project=project, zone=_last(operation.zone),
+                                  operation=operation.name)
+            else:
+                operation = _call(compute.global_operations.wait, timeout=WAIT_SLICE,
+                                  project=project, operation=operation.name)
+        except (exceptions.DeadlineExceeded, requests.Timeout):
+            continue  # the slice ended before the operation: ask again
     if operation.error.errors or operation.http_error_status_code:
         first = operation.error.errors[0] if operation.error.errors else None
         message = first.message if first else operation.http_error_message
@@ -410,12 +415,14 @@ class GcpZoneBlackhole:
             compute = self._clients()
             for rule in state.rules:
                 self._create_rule(compute, checkpoint, state.tag, rule)
-            for done, member in enumerate(state.instances, start=1):
-                outcome = self._retag(compute, scope, member.name,
-                                      lambda items: items if state.tag in items
-                                      else [*items, state.tag])
+            known = self._tags_now(compute, scope)
+            for member, outcome in fan_out(
+                    state.instances,
+                    lambda m: self._retag(compute, scope, m.name,
+                                          lambda items: items if state.tag in items
+                                          else [*items, state.tag], known.get(m.name)),
+                    parallel_calls("gcp")):
                 self._count(result, outcome, member.name, "was not blackholed")
-                progress(done, len(state.instances))
             return result
 
     def _create_rule(self, compute: Compute, checkpoint: Checkpoint, tag: str,
@@ -440,24 +447,36 @@ class GcpZoneBlackhole:
         except exceptions.Conflict:
             pass
 
+    @staticmethod
+    def _tags_now(compute: Compute, scope: Scope) -> dict[str, compute_v1.Tags]:
+        """Every instance's tags (with fingerprint) in the zone, read in one listing: the first
+        attempt of each retag needs no read of its own."""
+        listed = _call(compute.instances.list, request=compute_v1.ListInstancesRequest(
+            project=scope.account, zone=scope.zone, max_results=500))
+        return {i.name: i.tags for i in listed}
+
     def _retag(self, compute: Compute, scope: Scope, name: str,
-               change: Callable[[list[str]], list[str]]) -> Literal["changed", "unchanged", "gone"]:
-        """Set an instance's tags to `change(current tags)`, re-reading on a stale fingerprint."""
+               change: Callable[[list[str]], list[str]],
+               known: compute_v1.Tags | None = None) -> Literal["changed", "unchanged", "gone"]:
+        """Set an instance's tags to `change(current tags)`, starting from `known` tags when
+        given, re-reading on a stale fingerprint."""
         for _ in range(FINGERPRINT_ATTEMPTS):
-            try:
-                instance = _call(compute.instances.get, project=scope.account, zone=scope.zone,
-                                 instance=name)
-            except exceptions.NotFound:
-                return "gone"
-            current = list(instance.tags.items)
+            if known is None:
+                try:
+                    known = _call(compute.instances.get, project=scope.account, zone=scope.zone,
+                                  instance=name).tags
+                except exceptions.NotFound:
+                    return "gone"
+            current = list(known.items)
             wanted = change(current)
             if wanted == current:
                 return "unchanged"
             try:
-                tags = compute_v1.Tags(items=wanted, fingerprint=instance.tags.fingerprint)
+                tags = compute_v1.Tags(items=wanted, fingerprint=known.fingerprint)
                 _mutate(compute, compute.instances.set_tags_unary,
                         project=scope.account, zone=scope.zone, instance=name, tags_resource=tags)
             except exceptions.PreconditionFailed:
+                known = None
                 continue
             except exceptions.NotFound:
                 return "gone"
@@ -484,14 +503,15 @@ class GcpZoneBlackhole:
         with cloud_span("gcp.restore_blackhole_zone", scope, checkpoint.resources), \
                 _translated(f"restoring {scope.zone}"):
             compute = self._clients()
-            for done, member in enumerate(state.instances, start=1):
-                if state.tag in member.tags:
-                    result.unchanged += 1
-                else:
-                    outcome = self._retag(compute, scope, member.name,
-                                          lambda items: [t for t in items if t != state.tag])
-                    self._count(result, outcome, member.name, "has nothing to restore")
-                progress(done, len(state.instances))
+            result.unchanged += sum(1 for m in state.instances if state.tag in m.tags)
+            known = self._tags_now(compute, scope)
+            for member, outcome in fan_out(
+                    [m for m in state.instances if state.tag not in m.tags],
+                    lambda m: self._retag(compute, scope, m.name,
+                                          lambda items: [t for t in items if t != state.tag],
+                                          known.get(m.name)),
+                    parallel_calls("gcp")):
+                self._count(result, outcome, member.name, "has nothing to restore")
             for rule in state.rules:
                 try:
                     _mutate(compute, compute.firewalls.delete_unary,
