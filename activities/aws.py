@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,8 @@ from activities.base import (
     beat,
     check_guardrails,
     cloud_span,
+    fan_out,
+    parallel_calls,
     progress,
     restore_errors,
     temporal_errors,
@@ -285,25 +287,30 @@ class AwsZoneBlackhole(AwsApi):
                 for a in self.gameday_acls(ec2, checkpoint.run_id, checkpoint.step_id)
             }
             current = self.associations(ec2, (g.vpc_id for g in state.groups))
-            done = 0
+            missing = [g for g in state.groups if (str(g.chunk), g.vpc_id) not in existing]
+            for group, acl_id in fan_out(missing, lambda g: self._create_deny_all(ec2, checkpoint, g),
+                                         parallel_calls("aws")):
+                existing[(str(group.chunk), group.vpc_id)] = acl_id
+            moves: list[tuple[str, str]] = []  # (association, deny-all ACL)
             for group in state.groups:
-                acl_id = existing.get((str(group.chunk), group.vpc_id))
-                if acl_id is None:
-                    acl_id = self._create_deny_all(ec2, checkpoint, group)
+                acl_id = existing[(str(group.chunk), group.vpc_id)]
                 for subnet in group.subnets:
-                    done += 1
                     if current.acl_of.get(subnet) == acl_id:
                         result.unchanged += 1
                     elif subnet not in current.association_of:
                         result.notes.append(f"subnet {subnet} no longer exists; skipped")
                     else:
-                        self._call("ReplaceNetworkAclAssociation",
-                                   ec2.replace_network_acl_association,
-                                   AssociationId=current.association_of[subnet],
-                                   NetworkAclId=acl_id)
-                        result.changed += 1
-                    progress(done, checkpoint.resources)
+                        moves.append((current.association_of[subnet], acl_id))
+            for _ in fan_out(moves, self._move(ec2), parallel_calls("aws")):
+                result.changed += 1
             return result
+
+    def _move(self, ec2: Any) -> Callable[[tuple[str, str]], None]:
+        """Re-associate (association id, ACL id): the one call a blackhole makes per subnet."""
+        def move(change: tuple[str, str]) -> None:
+            self._call("ReplaceNetworkAclAssociation", ec2.replace_network_acl_association,
+                       AssociationId=change[0], NetworkAclId=change[1])
+        return move
 
     def _create_deny_all(self, ec2: Any, checkpoint: Checkpoint, group: AclGroup) -> str:
         tags = {
@@ -355,10 +362,8 @@ class AwsZoneBlackhole(AwsApi):
         current = self.associations(ec2, vpc_ids)
         existing_acls = set(current.acl_of.values()) | set(current.default_acl.values())
         existing_acls |= set(gameday_acl_ids)
-        done = 0
+        moves: list[tuple[str, str]] = []  # (association, original ACL)
         for subnet, acl in sorted(original.items()):
-            done += 1
-            progress(done, len(original))
             if subnet not in current.association_of:
                 result.notes.append(f"subnet {subnet} no longer exists; nothing to restore")
                 continue
@@ -373,8 +378,8 @@ class AwsZoneBlackhole(AwsApi):
                                      "was found", retryable=False)
                 result.notes.append(f"subnet {subnet}: original ACL {acl} is gone; "
                                     f"restored to the VPC's default ACL {wanted}")
-            self._call("ReplaceNetworkAclAssociation", ec2.replace_network_acl_association,
-                       AssociationId=current.association_of[subnet], NetworkAclId=wanted)
+            moves.append((current.association_of[subnet], wanted))
+        for _ in fan_out(moves, self._move(ec2), parallel_calls("aws")):
             result.changed += 1
         for acl_id in gameday_acl_ids:
             try:
