@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -156,12 +157,32 @@ class AzureConnection:
     def __init__(self, retry_total: int = 1):
         self.retry_total = retry_total
         self._default_credential: Any = None
+        self._made: dict[tuple[str, str, str], ArmClients] = {}
+        self._lock = threading.Lock()
 
     @contextmanager
     def clients(self, subscription: str) -> Iterator[ArmClients]:
+        """The subscription's clients, built once per endpoint and kept: each keeps its HTTPS
+        connections open (a TLS handshake per activity otherwise) and they are safe to share
+        between threads."""
+        endpoint = os.environ.get(ENDPOINT_VARIABLE, "").rstrip("/")
+        key = (subscription, endpoint, os.environ.get(CA_BUNDLE_VARIABLE, ""))
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = self._build(subscription, endpoint)
+            made = self._made[key]
+        yield made
+
+    def close(self) -> None:
+        """Close every client built so far."""
+        with self._lock:
+            made, self._made = list(self._made.values()), {}
+        for clients in made:
+            clients.close()
+
+    def _build(self, subscription: str, endpoint: str) -> ArmClients:
         settings: dict[str, Any] = {"retry_total": self.retry_total, "connection_timeout": 5,
                                     "read_timeout": 30}
-        endpoint = os.environ.get(ENDPOINT_VARIABLE, "").rstrip("/")
         credential: Any
         if endpoint:
             credential = StaticTokenCredential()
@@ -177,15 +198,11 @@ class AzureConnection:
                 self._default_credential = DefaultAzureCredential()
             credential = self._default_credential
             settings["credential_scopes"] = [PUBLIC_SCOPE]
-        made = ArmClients(
+        return ArmClients(
             network=NetworkManagementClient(credential, subscription, **settings),
             compute=ComputeManagementClient(credential, subscription, **settings),
             traffic=TrafficManagerManagementClient(credential, subscription, **settings),
         )
-        try:
-            yield made
-        finally:
-            made.close()
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -341,6 +358,29 @@ def _nsg_of(nic: NetworkInterface) -> str | None:
     return nsg.id if nsg is not None and nsg.id else None
 
 
+class NicReader:
+    """NICs by id, read with one listing per resource group (paged by ARM) rather than one GET
+    per NIC: a zone of thousands of NICs is read in a few calls."""
+
+    def __init__(self, arm: ArmClients):
+        self._arm = arm
+        self._groups: dict[str, dict[str, NetworkInterface]] = {}
+
+    def get(self, nic_id: str) -> NetworkInterface | None:
+        """The NIC as ARM lists it now, or None when it does not exist."""
+        _, group, name = id_parts(nic_id)
+        key = group.lower()
+        if key not in self._groups:
+            try:
+                listed = list(self._arm.network.network_interfaces.list(group))
+            except ResourceNotFoundError:
+                listed = []  # no such group: none of its NICs exists
+            except AzureError as exc:
+                raise cloud_error(exc, f"listing NICs of resource group {group}") from exc
+            self._groups[key] = {nic.id.lower(): nic for nic in listed if nic.id}
+        return self._groups[key].get(nic_id.lower())
+
+
 # --- the zone blackhole ---------------------------------------------------------------------
 
 
@@ -384,12 +424,11 @@ class AzureZoneBlackhole:
                     and all((vm.tags or {}).get(k) == v for k, v in target.tags.items())):
                 chosen.append((zone, vm))
         resources: list[Resource] = []
+        nics = NicReader(arm)
         for index, (zone, vm) in enumerate(chosen, start=1):
             progress(index, len(chosen))
             for reference in vm.network_profile.network_interfaces or []:
-                _, group, name = id_parts(reference.id)
-                nic = _find(f"reading NIC {name}",
-                            lambda g=group, n=name: arm.network.network_interfaces.get(g, n))
+                nic = nics.get(reference.id)
                 if nic is None:
                     continue
                 resources.append(Resource(
@@ -423,11 +462,10 @@ class AzureZoneBlackhole:
             records: list[NicRecord] = []
             holders: dict[str, str | None] = {}
             with self.connection.clients(scope.account) as arm:
+                nics = NicReader(arm)
                 for done, resource in enumerate(resolved.resources, start=1):
                     progress(done, len(resolved.resources))
-                    _, group, nic_name = id_parts(resource.id)
-                    nic = _find(f"reading NIC {nic_name}",
-                                lambda g=group, n=nic_name: arm.network.network_interfaces.get(g, n))
+                    nic = nics.get(resource.id)
                     if nic is None:
                         continue
                     tags = nic.tags or {}
