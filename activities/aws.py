@@ -220,6 +220,11 @@ class AwsZoneBlackhole(AwsApi):
                     + (f" carries the tags {tags}" if tags else "")
                 )
             current = self.associations(ec2, (s["VpcId"] for s in subnets))
+            if request.only_new:
+                held = {a["NetworkAclId"] for a in self._pages(
+                    ec2, "describe_network_acls", "NetworkAcls",
+                    Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [request.run_id]}])}
+                subnets = [s for s in subnets if current.acl_of.get(s["SubnetId"]) not in held]
             resources = [
                 Resource(
                     id=s["SubnetId"], kind="subnet", name=_tags(s).get("Name"),

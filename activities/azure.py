@@ -400,9 +400,21 @@ class AzureZoneBlackhole:
             check_guardrails(request.step.id, scope, request.guardrails, None)
             with self.connection.clients(target.subscription) as arm:
                 resources = self._targets(arm, request.step.id, target)
+                if request.only_new:
+                    held = self._nsgs_of_run(arm, target.resource_group, request.run_id)
+                    resources = [r for r in resources
+                                 if r.detail["network_security_group"].lower() not in held]
             span.set_attribute("gameday.resources", len(resources))
             return ResolvedStep(step_id=request.step.id, action=request.step.action, scope=scope,
                                 resources=resources)
+
+    @staticmethod
+    def _nsgs_of_run(arm: ArmClients, resource_group: str, run_id: str) -> set[str]:
+        """The ids (lower case) of the deny-all NSGs a run made in the resource group."""
+        listed = _listing(f"listing NSGs of resource group {resource_group}",
+                          lambda: arm.network.network_security_groups.list(resource_group))
+        return {nsg.id.lower() for nsg in listed if nsg.id and (nsg.tags or {}).get(TAG_RUN) == run_id
+                and (nsg.tags or {}).get(TAG_MANAGED) == "gameday"}
 
     def _targets(self, arm: ArmClients, step_id: str,
                  target: AzureZoneTarget | AzureRegionTarget) -> list[Resource]:

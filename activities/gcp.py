@@ -300,6 +300,9 @@ class GcpZoneBlackhole:
                                                                   request.step.id)]
             else:
                 found = self._matching_region(compute, target, request.step.id)
+            if request.only_new:
+                held = self._tags_of_run(compute, target.project, request.run_id)
+                found = [(zone, i) for zone, i in found if not held & set(i.tags.items)]
             resources = [
                 Resource(id=i.name, kind="instance", name=i.name, detail={
                     "zone": zone,
@@ -311,6 +314,13 @@ class GcpZoneBlackhole:
             span.set_attribute("gameday.resources", len(resources))
             return ResolvedStep(step_id=request.step.id, action=request.step.action, scope=scope,
                                 resources=resources)
+
+    @staticmethod
+    def _tags_of_run(compute: Compute, project: str, run_id: str) -> set[str]:
+        """The blackhole tags of every step of a run: those its deny rules target."""
+        return {tag for rule in _call(compute.firewalls.list, project=project)
+                if (parsed := parse_description(rule.description)) and parsed[0] == run_id
+                for tag in rule.target_tags}
 
     @staticmethod
     def _listed(compute: Compute, project: str, zone: str, labels: dict[str, str],

@@ -97,6 +97,9 @@ class StepRequest(Model):
     run_id: str
     step: FaultStep
     guardrails: Guardrails
+    only_new: bool = False
+    """Drift checks: leave out resources a fault of this run already holds, so that the answer
+    (which lands in the history at every check) carries only what is new."""
 
 
 class PrepareRequest(Model):

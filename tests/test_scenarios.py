@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -186,12 +187,31 @@ def test_drift_a_resource_that_appears_is_cut_and_restored(cloud, client, runner
         grown = await wait_for(handle, lambda s: any(e.kind == "drift" for e in s.events),
                                timeout=60, what="the drift check")
         await abort(handle, reason="drift drill")
-        return late, expected, grown, await handle.result()
+        result = await handle.result()
+        return late, expected, grown, result, drift_check_answers(await handle.fetch_history())
 
-    late, expected, grown, result = runner.run(scenario(), timeout=180)
+    late, expected, grown, result, answers = runner.run(scenario(), timeout=180)
     assert grown.steps[0].resources == cloud.target_count() + 1, late
     assert (result.outcome, result.restored) == ("aborted", True)
     assert cloud.snapshot() == expected
+    # a drift check's answer carries only what no fault holds yet, never the whole zone again
+    assert answers and answers[0] == 1 and all(n == 0 for n in answers[1:]), answers
+
+
+def drift_check_answers(history) -> list[int]:
+    """How many resources each drift check (a resolve with only_new) answered, in order."""
+    inputs = {}
+    answers = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            if "resolve" in scheduled.activity_type.name:
+                inputs[event.event_id] = json.loads(scheduled.input.payloads[0].data)
+        elif event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes
+            if inputs.get(done.scheduled_event_id, {}).get("only_new"):
+                answers.append(len(json.loads(done.result.payloads[0].data)["resources"]))
+    return answers
 
 
 REGION_OUTAGE = {

@@ -472,7 +472,7 @@ class GameDayWorkflow:
         while True:
             await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
             try:
-                found = await resolve_step(step, self._runbook)
+                found = await resolve_step(step, self._runbook, only_new=True)
             except ActivityError as error:
                 self._event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
                 continue

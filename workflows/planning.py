@@ -31,17 +31,21 @@ class PlanResult(BaseModel):
     """Why the GameDay would be refused: unresolvable targets and guardrail refusals."""
 
 
-async def resolve_step(step: FaultStep, runbook: Runbook) -> ResolvedStep:
+async def resolve_step(step: FaultStep, runbook: Runbook, only_new: bool = False) -> ResolvedStep:
+    """The step's resources as the cloud shows them now; with `only_new`, only those no fault of
+    this run holds yet (a drift check)."""
     target = step.target
     return await workflow.execute_activity(
         activity_name(target.cloud, "resolve", step.action),
-        StepRequest(run_id=workflow.info().workflow_id, step=step, guardrails=runbook.guardrails),
+        StepRequest(run_id=workflow.info().workflow_id, step=step, guardrails=runbook.guardrails,
+                    only_new=only_new),
         task_queue=cloud_queue(target.cloud),
         result_type=ResolvedStep,
         start_to_close_timeout=timedelta(minutes=10),
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RESOLVE_RETRY,
-        summary=f"resolve {step.id}: {step.action} on {target.cloud}",
+        summary=(f"look for new resources of {step.id} on {target.cloud}" if only_new
+                 else f"resolve {step.id}: {step.action} on {target.cloud}"),
     )
 
 
