@@ -123,6 +123,10 @@ def start_temporal(state_dir: Path, port: int, ui_port: int | None = None,
     args = [bin_path("temporal"), "server", "start-dev", "--ip", LOOPBACK, "--port", str(port),
             "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--log-level", "warn"]
+    # One partition per task queue: a lab has one poller per queue, and with the default four an
+    # activity often waits ~40 ms for the partition its poller is not on to forward it.
+    args += ["--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+             "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"]
     if ui_port is None:
         args.append("--headless")
     else:

@@ -65,6 +65,10 @@ PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds
 tracer = trace.get_tracer("gameday.workflow")
 
 
+PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
+"""Runs started before this change armed the watchdog after the baseline check."""
+
+
 def drift_unit_id(unit_id: str, round_: int) -> str:
     """The id of resources found in a later drift check: within the 63 characters of a step id."""
     suffix = f"-d{round_}"
@@ -182,9 +186,18 @@ class GameDayWorkflow:
         await self._make_plan()
         await self._gate("start")
         self._set_phase("running")
-        await self._take_leases()
-        await self._check_baseline()
-        await self._arm_watchdog()
+        if workflow.patched(PATCH_ARM_WITH_LEASES):
+            # one round trip instead of two; both always finish before a failure is raised
+            outcomes = await asyncio.gather(self._take_leases(), self._arm_watchdog(),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            await self._check_baseline()
+        else:
+            await self._take_leases()
+            await self._check_baseline()
+            await self._arm_watchdog()
         if self._runbook.steady_state is not None:
             self._watching = asyncio.create_task(self._watch_steady_state())
         for index, item in enumerate(self._runbook.steps):
