@@ -11,10 +11,10 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
 
+from gameday.codec import DATA_CONVERTER
 from gameday.config import DEFAULT_TEMPORAL_ADDRESS, SEARCH_ATTRIBUTES
 from gameday.errors import UserError
 
@@ -34,7 +34,7 @@ async def connect() -> Client:
     try:
         return await Client.connect(
             **options,
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             plugins=[OpenTelemetryPlugin(add_temporal_spans=True)],
         )
     except RuntimeError as exc:

@@ -406,8 +406,9 @@ def test_a_quarter_passing_starts_a_run_per_quarter(client, runner, created, tmp
 
 def test_time_skipping_server(runner, tmp_path):
     """A quarter passing in the time-skipping test server, if it implements schedules."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
+
+    from gameday.codec import DATA_CONVERTER
 
     server = shutil.which("temporal-test-server") or str(ROOT / ".venv/bin/temporal-test-server")
     if not Path(server).exists():
@@ -416,7 +417,7 @@ def test_time_skipping_server(runner, tmp_path):
 
     async def go() -> list[Any] | None:
         env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=server, data_converter=pydantic_data_converter)
+            test_server_existing_path=server, data_converter=DATA_CONVERTER)
         try:
             try:
                 handle = await schedules.create(env.client, book, "test",

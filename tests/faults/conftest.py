@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from gameday.codec import DATA_CONVERTER
 from lab.services import free_port
 from tests.faults.harness import TALLY, Clouds, Orchestrator, RestartableTemporal, WorkerProcess, tally_line
 from tests.support.clouds import CLOUD_LABS
@@ -69,7 +69,7 @@ def restartable_orchestrator(servers: Servers, runner: AsyncRunner,
     temporal = RestartableTemporal(fault_dir / "temporal", free_port()).start()
     try:
         own_client = runner.run(Client.connect(temporal.address, namespace="default",
-                                               data_converter=pydantic_data_converter))
+                                               data_converter=DATA_CONVERTER))
         worker = WorkerProcess(temporal.address, f"faults-{uuid.uuid4().hex[:8]}",
                                _worker_env(servers), fault_dir / "worker-restartable.log").start()
         yield Orchestrator(own_client, worker, temporal)
