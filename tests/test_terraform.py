@@ -193,7 +193,7 @@ def test_the_analysis_finds_what_the_code_does() -> None:
             "route53:ChangeResourceRecordSets"} <= aws
     gcp = {c.operation for c in sdk_calls("gcp")}
     assert {"InstancesClient.set_tags_unary", "FirewallsClient.insert_unary",
-            "ZoneOperationsClient.get", "BackendServicesClient.patch_unary"} <= gcp
+            "ZoneOperationsClient.wait", "BackendServicesClient.patch_unary"} <= gcp
     azure = {c.operation for c in sdk_calls("azure")}
     assert {"NetworkManagementClient.network_interfaces.begin_create_or_update",
             "NetworkManagementClient.network_security_groups.begin_delete",
