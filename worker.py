@@ -1,15 +1,21 @@
 """Entry point: the gameday worker (`python worker.py` or `gameday worker`).
 
-Registers the GameDay workflows and every cloud's activities on one task queue, with tracing.
+A worker process serves one or more roles: `workflows` (the GameDay workflows and the activities
+that touch no cloud, on the task queue) and one per cloud (that cloud's activities on
+`<task queue>-<cloud>`, with its limits). By default one process serves them all; `--role` picks
+some, and `--split` runs one process per role, so that each cloud's SDK is loaded, and its
+credentials held, by one process only.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -17,17 +23,17 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import cloud_activities, general_activities
+from activities import CLOUDS, cloud_activities
 from activities.metrics import GameDayMetrics
-from activities.runs import RunStateActivities
-from gameday.config import Settings
+from gameday.config import WORKER_ROLES, Settings
 from gameday.connection import connect, ensure_search_attributes
 from gameday.errors import UserError
 from gameday.telemetry import setup_tracing
-from workflows import all_workflows
 
 log = logging.getLogger("gameday.worker")
 
+ROLES = WORKER_ROLES
+ALL_ROLES = ROLES
 
 CLOUD_LIMITS = {
     # cloud: (concurrent activities per worker, activities per second across the queue)
@@ -46,19 +52,42 @@ def cloud_limits(cloud: str) -> tuple[int, float]:
             float(os.environ.get(f"{prefix}ACTIVITIES_PER_SECOND") or rate))
 
 
-def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor) -> list[Worker]:
-    """The workflows and general activities on `task_queue`; each cloud's activities on
-    `<task_queue>-<cloud>` with that cloud's limits."""
+def parse_roles(names: Iterable[str] | None) -> tuple[str, ...]:
+    """The roles asked for, in canonical order; none given means all of them."""
+    asked = list(names or ())
+    unknown = [name for name in asked if name not in ROLES]
+    if unknown:
+        raise UserError(f"unknown worker role {unknown[0]!r}; the roles are {', '.join(ROLES)}")
+    return tuple(role for role in ROLES if role in asked) if asked else ALL_ROLES
+
+
+def task_queues(task_queue: str, roles: Sequence[str]) -> list[str]:
+    """The task queues a process serving `roles` polls."""
+    return [task_queue if role == "workflows" else f"{task_queue}-{role}" for role in roles]
+
+
+def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor,
+                  roles: Sequence[str] = ALL_ROLES) -> list[Worker]:
+    """For `workflows`, the workflows and general activities on `task_queue`; for each cloud
+    role, that cloud's activities on `<task_queue>-<cloud>` with that cloud's limits. Only the
+    SDKs of the clouds served are imported."""
     common: dict[str, Any] = {
         "activity_executor": executor,
         "interceptors": [GameDayMetrics()],
         "default_heartbeat_throttle_interval": timedelta(seconds=1),
         "max_heartbeat_throttle_interval": timedelta(seconds=2),
     }
-    workers = [Worker(client, task_queue=task_queue, workflows=all_workflows(),
-                      activities=[*general_activities(), *RunStateActivities(client).all()],
-                      **common)]
-    for cloud, activities in cloud_activities().items():
+    workers = []
+    if "workflows" in roles:
+        # A cloud-only process loads no workflow code.
+        from activities import general_activities
+        from activities.runs import RunStateActivities
+        from workflows import all_workflows
+
+        workers.append(Worker(client, task_queue=task_queue, workflows=all_workflows(),
+                              activities=[*general_activities(), *RunStateActivities(client).all()],
+                              **common))
+    for cloud, activities in cloud_activities([r for r in roles if r in CLOUDS]).items():
         concurrent, rate = cloud_limits(cloud)
         workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}", activities=activities,
                               max_concurrent_activities=concurrent,
@@ -66,41 +95,64 @@ def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor)
     return workers
 
 
-async def run_worker() -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully: activities in flight are cancelled
-    and their retries land on the other workers of the queue."""
+async def run_worker(roles: Sequence[str] = ALL_ROLES) -> None:
+    """Serve `roles` until SIGINT or SIGTERM, then shut down gracefully: activities in flight are
+    cancelled and their retries land on the other workers of the queue."""
     setup_tracing("gameday-worker")
     settings = Settings.from_env()
     client = await connect()
-    added = await ensure_search_attributes(client)
-    if added:
-        log.info("registered search attributes %s", ", ".join(added))
+    if "workflows" in roles:  # only the workflows write search attributes
+        added = await ensure_search_attributes(client)
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=96, thread_name_prefix="gameday-activity") as executor:
-        workers = build_workers(client, settings.task_queue, executor)
+        workers = build_workers(client, settings.task_queue, executor, roles)
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)
-            log.info("gameday worker on task queue %s (clouds on %s-<cloud>), namespace %s",
-                     settings.task_queue, settings.task_queue, settings.namespace)
+            # lab/manager.py waits for this line
+            log.info("gameday worker on task queue %s (roles %s), namespace %s",
+                     ", ".join(task_queues(settings.task_queue, roles)), ", ".join(roles),
+                     settings.namespace)
             await stop.wait()
             log.info("stopping the worker")
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def serve(roles: Sequence[str] = ALL_ROLES, split: bool = False) -> None:
+    """Serve `roles` in this process, or with `split` one child process per role; then exit
+    (never returns)."""
+    tag = "" if split or tuple(roles) == ALL_ROLES else f" [{'+'.join(roles)}]"
+    logging.basicConfig(level=logging.INFO, force=True,
+                        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
     code = 0
     try:
-        asyncio.run(run_worker())
+        if split:
+            from gameday.supervisor import supervise
+
+            supervise(roles)
+        else:
+            asyncio.run(run_worker(roles))
     except UserError as exc:
         log.error("%s", exc)
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the SDK can abort a finalizing interpreter (sdk-python#300)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python worker.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", action="append", choices=ROLES,
+                        help="serve this role (repeatable); default: every role")
+    parser.add_argument("--split", action="store_true",
+                        help="one child process per role, supervised by this one")
+    args = parser.parse_args(argv)
+    serve(parse_roles(args.role), args.split)
 
 
 if __name__ == "__main__":

@@ -298,11 +298,17 @@ def report(
 
 
 @app.command()
-def worker() -> None:
-    """Run the worker (the same as `python worker.py`)."""
-    from worker import main as run_worker
+def worker(
+    role: Annotated[list[str] | None, typer.Option(
+        "--role", metavar="ROLE",
+        help="serve this role: workflows, aws, gcp or azure (repeatable; default: all)")] = None,
+    split: Annotated[bool, typer.Option(
+        "--split", help="one process per role, supervised; exits 1 when one of them dies")] = False,
+) -> None:
+    """Run the worker (the same as `python worker.py`): every role in one process by default."""
+    from worker import parse_roles, serve
 
-    run_worker()
+    serve(parse_roles(role), split)
 
 
 # --- the lab ---------------------------------------------------------------------------------

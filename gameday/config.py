@@ -13,6 +13,10 @@ SEARCH_ATTRIBUTES = {
     "GameDayOutcome": "Keyword",
 }
 
+WORKER_ROLES = ("workflows", "aws", "gcp", "azure")
+"""What a worker process can serve: the workflows (and the activities that touch no cloud) on the
+task queue, or one cloud's activities on `<task queue>-<cloud>`."""
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -1,6 +1,7 @@
 """The local lab: a Temporal dev server with its UI, moto behind the AWS fault proxy, the GCP and
-Azure emulators, the "shop" whose health follows the faults, and a worker, all on loopback,
-started in the background and seeded.
+Azure emulators, the "shop" whose health follows the faults, and the worker split by role (one
+process for the workflows and one per cloud, as in production: each cloud's SDK in one process
+only, each with its log `worker-<role>.log`), all on loopback, started in the background and seeded.
 
 State (pids, ports, variables) lives in one JSON file in the lab's directory
 (`GAMEDAY_LAB_DIR`, default `~/.local/state/gameday/lab`), so `status`, `env` and `down` work
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gameday.config import WORKER_ROLES
 from gameday.errors import UserError
 from lab.services import (
     LOOPBACK,
@@ -141,10 +143,11 @@ class Lab:
         env["GAMEDAY_SHOP_URL"] = endpoints["shop"] = f"http://{LOOPBACK}:{shop_port}"
         started.append(start_module("shop", "lab.shop", ["--port", str(shop_port)], shop_port,
                                     self.directory, env={**os.environ, **env}))
-        started.append(start_module("worker", "worker", [], 0, self.directory,
-                                    env={**os.environ, **env}))
+        workers = [start_module(f"worker-{role}", "worker", ["--role", role], 0, self.directory,
+                                env={**os.environ, **env}) for role in WORKER_ROLES]
+        started += workers
         self._write(started, endpoints, env)
-        self._wait_for_worker(started[-1])
+        self._wait_for_workers(workers)
         if seed:
             self._seed(env)
         return endpoints
@@ -153,16 +156,23 @@ class Lab:
         state = {"pids": {s.name: s.pid for s in started}, "endpoints": endpoints, "env": env}
         self.state_file.write_text(json.dumps(state, indent=2))
 
-    def _wait_for_worker(self, worker: Service, timeout: float = 60) -> None:
-        log = self.directory / "worker.log"
+    def _wait_for_workers(self, workers: list[Service], timeout: float = 60) -> None:
+        """Until every worker logged that it polls its task queues (they start side by side)."""
+        waiting = list(workers)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if worker.process.poll() is not None:
-                raise UserError(f"the lab's worker exited; see {log}")
-            if log.exists() and "gameday worker on task queue" in log.read_text(errors="replace"):
+        while True:
+            for worker in list(waiting):
+                log = self.directory / f"{worker.name}.log"
+                if worker.process.poll() is not None:
+                    raise UserError(f"the lab's {worker.name} exited; see {log}")
+                if log.exists() and "gameday worker on task queue" in log.read_text(errors="replace"):
+                    waiting.remove(worker)
+            if not waiting:
                 return
+            if time.monotonic() > deadline:
+                logs = ", ".join(str(self.directory / f"{w.name}.log") for w in waiting)
+                raise UserError(f"the lab's workers did not start within {timeout:.0f}s; see {logs}")
             time.sleep(0.2)
-        raise UserError(f"the lab's worker did not start within {timeout:.0f}s; see {log}")
 
     def _seed(self, env: dict[str, str]) -> None:
         from lab.aws.seed import seed_aws

@@ -1,6 +1,7 @@
-# One worker on EKS holding three least-privilege identities: the AWS role through IRSA, the GCP
-# service account and the Azure managed identity through workload identity federation with the
-# cluster's OIDC issuer. No key or password appears anywhere.
+# The worker on EKS, one deployment per role, with three least-privilege identities: the AWS role
+# through IRSA, the GCP service account and the Azure managed identity through workload identity
+# federation with the cluster's OIDC issuer. Each cloud trusts only its own role's Kubernetes
+# service account, so a pod holds one cloud's identity at most. No key or password appears anywhere.
 
 terraform {
   required_version = ">= 1.5"
@@ -43,9 +44,10 @@ provider "kubernetes" {
 }
 
 locals {
-  namespace       = "gameday"
-  service_account = "gameday-worker"
-  subject         = "system:serviceaccount:${local.namespace}:${local.service_account}"
+  namespace = "gameday"
+  name      = "gameday-worker"
+  # The worker module names each role's service account <name>-<role>.
+  subject = { for cloud in ["aws", "gcp", "azure"] : cloud => "system:serviceaccount:${local.namespace}:${local.name}-${cloud}" }
 }
 
 data "aws_iam_policy_document" "trust" {
@@ -59,7 +61,7 @@ data "aws_iam_policy_document" "trust" {
     condition {
       test     = "StringEquals"
       variable = "${var.eks_oidc_issuer}:sub"
-      values   = [local.subject]
+      values   = [local.subject["aws"]]
     }
     condition {
       test     = "StringEquals"
@@ -87,7 +89,7 @@ resource "google_iam_workload_identity_pool_provider" "eks" {
   workload_identity_pool_id          = google_iam_workload_identity_pool.gameday.workload_identity_pool_id
   workload_identity_pool_provider_id = "eks"
   attribute_mapping                  = { "google.subject" = "assertion.sub" }
-  attribute_condition                = "assertion.sub == '${local.subject}'"
+  attribute_condition                = "assertion.sub == '${local.subject["gcp"]}'"
   oidc {
     issuer_uri = "https://${var.eks_oidc_issuer}"
   }
@@ -96,7 +98,7 @@ resource "google_iam_workload_identity_pool_provider" "eks" {
 module "gcp" {
   source                    = "../gcp"
   project_id                = var.gcp_project_id
-  workload_identity_members = ["principal://iam.googleapis.com/${google_iam_workload_identity_pool.gameday.name}/subject/${local.subject}"]
+  workload_identity_members = ["principal://iam.googleapis.com/${google_iam_workload_identity_pool.gameday.name}/subject/${local.subject["gcp"]}"]
 }
 
 locals {
@@ -123,7 +125,7 @@ resource "azurerm_federated_identity_credential" "gameday" {
   parent_id           = azurerm_user_assigned_identity.gameday.id
   audience            = ["api://AzureADTokenExchange"]
   issuer              = "https://${var.eks_oidc_issuer}"
-  subject             = local.subject
+  subject             = local.subject["azure"]
 }
 
 module "azure" {
@@ -135,7 +137,7 @@ module "azure" {
 
 module "worker" {
   source             = "../worker"
-  name               = local.service_account
+  name               = local.name
   namespace          = local.namespace
   image              = var.worker_image
   temporal_address   = var.temporal_address

@@ -1,6 +1,9 @@
-# The gameday worker as a Kubernetes Deployment. One manifest runs on EKS, GKE or AKS and holds
-# all three clouds' identities through workload identity (no keys anywhere), which ECS, tied to
-# AWS, could not. Configuration is contract §2's environment; secrets are only referenced.
+# The gameday worker as Kubernetes Deployments, one per role (`gameday worker --role ROLE`): the
+# workflows, and each cloud's activities. One manifest runs on EKS, GKE or AKS and reaches all
+# three clouds through workload identity (no keys anywhere), which ECS, tied to AWS, could not;
+# each cloud's identity is bound to its own role's service account only, so the AWS role is held
+# by the aws pods alone, and so on. Configuration is contract §2's environment; secrets are only
+# referenced.
 
 terraform {
   required_version = ">= 1.5"
@@ -14,27 +17,31 @@ terraform {
 
 locals {
   namespace = var.create_namespace ? kubernetes_namespace_v1.gameday[0].metadata[0].name : var.namespace
-  labels = {
+  roles     = toset(var.roles)
+  labels = { for role in local.roles : role => {
     "app.kubernetes.io/name"      = "gameday"
     "app.kubernetes.io/component" = "worker"
     "app.kubernetes.io/instance"  = var.name
-  }
+    "gameday/role"                = role
+  } }
+  # Each cloud's identity goes to that cloud's role only; the workflows role holds none.
   identity_annotations = {
-    for key, value in {
-      "eks.amazonaws.com/role-arn"        = var.aws_role_arn
-      "iam.gke.io/gcp-service-account"    = var.gcp_service_account_email
-      "azure.workload.identity/client-id" = var.azure_client_id
-    } : key => value if value != null
+    workflows = {}
+    aws       = var.aws_role_arn == null ? {} : { "eks.amazonaws.com/role-arn" = var.aws_role_arn }
+    gcp       = var.gcp_service_account_email == null ? {} : { "iam.gke.io/gcp-service-account" = var.gcp_service_account_email }
+    azure     = var.azure_client_id == null ? {} : { "azure.workload.identity/client-id" = var.azure_client_id }
   }
-  environment = merge(
+  gcp_credential_file = contains(var.roles, "gcp") && var.gcp_credential_config != null
+  environment = { for role in local.roles : role => merge(
     var.env,
     {
-      TEMPORAL_ADDRESS   = var.temporal_address
-      TEMPORAL_NAMESPACE = var.temporal_namespace
-      TEMPORAL_TLS       = tostring(var.temporal_tls)
-      GAMEDAY_TASK_QUEUE = var.task_queue
-      OTEL_SERVICE_NAME  = "gameday-worker"
-      HOME               = "/tmp"
+      TEMPORAL_ADDRESS         = var.temporal_address
+      TEMPORAL_NAMESPACE       = var.temporal_namespace
+      TEMPORAL_TLS             = tostring(var.temporal_tls)
+      GAMEDAY_TASK_QUEUE       = var.task_queue
+      OTEL_SERVICE_NAME        = "gameday-worker"
+      OTEL_RESOURCE_ATTRIBUTES = "gameday.worker.role=${role}"
+      HOME                     = "/tmp"
     },
     { for key, value in {
       GAMEDAY_WORKER_CLOUD           = var.worker_cloud
@@ -43,9 +50,9 @@ locals {
       OTEL_EXPORTER_OTLP_ENDPOINT    = var.otel_exporter_otlp_endpoint
       TEMPORAL_TLS_CLIENT_CERT_PATH  = var.temporal_tls_secret == null ? null : "/etc/temporal-tls/tls.crt"
       TEMPORAL_TLS_CLIENT_KEY_PATH   = var.temporal_tls_secret == null ? null : "/etc/temporal-tls/tls.key"
-      GOOGLE_APPLICATION_CREDENTIALS = var.gcp_credential_config == null ? null : "/etc/gcp/credentials.json"
+      GOOGLE_APPLICATION_CREDENTIALS = role == "gcp" && local.gcp_credential_file ? "/etc/gcp/credentials.json" : null
     } : key => value if value != null },
-  )
+  ) }
   node_selector = { for key, value in {
     "topology.kubernetes.io/region" = var.worker_region
     "topology.kubernetes.io/zone"   = var.worker_zone
@@ -61,11 +68,11 @@ resource "kubernetes_namespace_v1" "gameday" {
 }
 
 resource "kubernetes_config_map_v1" "gcp_credentials" {
-  count = var.gcp_credential_config == null ? 0 : 1
+  count = local.gcp_credential_file ? 1 : 0
   metadata {
     name      = "${var.name}-gcp-credentials"
     namespace = local.namespace
-    labels    = local.labels
+    labels    = local.labels["gcp"]
   }
   data = {
     "credentials.json" = var.gcp_credential_config
@@ -80,11 +87,12 @@ resource "kubernetes_config_map_v1" "gcp_credentials" {
 }
 
 resource "kubernetes_service_account_v1" "gameday" {
+  for_each = local.roles
   metadata {
-    name        = var.name
+    name        = "${var.name}-${each.key}"
     namespace   = local.namespace
-    labels      = local.labels
-    annotations = local.identity_annotations
+    labels      = local.labels[each.key]
+    annotations = local.identity_annotations[each.key]
   }
   # The workload identity webhooks of EKS and AKS project their own token; GKE uses the metadata
   # server: the Kubernetes API token is not needed.
@@ -92,21 +100,22 @@ resource "kubernetes_service_account_v1" "gameday" {
 }
 
 resource "kubernetes_deployment_v1" "gameday" {
+  for_each = local.roles
   #checkov:skip=CKV_K8S_8:The worker serves no port; Temporal's heartbeat timeouts detect a stuck worker and move its activities to the others.
   #checkov:skip=CKV_K8S_9:No port to be ready on: a worker takes tasks only once connected to Temporal.
   #checkov:skip=CKV_K8S_14:var.image must match repository@sha256:<digest> (its validation); checkov cannot see a variable's value.
   #checkov:skip=CKV_K8S_43:var.image must match repository@sha256:<digest> (its validation); checkov cannot see a variable's value.
   #checkov:skip=CKV_K8S_35:temporalio reads the API key from TEMPORAL_API_KEY only; it comes from an existing Secret, never from this module.
   metadata {
-    name      = var.name
+    name      = "${var.name}-${each.key}"
     namespace = local.namespace
-    labels    = local.labels
+    labels    = local.labels[each.key]
   }
 
   spec {
     replicas = var.replicas
     selector {
-      match_labels = local.labels
+      match_labels = local.labels[each.key]
     }
     strategy {
       type = "RollingUpdate"
@@ -118,11 +127,11 @@ resource "kubernetes_deployment_v1" "gameday" {
 
     template {
       metadata {
-        labels = merge(local.labels, var.azure_client_id == null ? {} : { "azure.workload.identity/use" = "true" })
+        labels = merge(local.labels[each.key], each.key == "azure" && var.azure_client_id != null ? { "azure.workload.identity/use" = "true" } : {})
       }
 
       spec {
-        service_account_name             = kubernetes_service_account_v1.gameday.metadata[0].name
+        service_account_name             = kubernetes_service_account_v1.gameday[each.key].metadata[0].name
         automount_service_account_token  = false
         termination_grace_period_seconds = 60
         node_selector                    = local.node_selector
@@ -144,7 +153,7 @@ resource "kubernetes_deployment_v1" "gameday" {
             topology_key       = "topology.kubernetes.io/zone"
             when_unsatisfiable = "ScheduleAnyway"
             label_selector {
-              match_labels = local.labels
+              match_labels = local.labels[each.key]
             }
           }
         }
@@ -153,10 +162,10 @@ resource "kubernetes_deployment_v1" "gameday" {
           name              = "worker"
           image             = var.image
           image_pull_policy = "Always"
-          command           = ["gameday", "worker"]
+          command           = ["gameday", "worker", "--role", each.key]
 
           dynamic "env" {
-            for_each = local.environment
+            for_each = local.environment[each.key]
             content {
               name  = env.key
               value = env.value
@@ -198,7 +207,7 @@ resource "kubernetes_deployment_v1" "gameday" {
           }
 
           dynamic "volume_mount" {
-            for_each = var.gcp_credential_config == null ? [] : ["/etc/gcp", "/var/run/secrets/gcp"]
+            for_each = each.key == "gcp" && local.gcp_credential_file ? ["/etc/gcp", "/var/run/secrets/gcp"] : []
             content {
               name       = volume_mount.value == "/etc/gcp" ? "gcp-credentials" : "gcp-token"
               mount_path = volume_mount.value
@@ -224,7 +233,7 @@ resource "kubernetes_deployment_v1" "gameday" {
         }
 
         dynamic "volume" {
-          for_each = var.gcp_credential_config == null ? [] : [kubernetes_config_map_v1.gcp_credentials[0].metadata[0].name]
+          for_each = each.key == "gcp" && local.gcp_credential_file ? [kubernetes_config_map_v1.gcp_credentials[0].metadata[0].name] : []
           content {
             name = "gcp-credentials"
             config_map {
@@ -234,7 +243,7 @@ resource "kubernetes_deployment_v1" "gameday" {
         }
 
         dynamic "volume" {
-          for_each = var.gcp_credential_config == null ? [] : [var.gcp_token_audience]
+          for_each = each.key == "gcp" && local.gcp_credential_file ? [var.gcp_token_audience] : []
           content {
             name = "gcp-token"
             projected {

@@ -1,7 +1,18 @@
 variable "name" {
-  description = "Name of the deployment and of its Kubernetes service account."
+  description = "Prefix of the deployments and Kubernetes service accounts, one each per role: <name>-<role>."
   type        = string
   default     = "gameday-worker"
+}
+
+variable "roles" {
+  description = "Worker roles, one Deployment and service account each (`gameday worker --role ROLE`): workflows (the GameDay workflows and the activities that touch no cloud, on task_queue) and aws, gcp, azure (that cloud's activities on <task_queue>-<cloud>). A cloud's identity is given to its own role only."
+  type        = list(string)
+  default     = ["workflows", "aws", "gcp", "azure"]
+
+  validation {
+    condition     = length(var.roles) > 0 && alltrue([for role in var.roles : contains(["workflows", "aws", "gcp", "azure"], role)])
+    error_message = "Each role must be one of workflows, aws, gcp, azure."
+  }
 }
 
 variable "namespace" {
@@ -27,7 +38,7 @@ variable "image" {
 }
 
 variable "replicas" {
-  description = "Workers on the task queue; more than one, so that restores go on while one is replaced."
+  description = "Pods per role; more than one, so that restores go on while one is replaced."
   type        = number
   default     = 2
 }
@@ -89,19 +100,19 @@ variable "worker_zone" {
 }
 
 variable "aws_role_arn" {
-  description = "IAM role of the aws module, for IRSA (eks.amazonaws.com/role-arn)."
+  description = "IAM role of the aws module, for IRSA (eks.amazonaws.com/role-arn on the aws role's service account)."
   type        = string
   default     = null
 }
 
 variable "gcp_service_account_email" {
-  description = "Service account of the gcp module, for GKE Workload Identity (iam.gke.io/gcp-service-account)."
+  description = "Service account of the gcp module, for GKE Workload Identity (iam.gke.io/gcp-service-account on the gcp role's service account)."
   type        = string
   default     = null
 }
 
 variable "azure_client_id" {
-  description = "Client id of the user-assigned identity that the azure module's role is assigned to, for Azure Workload Identity (azure.workload.identity/client-id)."
+  description = "Client id of the user-assigned identity that the azure module's role is assigned to, for Azure Workload Identity (azure.workload.identity/client-id on the azure role's service account)."
   type        = string
   default     = null
 }
@@ -119,7 +130,7 @@ variable "env" {
 }
 
 variable "resources" {
-  description = "Requests and limits of the worker container."
+  description = "Requests and limits of each worker container (idle: about 100 MB for workflows or aws, 150 MB for azure, 210 MB for gcp)."
   type = object({
     requests = map(string)
     limits   = map(string)
@@ -131,7 +142,7 @@ variable "resources" {
 }
 
 variable "gcp_credential_config" {
-  description = "For a worker outside GKE: the external-account credential configuration (JSON, it holds no secret) that trades the pod's projected token for the gcp module's service account through a workload identity pool. Its credential_source.file must be /var/run/secrets/gcp/token."
+  description = "For a worker outside GKE: the external-account credential configuration (JSON, it holds no secret) that trades the pod's projected token for the gcp module's service account through a workload identity pool; mounted in the gcp role's pods only. Its credential_source.file must be /var/run/secrets/gcp/token."
   type        = string
   default     = null
 }
