@@ -11,8 +11,9 @@ the topology of `bench.topology`, then
   approved, then aborted once everything is injected: approval → last `injected` event, abort →
   last `restored` event (the workflow's own status events), and abort → first restore activity
   scheduled (from the history: the `abort` signal's event to the first `restore_*` activity);
-- the GameDay's history (events, total size, largest payload) and the lab worker's peak RSS
-  (VmHWM), plus the CPU seconds every lab process spent in each phase.
+- the GameDay's history (events, total size, largest payload) and the peak RSS (sampled VmRSS
+  and VmHWM) of each lab worker process (one per role) and of all of them together, plus the CPU
+  seconds every lab process spent in each phase.
 
 Prints a table and writes `bench/RESULTS.md` (`--out`). `--py-spy PATH` samples the emulators,
 moto and the worker with py-spy during the first GameDay at the largest N.
@@ -50,7 +51,7 @@ TARGETS = """\
 | --- | --- |
 | gameday/baseline, inject and restore | ≤ 1.5 at N = 100; ≤ 1.0 for N ≥ 1,000 |
 | abort → first restore, p95 | < 200 ms |
-| worker peak RSS at N = 10,000 | < 300 MB |
+| worker peak RSS at N = 10,000, per worker process | < 300 MB |
 | parent history at N = 10,000 | < 2,000 events, every payload < 2 MB |
 """
 
@@ -81,18 +82,23 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 class RssSampler:
-    """VmRSS of a pid every `interval` seconds in a thread, until stopped (bounded by `limit`)."""
+    """VmRSS of some pids every `interval` seconds in a thread, until stopped (bounded by `limit`):
+    each one's peak and the peak of their sum (taken at one instant)."""
 
-    def __init__(self, pid: int, interval: float = 0.2, limit: float = 3600.0):
-        self.pid, self.interval, self.limit = pid, interval, limit
-        self.peak_kb = 0
+    def __init__(self, pids: dict[str, int], interval: float = 0.2, limit: float = 3600.0):
+        self.pids, self.interval, self.limit = pids, interval, limit
+        self.peak_kb = dict.fromkeys(pids, 0)
+        self.sum_peak_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.peak_kb = max(self.peak_kb, memory_kb(self.pid).get("VmRSS", 0))
+            now = {name: memory_kb(pid).get("VmRSS", 0) for name, pid in self.pids.items()}
+            for name, kb in now.items():
+                self.peak_kb[name] = max(self.peak_kb[name], kb)
+            self.sum_peak_kb = max(self.sum_peak_kb, sum(now.values()))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -102,6 +108,16 @@ class RssSampler:
     def __exit__(self, *_: Any) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def worker_pids(pids: dict[str, int]) -> dict[str, int]:
+    """The lab's worker processes by role (`worker-aws` → `aws`); `all` for a one-process worker."""
+    return {("all" if name == "worker" else name.removeprefix("worker-")): pid
+            for name, pid in pids.items() if name == "worker" or name.startswith("worker-")}
+
+
+def rss_mb(kb: int) -> float:
+    return round(kb / 1024, 1)
 
 
 class CpuMeter:
@@ -456,6 +472,11 @@ class Result:
     wall_gameday: float = 0.0
     profile: dict[str, Any] = field(default_factory=dict)
     worker_idle_rss_mb: float = 0.0
+    """worker_*_rss_mb and worker_hwm_mb: the largest single worker process."""
+    worker_rss_by_role: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per worker process (by role): idle, peak (sampled VmRSS) and hwm (VmHWM) MB."""
+    worker_rss_sum_mb: dict[str, float] = field(default_factory=dict)
+    """All worker processes together: idle, and peak (the largest sampled sum)."""
 
     def median(self, key: str) -> float:
         return statistics.median(r[key] for r in self.runs)
@@ -484,8 +505,10 @@ async def bench_one(n: int, repeats: int, hold: str, timeout: float,
         env = status["env"]
         os.environ.update(env)
         pids = {name: p["pid"] for name, p in status["processes"].items() if name != "shop"}
-        worker = pids["worker"]
-        result.worker_idle_rss_mb = round(memory_kb(worker).get("VmRSS", 0) / 1024, 1)
+        workers = worker_pids(pids)
+        idle = {role: memory_kb(pid).get("VmRSS", 0) for role, pid in workers.items()}
+        result.worker_idle_rss_mb = rss_mb(max(idle.values()))
+        result.worker_rss_sum_mb = {"idle": rss_mb(sum(idle.values()))}
         t = topo.build(n)
         result.build_seconds = t.seconds
         meter = CpuMeter(pids)
@@ -502,7 +525,7 @@ async def bench_one(n: int, repeats: int, hold: str, timeout: float,
             spy = Spy(py_spy, {k: v for k, v in pids.items() if k != "temporal"},
                       directory / "py-spy")
             spy.directory.mkdir(exist_ok=True)
-        with RssSampler(worker) as rss:
+        with RssSampler(workers) as rss:
             spent = time.monotonic()
             for repeat in range(repeats):
                 if repeat and time.monotonic() - spent > budget:
@@ -521,8 +544,13 @@ async def bench_one(n: int, repeats: int, hold: str, timeout: float,
                       f"{run['restore']:.2f}s abort→first restore {h['signal_to_first_restore_ms']}"
                       f" ms; history {h['events']} events, {h['json_bytes']} B json, largest "
                       f"payload {h['largest_payload']} B", flush=True)
-        result.worker_peak_rss_mb = round(rss.peak_kb / 1024, 1)
-        result.worker_hwm_mb = round(memory_kb(worker).get("VmHWM", 0) / 1024, 1)
+        hwm = {role: memory_kb(pid).get("VmHWM", 0) for role, pid in workers.items()}
+        result.worker_rss_by_role = {
+            role: {"idle": rss_mb(idle[role]), "peak": rss_mb(rss.peak_kb[role]),
+                   "hwm": rss_mb(hwm[role])} for role in workers}
+        result.worker_peak_rss_mb = rss_mb(max(rss.peak_kb.values()))
+        result.worker_hwm_mb = rss_mb(max(hwm.values()))
+        result.worker_rss_sum_mb["peak"] = rss_mb(rss.sum_peak_kb)
         if spy is not None:
             result.profile = spy.summary()
     finally:
@@ -556,7 +584,8 @@ def machine() -> dict[str, str]:
 def table(results: list[Result]) -> str:
     rows = ["| N | baseline inject s | gameday inject s (median) | ratio | baseline restore s | "
             "gameday abort→restored s (median) | ratio | abort→first restore ms median / p95 | "
-            "history events | history JSON bytes | largest payload bytes | worker RSS idle → peak MB |",
+            "history events | history JSON bytes | largest payload bytes | "
+            "largest worker process RSS idle → peak MB; all workers |",
             "| " + " | ".join(["---"] * 12) + " |"]
     for r in results:
         inject, restore = r.median("inject"), r.median("restore")
@@ -567,8 +596,41 @@ def table(results: list[Result]) -> str:
             f"{inject / r.baseline['inject']:.2f} | {r.baseline['restore']:.2f} | {restore:.2f} | "
             f"{restore / r.baseline['restore']:.2f} | "
             f"{statistics.median(lat):.0f} / {p95(lat):.0f} | {h['events']} | "
-            f"{h['json_bytes']:,} | {h['largest_payload']:,} | {r.worker_idle_rss_mb:.0f} → "
-            f"{max(r.worker_peak_rss_mb, r.worker_hwm_mb):.0f} |")
+            f"{h['json_bytes']:,} | {h['largest_payload']:,} | {worker_rss_cell(r)} |")
+    return "\n".join(rows)
+
+
+def peak_mb(figures: dict[str, float]) -> float:
+    """A process's peak: the sampled VmRSS or the kernel's high-water mark, whichever is higher."""
+    return max(figures.get("peak", 0.0), figures.get("hwm", 0.0))
+
+
+def largest_worker(r: Result) -> str:
+    """The role of the worker process with the highest peak ("" for results without roles)."""
+    return max(r.worker_rss_by_role, key=lambda role: peak_mb(r.worker_rss_by_role[role]),
+               default="")
+
+
+def worker_rss_cell(r: Result) -> str:
+    largest = largest_worker(r)
+    cell = (f"{r.worker_idle_rss_mb:.0f} → {max(r.worker_peak_rss_mb, r.worker_hwm_mb):.0f}"
+            + (f" ({largest})" if largest else ""))
+    if len(r.worker_rss_by_role) > 1:
+        cell += (f"; {r.worker_rss_sum_mb.get('idle', 0):.0f} → "
+                 f"{r.worker_rss_sum_mb.get('peak', 0):.0f}")
+    return cell
+
+
+def worker_rss_table(results: list[Result]) -> str:
+    """Idle and peak RSS of each worker process (one per role in the lab), and of all together."""
+    rows = ["| N | worker process | idle RSS MB | peak RSS MB |", "| --- | --- | --- | --- |"]
+    for r in results:
+        for role, figures in r.worker_rss_by_role.items():
+            rows.append(f"| {r.n:,} | {role} | {figures['idle']:.0f} | {peak_mb(figures):.0f} |")
+        if r.worker_rss_sum_mb:
+            rows.append(f"| {r.n:,} | all workers (sum at one instant) | "
+                        f"{r.worker_rss_sum_mb.get('idle', 0):.0f} | "
+                        f"{r.worker_rss_sum_mb.get('peak', 0):.0f} |")
     return "\n".join(rows)
 
 
@@ -587,7 +649,12 @@ def verdicts(results: list[Result]) -> list[str]:
     h = largest.runs[0]["history"]
     rss = max(largest.worker_peak_rss_mb, largest.worker_hwm_mb)
     suffix = "" if largest.n >= 10_000 else f" (measured at N={largest.n:,}, not 10,000)"
-    lines.append(f"- worker peak RSS {rss:.0f} MB (target < 300 MB at N=10,000){suffix}: "
+    role = largest_worker(largest)
+    processes = len(largest.worker_rss_by_role)
+    together = (f"; all {processes} worker processes together {largest.worker_rss_sum_mb.get('peak', 0):.0f}"
+                " MB" if processes > 1 else "")
+    lines.append(f"- largest worker process{f' ({role})' if role else ''} peak RSS {rss:.0f} MB "
+                 f"(target < 300 MB per worker process at N=10,000){suffix}{together}: "
                  f"{'met' if rss < 300 else 'NOT met'}")
     lines.append(f"- parent history {h['events']} events, largest payload "
                  f"{h['largest_payload']:,} B (targets < 2,000 events, < 2 MB at N=10,000){suffix}: "
@@ -626,7 +693,8 @@ def write_report(results: list[Result], command: str, out: Path, notes: str) -> 
                              for run in r.runs],
                     "history_kinds": r.runs[0]["history"]["kinds"],
                     "worker_rss_mb": {"idle": r.worker_idle_rss_mb, "peak": r.worker_peak_rss_mb,
-                                      "hwm": r.worker_hwm_mb},
+                                      "hwm": r.worker_hwm_mb, "by_role": r.worker_rss_by_role,
+                                      "sum": r.worker_rss_sum_mb},
                     "profile": r.profile} for r in results}
     text = f"""# gameday benchmark (issue 8)
 
@@ -649,6 +717,11 @@ Inject: approval → the last `injected` event; restore: `abort_requested` → t
 event (the workflow's own clock). Abort → first restore: the `abort` signal's history event to the
 first `restore_*` activity's `ActivityTaskScheduled` event. The history columns are the parent
 GameDay's (the first repeat); the largest payload is the largest `Payload` in any event.
+
+Worker RSS, per worker process (the lab runs one per role); peak is the larger of the sampled
+VmRSS and VmHWM:
+
+{worker_rss_table(results)}
 
 ## Verdicts
 
@@ -700,6 +773,7 @@ def main(argv: list[str] | None = None) -> None:
             args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))
     print()
     print(table(results))
+    print(worker_rss_table(results))
     print("\n".join(verdicts(results)))
     print(cpu_table(results))
     for r in results:
