@@ -123,10 +123,11 @@ def start_temporal(state_dir: Path, port: int, ui_port: int | None = None,
     args = [bin_path("temporal"), "server", "start-dev", "--ip", LOOPBACK, "--port", str(port),
             "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--log-level", "warn"]
-    # One partition per task queue: a lab has one poller per queue, and with the default four an
-    # activity often waits ~40 ms for the partition its poller is not on to forward it.
-    args += ["--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-             "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"]
+    # The dev server has one history shard, whose transfer queue is read at most 20 times a second
+    # by default: past a short burst, every task (workflow or activity) then waits ~45 ms before a
+    # worker can have it. A production cluster spreads runs over many shards; lift the limit here.
+    args += ["--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
+             "--dynamic-config-value", "history.transferProcessorMaxPollHostRPS=10000"]
     if ui_port is None:
         args.append("--headless")
     else:
