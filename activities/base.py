@@ -69,9 +69,10 @@ at the next tick."""
 
 T = TypeVar("T")
 
-PARALLEL_CALLS = {"aws": 8, "gcp": 8, "azure": 4}
+PARALLEL_CALLS = {"aws": 8, "gcp": 8}
 """Resources one activity changes at once, per cloud: inside the clouds' default write quotas
-even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS)."""
+even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS). Azure has none: ARM
+serializes writes that touch one NSG, so its NICs move one at a time."""
 
 
 def parallel_calls(cloud: str) -> int:
