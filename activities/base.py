@@ -3,8 +3,10 @@ translation of domain errors into Temporal's retry behaviour at the activity's e
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -55,6 +57,36 @@ def beat() -> None:
     noticed within the heartbeat timeout (the SDK throttles the heartbeats themselves)."""
     if activity.in_activity():
         activity.heartbeat()
+
+
+KEEP_ALIVE = 2.0
+"""Seconds between the heartbeats `kept_alive` sends while an activity runs."""
+
+
+@contextmanager
+def kept_alive(every: float = KEEP_ALIVE) -> Iterator[None]:
+    """While the block runs as an activity, heartbeat every `every` seconds from a helper thread.
+
+    One slow cloud call (a listing of thousands, a throttled retry; each bounded by its own read
+    timeout) then never passes for a dead worker, and a cancellation request reaches the worker
+    within `every` seconds. A worker that dies stops heartbeating all the same."""
+    if not activity.in_activity():
+        yield
+        return
+    context = contextvars.copy_context()
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(every):
+            context.run(activity.heartbeat)
+
+    keeper = threading.Thread(target=keep, name="gameday-keep-alive", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
 
 
 def progress(done: int, total: int) -> None:
@@ -145,7 +177,8 @@ def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with kept_alive():
+                return fn(*args, **kwargs)
         except TargetNotFound as exc:
             raise ApplicationError(str(exc), type="TargetNotFound", non_retryable=True) from exc
         except Refused as exc:
@@ -165,7 +198,8 @@ def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with kept_alive():
+                return fn(*args, **kwargs)
         except CloudError as exc:
             raise _cloud_failure(exc, retryable=True) from exc
         except UserError as exc:
