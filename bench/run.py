@@ -336,6 +336,7 @@ def history_figures(history: Any, abort_sent_at: float | None) -> dict[str, Any]
         "largest_payload": max(sizes, default=0),
         "kinds": dict(kinds.most_common()),
         "activities": activities,
+        "abort_at": abort_at,
         "signal_to_first_restore_ms": None if abort_at is None or first_restore is None
         else round((first_restore - abort_at) * 1000, 1),
         "sent_to_first_restore_ms": None if abort_sent_at is None or first_restore is None
@@ -360,7 +361,33 @@ async def _wait(handle: Any, predicate: Any, timeout: float, what: str) -> Any:
                        f"{last.phase if last else None}; last events {events}")
 
 
-async def one_gameday(client: Any, queue: str, t: Topology, hold: str, timeout: float,
+CLOUDS = ("aws", "gcp", "azure")
+
+
+def _emulator(env: dict[str, str], cloud: str, method: str) -> Any:
+    """GET or DELETE the calls log of a cloud's lab endpoint (the AWS proxy, the emulators)."""
+    import ssl
+    import urllib.request
+
+    base = {"aws": env["AWS_ENDPOINT_URL"], "gcp": env["GAMEDAY_GCP_ENDPOINT"],
+            "azure": env["GAMEDAY_AZURE_ENDPOINT"]}[cloud]
+    context = ssl.create_default_context(cafile=env["GAMEDAY_AZURE_CA_BUNDLE"])
+    request = urllib.request.Request(f"{base}/_emulator/calls", method=method)
+    with urllib.request.urlopen(request, timeout=30, context=context) as answer:
+        return json.loads(answer.read() or b"{}")
+
+
+def first_calls_after(env: dict[str, str], since: float) -> dict[str, float]:
+    """Each cloud's first API call at or after `since` (epoch seconds), in ms after it."""
+    firsts = {}
+    for cloud in CLOUDS:
+        times = [c["at"] for c in _emulator(env, cloud, "GET").get("calls", []) if c["at"] >= since]
+        if times:
+            firsts[cloud] = round((min(times) - since) * 1000, 1)
+    return firsts
+
+
+async def one_gameday(client: Any, env: dict[str, str], t: Topology, hold: str, timeout: float,
                       spy: Any = None) -> dict[str, Any]:
     from gameday.status import Abort, Approve, GameDayInput
     from workflows.gameday import GameDayWorkflow
@@ -369,7 +396,7 @@ async def one_gameday(client: Any, queue: str, t: Topology, hold: str, timeout: 
         GameDayWorkflow.run,
         GameDayInput(runbook=bench_runbook(t, hold), source="bench", started_by="bench",
                      watchdog_poll=timedelta(seconds=5)),
-        id=f"bench-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=queue)
+        id=f"bench-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=env["GAMEDAY_TASK_QUEUE"])
     await _wait(handle, lambda s: s.phase == "awaiting_approval", timeout, "the approval gate")
     if spy is not None:
         spy.start()
@@ -377,6 +404,8 @@ async def one_gameday(client: Any, queue: str, t: Topology, hold: str, timeout: 
     await _wait(handle, lambda s: sum(e.kind == "injected" for e in s.events) == 3, timeout,
                 "all three faults injected")
     await asyncio.sleep(0.5)
+    for cloud in CLOUDS:  # from here on, each cloud's log holds the restore's calls
+        _emulator(env, cloud, "DELETE")
     abort_sent_at = time.time()
     await handle.signal(GameDayWorkflow.abort, Abort(by="bench", reason="measure the restore"))
     final = await asyncio.wait_for(handle.result(), timeout)
@@ -391,12 +420,15 @@ async def one_gameday(client: Any, queue: str, t: Topology, hold: str, timeout: 
         raise RuntimeError(f"GameDay {handle.id} ended {final.outcome}, restored "
                            f"{final.restored}: {final.reason}")
     history = await handle.fetch_history()
+    figures = history_figures(history, abort_sent_at)
+    abort_at = figures.pop("abort_at")
+    figures["abort_to_first_call_ms"] = {} if abort_at is None else first_calls_after(env, abort_at)
     return {
         "id": handle.id,
         "resources": {s.id: s.resources for s in final.steps},
         "inject": (injected - approved).total_seconds(),
         "restore": (max(restored) - abort).total_seconds(),
-        "history": history_figures(history, abort_sent_at),
+        "history": figures,
     }
 
 
@@ -533,7 +565,7 @@ async def bench_one(n: int, repeats: int, hold: str, timeout: float,
                           flush=True)
                     break
                 meter.start()
-                run = await one_gameday(client, env["GAMEDAY_TASK_QUEUE"], t, hold, timeout,
+                run = await one_gameday(client, env, t, hold, timeout,
                                         spy if repeat == 0 else None)
                 meter.stop()
                 if repeat == 0:
@@ -645,6 +677,14 @@ def verdicts(results: list[Result]) -> list[str]:
         lat = r.latencies("signal_to_first_restore_ms")
         lines.append(f"- N={r.n:,} abort→first restore p95 {p95(lat):.0f} ms over {len(lat)} "
                      f"aborts (target < 200 ms): {'met' if p95(lat) < 200 else 'NOT met'}")
+        slowest = [max(calls.values()) for run in r.runs
+                   if len(calls := run["history"].get("abort_to_first_call_ms") or {}) == 3]
+        if slowest:
+            lines.append(f"- N={r.n:,} abort→first restore call in every cloud (the slowest "
+                         f"cloud's first API call after the abort signal) median "
+                         f"{statistics.median(slowest):.0f} ms, p95 {p95(slowest):.0f} ms over "
+                         f"{len(slowest)} aborts (target < 200 ms): "
+                         f"{'met' if p95(slowest) < 200 else 'NOT met'}")
     largest = max(results, key=lambda r: r.n)
     h = largest.runs[0]["history"]
     rss = max(largest.worker_peak_rss_mb, largest.worker_hwm_mb)
