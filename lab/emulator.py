@@ -5,7 +5,7 @@ cloud's format. The base adds what every emulator needs: JSON in and out, option
 around state, fault injection (`lab.faults`) and an admin API under `/_emulator/`:
 
 - `POST /_emulator/faults` with a `FaultConfig` body sets the injected failures and latency;
-- `GET /_emulator/calls` lists the calls served (method, path, key, status, injected);
+- `GET /_emulator/calls` lists the calls served (arrival time, method, path, key, status, injected);
 - `DELETE /_emulator/calls` clears that list; `POST /_emulator/reset` clears all state;
 - `GET /_emulator/health` answers 200 once the server serves.
 """
@@ -240,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.owner.name, format % args)
 
     def _serve(self) -> None:
+        arrived = time.time()
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -262,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(500, owner.error_body(error))
         if not request.path.startswith("/_emulator/"):
             owner.faults.record(request.method, request.path, owner.fault_key(request),
-                                response.status, "X-Gameday-Injected" in response.headers)
+                                response.status, "X-Gameday-Injected" in response.headers, arrived)
         self._send(response)
 
     def _send(self, response: Response) -> None:

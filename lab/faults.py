@@ -95,9 +95,12 @@ class FaultInjector:
                     injection.rule = rule
             return injection
 
-    def record(self, method: str, path: str, key: str, status: int, injected: bool) -> None:
+    def record(self, method: str, path: str, key: str, status: int, injected: bool,
+               at: float | None = None) -> None:
+        """Log one call served; `at` is when it arrived (epoch seconds), now if not given."""
         with self._lock:
-            self.calls.append(CallRecord(time.time(), method, path, key, status, injected))
+            self.calls.append(CallRecord(time.time() if at is None else at, method, path, key,
+                                         status, injected))
 
     def call_log(self) -> list[dict[str, Any]]:
         with self._lock:
