@@ -108,6 +108,19 @@ class Associations:
     association_of: dict[str, str]
     vpc_of: dict[str, str]
     default_acl: dict[str, str]
+    acls: dict[str, dict[str, Any]]
+    """Every ACL of those VPCs as EC2 describes it, tags included."""
+
+    def made_by(self, run_id: str, step_id: str | None = None) -> list[dict[str, Any]]:
+        """The ACLs gameday made for a run (and step): read from the per-VPC describes, never
+        with a tag filter (which EC2, and moto far more, answers by scanning every tag)."""
+        return [acl for acl in self.acls.values()
+                if _tags(acl).get(TAG_RUN) == run_id
+                and (step_id is None or _tags(acl).get(TAG_STEP) == step_id)]
+
+    def holder(self, acl_id: str) -> str | None:
+        """The run that made this ACL, when gameday made it."""
+        return _tags(self.acls.get(acl_id, {})).get(TAG_RUN)
 
 
 class AwsApi:
@@ -165,11 +178,12 @@ class AwsZoneBlackhole(AwsApi):
     """The zone blackhole's SDK calls: resolve, prepare, apply and restore, each idempotent."""
 
     def associations(self, ec2: Any, vpc_ids: Iterable[str]) -> Associations:
-        found = Associations({}, {}, {}, {})
+        found = Associations({}, {}, {}, {}, {})
         for vpc_id in sorted(set(vpc_ids)):
             acls = self._pages(ec2, "describe_network_acls", "NetworkAcls",
                                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
             for acl in acls:
+                found.acls[acl["NetworkAclId"]] = acl
                 if acl.get("IsDefault"):
                     found.default_acl[vpc_id] = acl["NetworkAclId"]
                 for association in acl.get("Associations", []):
@@ -179,12 +193,6 @@ class AwsZoneBlackhole(AwsApi):
                         "NetworkAclAssociationId"
                     ]
         return found
-
-    def gameday_acls(self, ec2: Any, run_id: str, step_id: str) -> list[dict[str, Any]]:
-        return self._pages(ec2, "describe_network_acls", "NetworkAcls", Filters=[
-            {"Name": f"tag:{TAG_RUN}", "Values": [run_id]},
-            {"Name": f"tag:{TAG_STEP}", "Values": [step_id]},
-        ])
 
     # --- the four verbs -------------------------------------------------------------------
 
@@ -221,9 +229,7 @@ class AwsZoneBlackhole(AwsApi):
                 )
             current = self.associations(ec2, (s["VpcId"] for s in subnets))
             if request.only_new:
-                held = {a["NetworkAclId"] for a in self._pages(
-                    ec2, "describe_network_acls", "NetworkAcls",
-                    Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [request.run_id]}])}
+                held = {a["NetworkAclId"] for a in current.made_by(request.run_id)}
                 subnets = [s for s in subnets if current.acl_of.get(s["SubnetId"]) not in held]
             resources = [
                 Resource(
@@ -249,12 +255,11 @@ class AwsZoneBlackhole(AwsApi):
             ec2 = self.ec2(scope.region)
             vpc_of = {r.id: r.detail["vpc"] for r in resolved.resources}
             current = self.associations(ec2, vpc_of.values())
-            held = self._held_by_gameday(ec2, set(current.acl_of.values()))
             groups: list[AclGroup] = []
             for vpc_id in sorted(set(vpc_of.values())):
                 subnets = sorted(s for s, v in vpc_of.items() if v == vpc_id and s in current.acl_of)
                 for subnet in subnets:
-                    holder = held.get(current.acl_of[subnet])
+                    holder = current.holder(current.acl_of[subnet])
                     if holder:
                         raise Refused(
                             f"subnet {subnet} is already blackholed by gameday run {holder}"
@@ -269,15 +274,6 @@ class AwsZoneBlackhole(AwsApi):
                               action="blackhole_zone", scope=scope, resources=count,
                               state=state.model_dump(mode="json"))
 
-    def _held_by_gameday(self, ec2: Any, acl_ids: set[str]) -> dict[str, str]:
-        """The run that made each of these ACLs, for those gameday made."""
-        if not acl_ids:
-            return {}
-        acls = self._pages(ec2, "describe_network_acls", "NetworkAcls", Filters=[
-            {"Name": "tag-key", "Values": [TAG_RUN]},
-        ])
-        return {a["NetworkAclId"]: _tags(a)[TAG_RUN] for a in acls if a["NetworkAclId"] in acl_ids}
-
     def apply(self, request: FaultRequest) -> FaultResult:
         checkpoint = request.checkpoint
         scope = checkpoint.scope
@@ -287,11 +283,11 @@ class AwsZoneBlackhole(AwsApi):
             check_guardrails(checkpoint.step_id, scope, request.guardrails, checkpoint.resources)
             self.check_identity(scope)
             ec2 = self.ec2(scope.region)
+            current = self.associations(ec2, (g.vpc_id for g in state.groups))
             existing = {
                 (_tags(a).get(TAG_CHUNK), a["VpcId"]): a["NetworkAclId"]
-                for a in self.gameday_acls(ec2, checkpoint.run_id, checkpoint.step_id)
+                for a in current.made_by(checkpoint.run_id, checkpoint.step_id)
             }
-            current = self.associations(ec2, (g.vpc_id for g in state.groups))
             missing = [g for g in state.groups if (str(g.chunk), g.vpc_id) not in existing]
             for group, acl_id in fan_out(missing, lambda g: self._create_deny_all(ec2, checkpoint, g),
                                          parallel_calls("aws")):
@@ -352,19 +348,23 @@ class AwsZoneBlackhole(AwsApi):
         with cloud_span("aws.restore_blackhole_zone", scope, checkpoint.resources):
             ec2 = self.ec2(scope.region)
             original = {s: acl for g in state.groups for s, acl in g.subnets.items()}
-            ours = self.gameday_acls(ec2, checkpoint.run_id, checkpoint.step_id)
-            for acl in ours:  # subnets that joined our ACLs outside the checkpoint (drift)
+            vpcs = {g.vpc_id for g in state.groups}  # a step's ACLs are made only in these
+            current = self.associations(ec2, vpcs)
+            ours = current.made_by(checkpoint.run_id, checkpoint.step_id)
+            for acl in ours:  # subnets on our ACLs that the checkpoint does not know
                 for key, value in _tags(acl).items():
                     if key.startswith(TAG_RESTORE):
                         original.setdefault(key.removeprefix(TAG_RESTORE), value)
-            vpcs = {g.vpc_id for g in state.groups} | {a["VpcId"] for a in ours}
-            return self.restore_subnets(ec2, original, vpcs, [a["NetworkAclId"] for a in ours])
+            return self.restore_subnets(ec2, original, vpcs, [a["NetworkAclId"] for a in ours],
+                                        current)
 
     def restore_subnets(self, ec2: Any, original: dict[str, str], vpc_ids: Iterable[str],
-                        gameday_acl_ids: list[str]) -> FaultResult:
-        """Associate each subnet with its original ACL, then delete the given gameday ACLs."""
+                        gameday_acl_ids: list[str],
+                        current: Associations | None = None) -> FaultResult:
+        """Associate each subnet with its original ACL, then delete the given gameday ACLs;
+        `current`, when given, is a fresh read of the VPCs' associations."""
         result = FaultResult()
-        current = self.associations(ec2, vpc_ids)
+        current = current or self.associations(ec2, vpc_ids)
         existing_acls = set(current.acl_of.values()) | set(current.default_acl.values())
         existing_acls |= set(gameday_acl_ids)
         moves: list[tuple[str, str]] = []  # (association, original ACL)
