@@ -508,13 +508,13 @@ class GcpZoneBlackhole:
         repeat; a gone instance or rule is already restored."""
         checkpoint = request.checkpoint
         scope = checkpoint.scope
-        state = BlackholeState.model_validate(checkpoint.state)
         result = FaultResult()
         with cloud_span("gcp.restore_blackhole_zone", scope, checkpoint.resources), \
                 _translated(f"restoring {scope.zone}"):
             compute = self._clients()
+            known = self._tags_now(compute, scope)  # first, so the restore reaches GCP at once
+            state = BlackholeState.model_validate(checkpoint.state)
             result.unchanged += sum(1 for m in state.instances if state.tag in m.tags)
-            known = self._tags_now(compute, scope)
             for member, outcome in fan_out(
                     [m for m in state.instances if state.tag not in m.tags],
                     lambda m: self._retag(compute, scope, m.name,
