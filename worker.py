@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -111,6 +112,10 @@ async def run_worker(roles: Sequence[str] = ALL_ROLES) -> None:
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=96, thread_name_prefix="gameday-activity") as executor:
         workers = build_workers(client, settings.task_queue, executor, roles)
+        # Everything imported so far (the cloud SDKs: ~250,000 objects for GCP's) lives as long as
+        # the process: keep it out of the collector, whose full passes took ~150 ms each, paused
+        # a restore's first call by up to 400 ms under load.
+        gc.freeze()
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)
