@@ -1,7 +1,6 @@
 """An Azure Resource Manager emulator (https) for rehearsing GameDays with the real Azure SDKs."""
 
 from lab.azure.certs import make_certificate
-from lab.azure.credential import EmulatorCredential
 from lab.azure.emulator import ResourceManagerEmulator
 
-__all__ = ["EmulatorCredential", "ResourceManagerEmulator", "make_certificate"]
+__all__ = ["ResourceManagerEmulator", "make_certificate"]

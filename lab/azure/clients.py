@@ -1,26 +1,17 @@
-"""The real azure-mgmt clients, configured for the emulator (or any ARM endpoint)."""
+"""The real azure-mgmt clients, configured for the emulator (or any ARM endpoint): gameday's own
+`ArmClients` and static credential, with the options a test or the lab picks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.trafficmanager import TrafficManagerManagementClient
 
-from lab.azure.credential import EmulatorCredential
+from activities.azure import ArmClients, StaticTokenCredential
 
-
-@dataclass
-class ArmClients:
-    network: NetworkManagementClient
-    compute: ComputeManagementClient
-    traffic: TrafficManagerManagementClient
-
-    def close(self) -> None:
-        for client in (self.network, self.compute, self.traffic):
-            client.close()
+__all__ = ["ArmClients", "connect"]
 
 
 def connect(endpoint: str, ca_bundle: str | None, subscription: str, **options: Any) -> ArmClients:
@@ -30,7 +21,7 @@ def connect(endpoint: str, ca_bundle: str | None, subscription: str, **options: 
     if ca_bundle:
         settings["connection_verify"] = ca_bundle
     settings.update(options)
-    credential = EmulatorCredential()
+    credential = StaticTokenCredential()
     return ArmClients(
         network=NetworkManagementClient(credential, subscription, **settings),
         compute=ComputeManagementClient(credential, subscription, **settings),

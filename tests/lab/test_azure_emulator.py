@@ -14,7 +14,8 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from lab.azure import EmulatorCredential, ResourceManagerEmulator, make_certificate
+from activities.azure import StaticTokenCredential
+from lab.azure import ResourceManagerEmulator, make_certificate
 from lab.azure.clients import ArmClients, connect
 from lab.azure.emulator import DEFAULT_STYLES
 from lab.azure.seed import create_resource_group, seed_azure
@@ -627,5 +628,6 @@ def test_command_line_serves_https(tmp_path: Path) -> None:
 
 
 def test_credential_is_static() -> None:
-    token = EmulatorCredential().get_token("https://management.azure.com/.default")
-    assert token.token == "x" and token.expires_on > time.time()
+    credential = StaticTokenCredential()
+    token = credential.get_token("https://management.azure.com/.default")
+    assert token.token == credential.token and token.expires_on > time.time()
