@@ -192,12 +192,12 @@ def baseline_gcp(t: Topology, endpoint: str) -> tuple[float, float]:
             rule.source_ranges = ["0.0.0.0/0"]
         else:
             rule.destination_ranges = ["0.0.0.0/0"]
-        gcp.wait(gcp.firewalls.insert_unary(project=project, firewall_resource=rule))
+        gcp.wait(project, gcp.firewalls.insert_unary(project=project, firewall_resource=rule))
         rules.append(rule.name)
 
     def retag(name: str, change: Any) -> None:
         tags = gcp.instances.get(project=project, zone=zone, instance=name).tags
-        gcp.wait(gcp.instances.set_tags_unary(
+        gcp.wait(project, gcp.instances.set_tags_unary(
             project=project, zone=zone, instance=name,
             tags_resource=compute_v1.Tags(items=change(list(tags.items)),
                                           fingerprint=tags.fingerprint)))
@@ -208,7 +208,7 @@ def baseline_gcp(t: Topology, endpoint: str) -> tuple[float, float]:
     for name in t.gcp_instances:
         retag(name, lambda items: [i for i in items if i != tag])
     for rule_name in rules:
-        gcp.wait(gcp.firewalls.delete_unary(project=project, firewall=rule_name))
+        gcp.wait(project, gcp.firewalls.delete_unary(project=project, firewall=rule_name))
     return injected - started, time.monotonic() - injected
 
 

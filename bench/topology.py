@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from lab.azure.clients import connect as azure_connect
 from lab.azure.seed import create_resource_group
+from lab.gcp.seed import GcpClients
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -102,38 +101,17 @@ def build_aws(count: int, topology: Topology) -> None:
 # --- GCP --------------------------------------------------------------------------------------
 
 
-class GcpClients:
-    def __init__(self, endpoint: str):
-        options: dict[str, Any] = {"client_options": ClientOptions(api_endpoint=endpoint),
-                                   "credentials": AnonymousCredentials()}
-        self.networks = compute_v1.NetworksClient(**options)
-        self.firewalls = compute_v1.FirewallsClient(**options)
-        self.instances = compute_v1.InstancesClient(**options)
-        self.global_ops = compute_v1.GlobalOperationsClient(**options)
-        self.zone_ops = compute_v1.ZoneOperationsClient(**options)
-
-    def wait(self, op: compute_v1.Operation, project: str = GCP_PROJECT) -> None:
-        """Wait through the emulator's own operations endpoints (never `.result()`)."""
-        if op.zone:
-            done = self.zone_ops.wait(project=project, zone=op.zone.rsplit("/", 1)[1],
-                                      operation=op.name)
-        else:
-            done = self.global_ops.wait(project=project, operation=op.name)
-        if done.error.errors:
-            raise RuntimeError(f"{done.operation_type} {done.target_link}: "
-                               f"{done.error.errors[0].message}")
-
-
 def build_gcp(count: int, topology: Topology, endpoint: str) -> None:
     clients = GcpClients(endpoint)
-    clients.wait(clients.networks.insert_unary(project=GCP_PROJECT, network_resource=compute_v1.Network(
-        name=GCP_NETWORK, auto_create_subnetworks=True)))
+    network = compute_v1.Network(name=GCP_NETWORK, auto_create_subnetworks=True)
+    clients.wait(GCP_PROJECT, clients.networks.insert_unary(project=GCP_PROJECT,
+                                                            network_resource=network))
 
     def instance(i: int) -> Callable[[], str]:
         name = f"bench-{i:05d}"
 
         def make() -> str:
-            clients.wait(clients.instances.insert_unary(
+            clients.wait(GCP_PROJECT, clients.instances.insert_unary(
                 project=GCP_PROJECT, zone=GCP_ZONE, instance_resource=compute_v1.Instance(
                     name=name, machine_type=f"zones/{GCP_ZONE}/machineTypes/e2-small",
                     labels={"gameday": "enabled"}, tags=compute_v1.Tags(items=["bench"]),

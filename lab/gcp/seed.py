@@ -49,7 +49,9 @@ def lab_instances() -> list[VM]:
     return vms
 
 
-class _Clients:
+class GcpClients:
+    """The Compute Engine clients the lab's seeding (and the benchmark's topology) use."""
+
     def __init__(self, endpoint: str):
         options: dict[str, Any] = {"client_options": ClientOptions(api_endpoint=endpoint),
                                    "credentials": AnonymousCredentials()}
@@ -75,7 +77,7 @@ class _Clients:
 
 def seed_gcp(endpoint: str, project: str = "gameday-lab") -> dict[str, Any]:
     """Create the lab topology in `project` (which must be empty) and summarise it."""
-    clients = _Clients(endpoint)
+    clients = GcpClients(endpoint)
     for name in ("shop-vpc", "batch-vpc"):
         clients.wait(project, clients.networks.insert_unary(
             project=project, network_resource=compute_v1.Network(
