@@ -353,6 +353,16 @@ def _text(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
+def _tally(result: FaultResult, outcome: bool | None, gone: str) -> None:
+    """Count one NIC move (`_move_nic`'s answer): changed, already so, or `gone` noted."""
+    if outcome is None:
+        result.notes.append(gone)
+    elif outcome:
+        result.changed += 1
+    else:
+        result.unchanged += 1
+
+
 def _nsg_of(nic: NetworkInterface) -> str | None:
     nsg = nic.network_security_group
     return nsg.id if nsg is not None and nsg.id else None
@@ -523,12 +533,7 @@ class AzureZoneBlackhole:
                 blackhole = self._ensure_nsg(arm, checkpoint, state)
                 for done, record in enumerate(state.nics, start=1):
                     outcome = self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg))
-                    if outcome is None:
-                        result.notes.append(f"NIC {record.id} no longer exists; skipped")
-                    elif outcome:
-                        result.changed += 1
-                    else:
-                        result.unchanged += 1
+                    _tally(result, outcome, f"NIC {record.id} no longer exists; skipped")
                     progress(done, len(state.nics))
             return result
 
@@ -615,12 +620,7 @@ class AzureZoneBlackhole:
                 raise
             outcome = self._move_nic(arm, nic_id, None, None)
             result.notes.append(f"NIC {nic_id}: its NSG {nsg} is gone; left without an NSG")
-        if outcome is None:
-            result.notes.append(f"NIC {nic_id} no longer exists; nothing to restore")
-        elif outcome:
-            result.changed += 1
-        else:
-            result.unchanged += 1
+        _tally(result, outcome, f"NIC {nic_id} no longer exists; nothing to restore")
 
     def _delete_nsg(self, arm: ArmClients, state: BlackholeState, ours: str,
                     result: FaultResult) -> None:
@@ -751,12 +751,7 @@ class AzureSweeper(AzureZoneBlackhole):
         result.notes.append(f"NIC {nic_id} is no longer on a gameday NSG; only its restore tag "
                             "was removed")
         outcome = self._move_nic(arm, nic.id, current, None)
-        if outcome is None:
-            result.notes.append(f"NIC {nic_id} no longer exists; nothing to restore")
-        elif outcome:
-            result.changed += 1
-        else:
-            result.unchanged += 1
+        _tally(result, outcome, f"NIC {nic_id} no longer exists; nothing to restore")
 
     def _holder_tags(self, arm: ArmClients, nsg: str) -> dict[str, str]:
         _, group, name = id_parts(nsg)
