@@ -96,3 +96,23 @@ class GameDayStatus(Model):
     hypothesis_held: bool | None = None
     restored: bool | None = None
     ended_at: datetime | None = None
+
+
+GAMEDAY_FAILED = "GameDayFailed"
+"""Type of the `ApplicationError` a GameDay closes with when its outcome is `failed` or a fault
+was not restored (contract §7); its first detail is the `GameDayStatus` as JSON."""
+
+
+def status_from_failure(error: BaseException) -> GameDayStatus | None:
+    """The status a failed GameDay carried in its failure, or None when `error` is something else.
+
+    Accepts a `WorkflowFailureError` (from `handle.result()`) or the `ApplicationError` itself."""
+    from temporalio.exceptions import ApplicationError
+
+    cause = getattr(error, "cause", None) if not isinstance(error, ApplicationError) else error
+    if not isinstance(cause, ApplicationError) or cause.type != GAMEDAY_FAILED or not cause.details:
+        return None
+    detail = cause.details[0]
+    if isinstance(detail, GameDayStatus):
+        return detail
+    return GameDayStatus.model_validate(detail)
