@@ -17,15 +17,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from gameday.runbook import Probe
-
-
-class ProbeResult(BaseModel):
-    name: str
-    ok: bool
-    at: datetime
-    latency_ms: float
-    value: str
-    """What was observed: an HTTP status, `connected`, or the error."""
+from gameday.status import ProbeResult
 
 
 class CheckRequest(BaseModel):

@@ -56,6 +56,17 @@ class Abort(Model):
     request_id: str | None = None
 
 
+class ProbeResult(BaseModel):
+    """One probe's answer to one check: the report's probe table and time-to-detect read these."""
+
+    name: str
+    ok: bool
+    at: datetime
+    latency_ms: float
+    value: str
+    """What was observed: an HTTP status, `connected`, or the error."""
+
+
 class Event(Model):
     at: datetime
     kind: str
@@ -116,3 +127,12 @@ def status_from_failure(error: BaseException) -> GameDayStatus | None:
     if isinstance(detail, GameDayStatus):
         return detail
     return GameDayStatus.model_validate(detail)
+
+
+class UpdateAnswer(Model):
+    """What the `approve`, `reject` and `abort` Updates answer (contract §9): whether the workflow
+    recorded the request as asked, and the event it recorded (`approved`, `approval_refused`, ...)."""
+
+    accepted: bool
+    kind: str
+    detail: str
