@@ -3,7 +3,9 @@
 `probe.check` runs every probe once (the baseline before any fault, and the recovery check after).
 `probe.watch` keeps checking every `interval` inside one activity, heartbeating its latest results,
 and returns when `tolerance` consecutive checks failed or its window ends; so a GameDay that lasts
-hours adds a handful of history events, not one per check.
+hours adds a handful of history events, not one per check. Its report still carries every check's
+results (time, value, latency), up to `MAX_WATCH_RESULTS` per window, so the report can show when
+a fault was detected.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class WatchRequest(BaseModel):
     """Consecutive failures carried over from the previous window."""
 
 
+MAX_VALUE_CHARS = 200
+"""A result's `value` is cut to this: hundreds of results travel in one activity result."""
+MAX_WATCH_RESULTS = 600
+"""Probe results one watch window keeps: a 5-minute window at the 1 s minimum interval is 300
+checks, so two probes fit whole; beyond that the first ones are kept and the rest counted."""
+
+
 class WatchReport(BaseModel):
     checks: int
     failed_checks: int
@@ -51,6 +60,16 @@ class WatchReport(BaseModel):
     breached: bool
     changes: list[CheckReport]
     """Checks whose verdict differed from the one before (the first one included)."""
+    results: list[ProbeResult] = []
+    """Every probe's result of every check, oldest first, at most `MAX_WATCH_RESULTS`."""
+    results_dropped: int = 0
+    """Results beyond `MAX_WATCH_RESULTS`, counted but not kept (`changes` still has each change)."""
+
+    def record(self, check: CheckReport) -> None:
+        """Keep one check's results within the bound."""
+        room = MAX_WATCH_RESULTS - len(self.results)
+        self.results.extend(check.results[:max(room, 0)])
+        self.results_dropped += max(len(check.results) - max(room, 0), 0)
 
 
 async def _http(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
@@ -132,6 +151,8 @@ async def run_probe(probe: Probe, client: httpx.AsyncClient) -> ProbeResult:
     except Exception as exc:  # botocore's errors: a probe that cannot ask fails its check
         ok, value = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
     latency = (time.perf_counter() - started) * 1000
+    if len(value) > MAX_VALUE_CHARS:
+        value = value[:MAX_VALUE_CHARS - 3] + "..."
     return ProbeResult(name=probe.name, ok=ok, at=datetime.now(UTC), latency_ms=round(latency, 1),
                        value=value)
 
@@ -161,10 +182,11 @@ async def watch(request: WatchRequest) -> WatchReport:
         else:
             report.failed_checks += 1
             report.consecutive_failures += 1
+        report.record(current)
         if current.ok != previous:
             report.changes.append(current)
         previous = current.ok
-        activity.heartbeat(report.model_dump(mode="json", exclude={"changes"}))
+        activity.heartbeat(report.model_dump(mode="json", exclude={"changes", "results"}))
         if report.consecutive_failures >= request.tolerance:
             report.breached = True
             if report.changes[-1] is not current:

@@ -22,11 +22,23 @@ report names the one it used as `restore_basis`:
 The time of "the previous event before `restored`" is deliberately not used as a fallback: in a
 parallel group it is usually another step's event (or the step's own injection), which would
 report a restore that took minutes when it took a second.
+
+Probe checks come from the status's `probe_checks` (every check the workflow learned of: time,
+value, latency); a run recorded before that field existed has them only as `probe` events, whose
+time is when the workflow recorded them, not when the check ran (`source: event`). A fault's
+time-to-detect is from its `injected_at` (the moment its apply finished) to the first failed check
+after the moment before its apply began (the latest injection, restore or phase change before
+it); a check that failed while the apply was still running gives a negative time-to-detect.
+
+A report of a run that has not ended says so: its timeline runs to the moment the report was made
+(`last_seen_at`), a fault still in effect is shown as held "so far", and the hypothesis is "in
+progress". A closed run without a steady state has `hypothesis_held` null: "not tested".
 """
 
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -34,7 +46,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gameday.runbook import Runbook
-from gameday.status import CLOSED_PHASES, Event, GameDayStatus, StepStatus
+from gameday.status import CLOSED_PHASES, Event, GameDayStatus, ProbeResult, StepStatus
 
 REPORT_FORMAT = "gameday-report/1"
 
@@ -46,6 +58,11 @@ DECISION_KINDS = ("approval_requested", "approved", "approval_refused", "rejecti
 REFUSAL_KINDS = ("approval_refused", "rejection_refused")
 ABORT_KINDS = ("abort_requested", "abort_repeated")
 RESTORE_START_KINDS = ("restoring", "restore_started")
+DETECT_FLOOR_KINDS = ("injected", "restored", "phase")
+PROBE_EVENT = re.compile(r"^(?P<name>[^:]+): (?P<verdict>ok|FAILED), (?P<value>.*) "
+                         r"\((?P<latency>\d+(?:\.\d+)?) ms\)$", re.S)
+"""A check as the workflow writes it into a `probe` event (`_record_probes`)."""
+Hypothesis = Literal["held", "not held", "not tested", "in progress"]
 
 
 class Model(BaseModel):
@@ -81,6 +98,24 @@ class StepReport(Model):
     """The fault was not restored when the report was made (a failed restore, or a live run)."""
     restore_failures: list[Event] = []
     error: str | None = None
+    detected_at: datetime | None = None
+    """The first failed probe check after the fault's apply began (see the module's docstring)."""
+    detected_by: str | None = None
+    """That check's probe and what it saw."""
+    detect_seconds: float | None = None
+    """Time-to-detect: from `start` (the apply done) to `detected_at`; negative: during the apply."""
+
+
+class ProbeCheck(Model):
+    """One probe's answer to one check."""
+
+    name: str
+    ok: bool
+    at: datetime
+    latency_ms: float | None
+    value: str
+    source: Literal["check", "event"] = "check"
+    """`check`: from the status's `probe_checks`; `event`: parsed from a `probe` event."""
 
 
 class Gate(Model):
@@ -113,6 +148,8 @@ class Report(Model):
     outcome: str | None
     reason: str | None
     hypothesis_held: bool | None
+    hypothesis: Hypothesis
+    """What `hypothesis_held` means for a reader: null is "not tested" once closed."""
     restored: bool | None
     plan_hash: str | None
     approvals_required: int
@@ -120,7 +157,7 @@ class Report(Model):
     deadline: datetime
     ended_at: datetime | None
     last_seen_at: datetime
-    """`ended_at` for a closed run, else the latest moment the status knows of."""
+    """`ended_at` for a closed run, else the moment the report was made."""
     duration_seconds: float
     phases: list[PhaseWindow]
     steps: list[StepReport]
@@ -129,6 +166,8 @@ class Report(Model):
     """Approval requests, approvals, refusals and rejections, oldest first."""
     abort: AbortInfo | None
     probes: list[Event]
+    probe_checks: list[ProbeCheck] = []
+    """Every check's result, oldest first: the probe table and the time-to-detect read these."""
     restore_failures: list[Event]
     events: list[Event]
     notes: list[str] = []
@@ -151,19 +190,31 @@ def _event_utc(event: Event) -> Event:
     return event.model_copy(update={"at": _utc(event.at)})
 
 
-def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = None) -> Report:
-    """The facts of one run; `runbook`, when given, makes scheduled restore starts exact."""
+def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = None,
+                 now: datetime | None = None) -> Report:
+    """The facts of one run; `runbook`, when given, makes scheduled restore starts exact; `now`
+    (default: the clock) is where the timeline of a run that has not ended stops."""
     events = sorted((_event_utc(e) for e in status.events), key=lambda e: e.at)
     started = _utc(status.started_at)
     ended = _utc(status.ended_at) if status.ended_at else None
-    moments = [started] + [e.at for e in events]
+    checks = _probe_checks(status, events)
+    moments = [started] + [e.at for e in events] + [c.at for c in checks]
     for step in status.steps:
         moments += [_utc(m) for m in (step.injected_at, step.restored_at) if m is not None]
-    last_seen = ended or max(moments)
     closed = ended is not None or status.phase in CLOSED_PHASES
+    if ended is not None:
+        last_seen = ended
+    elif closed:
+        last_seen = max(moments)
+    else:
+        last_seen = max(moments + [_utc(now or datetime.now(UTC))])
     notes: list[str] = []
     if not closed:
-        notes.append(f"the run was still in phase {status.phase} when this report was made")
+        notes.append(f"in progress: the run was in phase {status.phase} at "
+                     f"{_clock(last_seen)} UTC, when this report was made")
+    if checks and checks[0].source == "event":
+        notes.append("probe times are when the workflow recorded each result (a run recorded "
+                     "before every check was kept)")
 
     phases = _phases(status.phase, started, last_seen, events)
     abort_events = [e for e in events if e.kind in ABORT_KINDS]
@@ -177,6 +228,9 @@ def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = N
               {s.id: s.group for s in status.steps})
         for step in status.steps
     ]
+    for report_step, step in zip(steps, status.steps, strict=True):
+        if report_step.kind == "fault" and step.injected_at is not None:
+            _detect(report_step, _utc(step.injected_at), checks, events)
     if any(s.restore_basis == "unknown" for s in steps):
         notes.append("a restore on the step's own schedule starts silently; pass the runbook to "
                      "know when (restore_basis unknown)")
@@ -199,6 +253,7 @@ def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = N
         outcome=status.outcome,
         reason=status.reason,
         hypothesis_held=status.hypothesis_held,
+        hypothesis=_hypothesis(closed, status.hypothesis_held),
         restored=status.restored,
         plan_hash=status.plan_hash,
         approvals_required=status.approvals_required,
@@ -213,10 +268,51 @@ def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = N
         decisions=[e for e in events if e.kind in DECISION_KINDS],
         abort=abort,
         probes=[e for e in events if e.kind == "probe" or e.kind.startswith("probe_")],
+        probe_checks=checks,
         restore_failures=[e for e in events if e.kind == "restore_failed"],
         events=events,
         notes=notes,
     )
+
+
+def _hypothesis(closed: bool, held: bool | None) -> Hypothesis:
+    if not closed:
+        return "in progress"
+    if held is None:
+        return "not tested"
+    return "held" if held else "not held"
+
+
+def _probe_checks(status: GameDayStatus, events: list[Event]) -> list[ProbeCheck]:
+    """Every check of the run, oldest first: `probe_checks`, else the `probe` events parsed."""
+    recorded: list[ProbeResult] = list(getattr(status, "probe_checks", None) or [])
+    if recorded:
+        return sorted((ProbeCheck(name=r.name, ok=r.ok, at=_utc(r.at), latency_ms=r.latency_ms,
+                                  value=r.value) for r in recorded), key=lambda c: c.at)
+    checks = []
+    for event in events:
+        found = PROBE_EVENT.match(event.detail) if event.kind == "probe" else None
+        if found:
+            checks.append(ProbeCheck(name=found["name"], ok=found["verdict"] == "ok", at=event.at,
+                                     latency_ms=float(found["latency"]), value=found["value"],
+                                     source="event"))
+    return checks
+
+
+def _detect(step: StepReport, injected: datetime, checks: list[ProbeCheck],
+            events: list[Event]) -> None:
+    """Fill in the step's time-to-detect: the first failed check after its apply began and
+    before it was restored."""
+    floor = max((e.at for e in events if e.kind in DETECT_FLOOR_KINDS and e.at < injected),
+                default=None)
+    until = step.restored_at or step.end
+    for check in checks:
+        if check.ok or (floor is not None and check.at <= floor) or (until and check.at > until):
+            continue
+        step.detected_at = check.at
+        step.detected_by = f"{check.name}: {check.value}"
+        step.detect_seconds = _seconds(injected, check.at)
+        return
 
 
 def _phases(current: str, started: datetime, last_seen: datetime,
@@ -411,6 +507,13 @@ def _offset(seconds: float) -> str:
     return f"+{minutes}m" if not secs else f"+{minutes}m{secs:02d}s"
 
 
+HYPOTHESIS_CLASSES = {"held": "ok", "not held": "bad", "not tested": "muted", "in progress": "muted"}
+
+
+def _hypothesis_html(report: Report) -> str:
+    return f'<span class="{HYPOTHESIS_CLASSES[report.hypothesis]}">{_e(report.hypothesis)}</span>'
+
+
 def _yes_no(value: bool | None, good: bool = True) -> str:
     if value is None:
         return '<span class="muted">unknown</span>'
@@ -498,7 +601,16 @@ def _svg_timeline(report: Report) -> str:
     y += height
 
     index = 2
-    if report.probes:
+    if report.probe_checks:
+        height = 30
+        lane_background(y, height, index)
+        failed = sum(1 for c in report.probe_checks if not c.ok)
+        lane_label("Probes", f"{len(report.probe_checks)} checks, {failed} failed", y, height)
+        for check in report.probe_checks:
+            body.append(_check_marker(scale.x(check.at), y + height / 2, check))
+        y += height
+        index += 1
+    elif report.probes:
         height = 30
         lane_background(y, height, index)
         lane_label("Probes", f"{len(report.probes)} results", y, height)
@@ -567,11 +679,25 @@ def _svg_timeline(report: Report) -> str:
                         f'fill="#b91c1c">{_e(what)}</text></g>')
         for failure in step.restore_failures:
             body.append(_marker(scale.x(failure.at), y + height / 2, "cross", "#b91c1c", failure))
+        if step.detected_at is not None:
+            dx = scale.x(step.detected_at)
+            body.append(f'<g data-marker="detected" data-step="{_e(step.id)}"><title>{_e(step.id)}: '
+                        f'detected {_e(_detect_text(step.detect_seconds))} by '
+                        f'{_e(step.detected_by)}</title><line x1="{dx}" y1="{y + 4}" x2="{dx}" '
+                        f'y2="{y + height - 4}" stroke="#dc2626" stroke-width="2"/></g>')
         y += height
 
     top, bottom = 44, y
     # abort line across all lanes
     overlay: list[str] = []
+    if not report.closed:
+        nx = scale.x(report.last_seen_at)
+        overlay.append(
+            f'<line data-marker="in_progress" x1="{nx}" y1="{top - 6}" x2="{nx}" y2="{bottom}" '
+            f'stroke="#1d4ed8" stroke-width="1.5" stroke-dasharray="2 3"><title>in progress: '
+            f'report made at {_e(_clock(report.last_seen_at))} UTC</title></line>')
+        overlay.append(f'<text class="flag" x="{nx}" y="{bottom + 14}" text-anchor="end" '
+                       f'fill="#1d4ed8">in progress ({_e(_clock(report.last_seen_at))})</text>')
     if report.abort is not None:
         ax = scale.x(report.abort.at)
         overlay.append(
@@ -606,6 +732,22 @@ def _svg_timeline(report: Report) -> str:
             f'aria-label="GameDay timeline" viewBox="0 0 {scale.WIDTH} {total}" '
             f'width="{scale.WIDTH}" height="{total}">' + style + defs
             + "".join(backs + grid + body + axis) + "".join(overlay) + "</svg>")
+
+
+def _check_marker(x: float, y: float, check: ProbeCheck) -> str:
+    latency = f" in {check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
+    title = f"{_clock(check.at)} {check.name}: {'ok' if check.ok else 'FAILED'}, {check.value}{latency}"
+    colour = "#0f766e" if check.ok else "#dc2626"
+    return (f'<circle data-marker="probe" data-ok="{str(check.ok).lower()}" cx="{x}" cy="{y}" '
+            f'r="{3 if check.ok else 4}" fill="{colour}"><title>{_e(title)}</title></circle>')
+
+
+def _detect_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 0:
+        return f"{_span(-seconds)} before the apply ended"
+    return f"after {_span(seconds)}"
 
 
 def _marker(x: float, y: float, shape: str, colour: str, event: Event) -> str:
@@ -717,9 +859,11 @@ def render_html(report: Report) -> str:
         ("Started (UTC)", _e(_clock(report.started_at, date=True))),
         ("Ended (UTC)", _e(_clock(report.ended_at, date=True)) if report.ended_at
          else '<span class="muted">still running</span>'),
-        ("Duration", _e(_span(report.duration_seconds))),
-        ("Hypothesis held", _yes_no(report.hypothesis_held)),
-        ("Every fault restored", _yes_no(report.restored)),
+        ("Duration", _e(_span(report.duration_seconds)
+                        + ("" if report.closed else " so far (in progress)"))),
+        ("Hypothesis", _hypothesis_html(report)),
+        ("Every fault restored", _yes_no(report.restored) if report.closed
+         else '<span class="muted">in progress</span>'),
         ("Faults injected", _e(f"{len(injected)} of {len(faults)}")),
         ("Resources touched", _e(sum(s.resources for s in injected))),
         ("Deadline (UTC)", _e(_clock(report.deadline, date=True))),
@@ -772,11 +916,16 @@ def render_html(report: Report) -> str:
             _td(restore_start, "t", raw=True),
             _td(_clock(step.restored_at) if step.restored_at else
                 ("not restored" if step.in_effect_at_end else None), "t"),
-            _td(_span(step.seconds), "t"), _td(_span(step.restore_seconds), "t"),
+            _td(_span(step.seconds) + (" so far" if step.in_effect_at_end and not report.closed
+                                       and step.seconds is not None else ""), "t"),
+            _td(_span(step.restore_seconds), "t"),
+            _td(f"{_detect_text(step.detect_seconds)}<span class=\"act\">{_e(step.detected_by)}"
+                "</span>" if step.detected_at else None, "t", raw=step.detected_at is not None),
             _td(step.error, "err"),
         ])
     steps_table = _table(["step", "cloud", "state", "resources", "approved by",
-                          "start", "restore from", "restored", "held", "restore took", "error"],
+                          "start", "restore from", "restored", "held", "restore took", "detected",
+                          "error"],
                          step_rows, "no steps")
 
     gate_rows = [[
@@ -799,7 +948,25 @@ def render_html(report: Report) -> str:
                              sorted(decision_rows, key=lambda r: r[0]), "no decisions recorded")
 
     probes_html = ""
-    if report.probes:
+    if report.probe_checks:
+        detected = [s for s in report.steps if s.detected_at is not None]
+        detect_rows = [[_td(s.id, "mono"), _td(_clock(s.start), "t"), _td(_clock(s.detected_at), "t"),
+                        _td(_detect_text(s.detect_seconds), "t"), _td(s.detected_by)]
+                       for s in detected]
+        detect_html = ("<h3>Time to detect</h3>" + _table(
+            ["step", "in effect at", "first failed check", "time to detect", "probe"], detect_rows,
+            "") if detect_rows else "")
+        check_rows = [[
+            _td(_clock(c.at), "t"), _td(_offset((c.at - report.started_at).total_seconds()), "t"),
+            _td(c.name, "mono"),
+            _td(f'<span class="kind {"good" if c.ok else "bad"}">{"ok" if c.ok else "FAILED"}</span>',
+                raw=True),
+            _td(c.value), _td(f"{c.latency_ms:.0f} ms" if c.latency_ms is not None else None, "t"),
+        ] for c in report.probe_checks]
+        probes_html = ("<section><h2>Steady-state probes</h2>" + detect_html
+                       + _table(["time (UTC)", "T+", "probe", "result", "value", "latency"],
+                                check_rows, "") + "</section>")
+    elif report.probes:
         probe_rows = [[_td(_clock(e.at), "t"), _td(_offset((e.at - report.started_at)
                                                            .total_seconds()), "t"),
                        _td(e.step, "mono"), _td(e.detail)] for e in report.probes]

@@ -33,8 +33,9 @@ concurrent requests, and when a read fails its last good value is used for up to
 (the answer notes it). Every answer comes within `ANSWER_SECONDS`: a control plane that does not
 answer by then makes the endpoint 503.
 
-`python -m lab.shop [--port P]` serves on 127.0.0.1, port 8270 when free (the lab's runbooks probe
-it there), else a free one; it prints its URL. `start_shop(env)` does the same in a thread.
+`python -m lab.shop [--port P]` serves on 127.0.0.1, port 8270 when free, else a free one; it prints
+its URL. `start_shop(env)` does the same in a thread. The lab exports the URL as `GAMEDAY_SHOP_URL`
+(`gameday lab env`), and the lab's runbooks probe `${GAMEDAY_SHOP_URL:-http://127.0.0.1:8270}`.
 """
 
 from __future__ import annotations

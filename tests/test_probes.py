@@ -147,3 +147,67 @@ def test_prometheus_thresholds(prometheus, runner):
 def test_a_prometheus_probe_needs_a_threshold():
     with pytest.raises(ValueError, match="below, above or both"):
         probe(prometheus={"url": "http://127.0.0.1:9090", "query": "up"})
+
+
+# --- probe.watch: every check's results, bounded ---------------------------------------------------
+
+
+def _watch(runner, request):
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.probes import watch
+
+    return runner.run(ActivityEnvironment().run(watch, request))
+
+
+def test_a_watch_reports_every_checks_result_not_only_the_changes(runner):
+    from datetime import timedelta
+
+    from activities.probes import WatchRequest
+
+    answers = iter([200, 200, 200, 503, 503] + [503] * 20)
+    server = Responder(lambda path, query: (next(answers), "", 0.0))
+    try:
+        started = time.time()
+        report = _watch(runner, WatchRequest(
+            probes=[probe(http={"url": f"{server.url}/health", "timeout": "1s"})],
+            interval=timedelta(seconds=1), tolerance=2, window=timedelta(seconds=30)))
+    finally:
+        server.stop()
+    assert (report.checks, report.failed_checks, report.breached) == (5, 2, True)
+    assert [(r.ok, r.value) for r in report.results] == [
+        (True, "HTTP 200"), (True, "HTTP 200"), (True, "HTTP 200"),
+        (False, "HTTP 503, expected 200"), (False, "HTTP 503, expected 200")]
+    times = [r.at.timestamp() for r in report.results]
+    assert times == sorted(times) and times[0] >= started
+    assert all(0.9 < later - earlier < 2.0 for earlier, later in zip(times, times[1:], strict=False))
+    assert all(r.latency_ms > 0 for r in report.results)
+    assert report.results_dropped == 0
+    assert [c.ok for c in report.changes] == [True, False, False]  # kept, for older workflows
+
+
+def test_a_watch_keeps_at_most_the_bound_and_counts_the_rest(runner, monkeypatch):
+    from datetime import timedelta
+
+    import activities.probes as probes
+    from activities.probes import WatchRequest
+
+    monkeypatch.setattr(probes, "MAX_WATCH_RESULTS", 5)
+    server = Responder(lambda path, query: (200, "", 0.0))
+    try:
+        report = _watch(runner, WatchRequest(
+            probes=[probe(http={"url": f"{server.url}/a"}), probe(http={"url": f"{server.url}/b"})],
+            interval=timedelta(seconds=1), tolerance=2, window=timedelta(seconds=3.5)))
+    finally:
+        server.stop()
+    assert report.checks == 4 and not report.breached
+    assert len(report.results) == 5 and report.results_dropped == 3
+
+
+def test_a_long_verdict_is_cut_so_that_a_window_of_results_stays_small(web, runner):
+    import activities.probes as probes
+
+    ((ok, value),) = verdicts(runner, probe(http={"url": f"{web.url}/fast",
+                                                  "body_contains": "x" * 500}))
+    assert not ok and value.startswith("HTTP 200 without 'xxx")
+    assert len(value) == probes.MAX_VALUE_CHARS and value.endswith("...")

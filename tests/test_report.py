@@ -291,11 +291,12 @@ def test_unknown_event_kinds_and_a_live_run() -> None:
                   soak.model_copy(update={"state": "pending"})],
         "events": base.events[:9] + [ev(400, "something_new", "from the future")],
     })
-    report = build_report("run-5", live)
-    assert not report.closed and report.last_seen_at == at(400)
+    report = build_report("run-5", live, now=at(450))
+    assert not report.closed and report.last_seen_at == at(450)  # to now, not to the last event
     assert report.events[-1].kind == "something_new"
     aws = report.steps[0]
-    assert aws.in_effect_at_end and aws.end == at(400)
+    assert aws.in_effect_at_end and aws.end == at(450)
+    assert report.hypothesis == "in progress"
     page = render_html(report)
     svg_of(page)
     assert "something_new" in page and "in progress" in page
@@ -426,3 +427,24 @@ def test_screenshot_in_headless_chromium(tmp_path: Path) -> None:
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 20_000  # a real page, not a blank one
+
+
+def test_an_older_run_without_probe_checks_reads_its_probe_events() -> None:
+    """Runs recorded before `probe_checks` have each check only as a `probe` event, in the words
+    of the workflow's `_record_probes`; the table and the time-to-detect come from those."""
+    run = completed_parallel()
+    run.events += [
+        ev(64, "probe", "checkout: ok, HTTP 200 (3 ms)"),
+        ev(80, "probe", "checkout: FAILED, HTTP 503, expected 200 (41 ms)"),
+        ev(81, "probe", "the steady-state watch failed: activity timed out; retrying"),
+    ]
+    run.events.sort(key=lambda e: e.at)
+    report = build_report("older", run)
+    assert [(c.name, c.ok, c.value, c.latency_ms, c.source) for c in report.probe_checks] == [
+        ("checkout", True, "HTTP 200", 3.0, "event"),
+        ("checkout", False, "HTTP 503, expected 200", 41.0, "event")]
+    aws, gcp, _ = report.steps
+    assert (aws.detected_at, aws.detect_seconds) == (at(80), 15)
+    assert aws.detected_by == "checkout: HTTP 503, expected 200"
+    assert len(report.probes) == 3  # the watch's own failure stays in the event list
+    assert any("when the workflow recorded" in note for note in report.notes)

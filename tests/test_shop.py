@@ -90,7 +90,7 @@ class Faults:
         self.applied: list[tuple[Any, FaultRequest]] = []
 
     def inject(self, fault: Any, step: dict[str, Any], run_id: str = "shop-test") -> None:
-        book = runbook(step)
+        book = runbook({"duration": "1m", **step})  # a fault held for no time does not validate
         [fault_step] = book.fault_steps()
         resolved = fault.resolve(StepRequest(run_id=run_id, step=fault_step,
                                              guardrails=book.guardrails))
@@ -349,14 +349,28 @@ def test_python_dash_m_serves_and_prints_its_url(clouds: None, servers: Servers)
 
 
 def _lab_runbook(name: str, shop_url: str) -> Any:
-    book = load_runbook(RUNBOOKS / name)
-    assert book.steady_state is not None
-    probes = [p.model_copy(update={"http": p.http.model_copy(update={
-        "url": p.http.url.replace(LAB_SHOP, shop_url)})}) for p in book.steady_state.probes
-        if p.http is not None]
-    assert all(p.http.url.startswith(shop_url) for p in probes)  # type: ignore[union-attr]
-    return book.model_copy(update={"steady_state": book.steady_state.model_copy(
-        update={"probes": probes})})
+    """The lab runbook as read where the lab exports `GAMEDAY_SHOP_URL` (`gameday lab env`)."""
+    book = load_runbook(RUNBOOKS / name, {"GAMEDAY_SHOP_URL": shop_url})
+    assert book.steady_state is not None and book.steady_state.probes
+    assert all(p.http is not None and p.http.url.startswith(f"{shop_url}/")
+               for p in book.steady_state.probes)
+    return book
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RUNBOOKS.glob("*.yaml")))
+def test_every_lab_runbook_probes_the_shop_the_lab_exports(name: str) -> None:
+    """Defect 11: with 8270 taken the lab's shop listens elsewhere, and says where."""
+    elsewhere = "http://127.0.0.1:18270"
+    book = load_runbook(RUNBOOKS / name, {"GAMEDAY_SHOP_URL": elsewhere})
+    default = load_runbook(RUNBOOKS / name, {})
+    if book.steady_state is None:
+        assert "127.0.0.1:8270" not in (RUNBOOKS / name).read_text().split("steps:", 1)[1]
+        return
+    assert default.steady_state is not None
+    for probe, fallback in zip(book.steady_state.probes, default.steady_state.probes, strict=True):
+        assert probe.http is not None and fallback.http is not None
+        assert probe.http.url.startswith(f"{elsewhere}/")
+        assert fallback.http.url == probe.http.url.replace(elsewhere, LAB_SHOP)
 
 
 def test_the_zone_outage_runbook_holds(clouds: None, shop: str, client: Any, runner: Any,
