@@ -20,13 +20,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gameday.cli_schedule import schedule_app
-from gameday.errors import UserError
+from gameday.errors import UserError, first_sentence, log_details
 from gameday.loader import check_runbook, load_runbook
 from gameday.render import console, event_line, print_plan, print_status
 
 T = TypeVar("T")
 
+# rich_markup_mode=None: plain help, which shows no `<bool>` type beside every flag.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Region-outage GameDays for AWS, GCP and Azure, orchestrated by Temporal.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab: Temporal, moto and the emulators.")
 app.add_typer(lab_app, name="lab")
@@ -37,8 +39,41 @@ RunId = Annotated[str, typer.Argument(help="the GameDay's workflow id")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gameday")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gameday {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """Region-outage GameDays for AWS, GCP and Azure, orchestrated by Temporal."""
+
+
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
+
+
+def _identity(who: str) -> str:
+    """`--as` as every model stores it (contract §7): stripped and case folded, never blank."""
+    from gameday.identity import normalize_identity
+
+    normalized = normalize_identity(who)
+    if not normalized:
+        raise UserError("--as: an identity must not be blank")
+    return normalized
 
 
 async def _client() -> Any:
@@ -100,10 +135,30 @@ def plan(
         _print_json(result.model_dump(mode="json"))
     else:
         print_plan(result)
+        for problem in result.problems:
+            if first_sentence(problem) != problem.strip():
+                log_details(f"gameday plan {file}: {problem}")
     raise typer.Exit(1 if result.problems else 0)
 
 
 # --- running a GameDay -----------------------------------------------------------------------
+
+Timeout = Annotated[float, typer.Option(
+    help="seconds to wait for the workflow to confirm; after that the run may still act on it")]
+
+
+def _held(value: bool | None) -> str:
+    return "not tested" if value is None else str(value)
+
+
+def _wait_exit_code(final: Any) -> int:
+    """Contract §6 for `run --wait`: 0 only for `completed` with the hypothesis held (or not
+    tested: a runbook without a steady state). Missed objectives will also exit 1, here."""
+    return 0 if final.outcome == "completed" and final.hypothesis_held is not False else 1
+
+
+def _abort_hint(run_id: str) -> str:
+    return f"gameday abort {run_id} --as <you> --reason '<why>'"
 
 
 @app.command()
@@ -111,29 +166,54 @@ def run(
     file: Path,
     run_id: Annotated[str | None, typer.Option("--id", help="workflow id (default: name-time)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow the run to its end")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait until the run has planned")] = 60,
 ) -> None:
-    """Start a GameDay and print its workflow id; with --wait follow it to the end."""
+    """Start a GameDay; print its id once it has planned and awaits approval.
+
+    Exits 1 with the reason when planning fails or is refused, or when no worker answers."""
     from gameday import operations
 
     runbook = load_runbook(file)
+    started: list[str] = []
 
     async def go() -> Any:
         client = await _client()
-        handle = await operations.start_gameday(client, runbook, str(file), run_id,
-                                                os.environ.get("USER") or getpass.getuser())
+        handle = await operations.start_gameday(client, runbook, str(file), run_id, _user())
+        started.append(handle.id)
+        planned = await operations.wait_until_planned(client, handle, timeout)
         typer.echo(handle.id)
+        if planned.pending_approval:
+            flag = "" if planned.pending_approval == "start" else f" --step {planned.pending_approval}"
+            typer.echo(f"awaiting approval: gameday approve {handle.id} --as <approver>{flag}", err=True)
+        else:
+            typer.echo(f"{planned.phase}: gameday status {handle.id}", err=True)
         if not wait:
-            typer.echo(f"awaiting approval: gameday approve {handle.id} --as <approver>", err=True)
             return None
         return await operations.follow(client, handle.id,
                                        lambda e: console.print(event_line(e), markup=False))
 
-    final = _run(go())
+    try:
+        final = _run(go())
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        typer.echo(f"gameday: stopped following {started[0]}; the GameDay goes on (abort it with: "
+                   f"{_abort_hint(started[0])})", err=True)
+        raise typer.Exit(130) from None
     if final is None:
         return
-    typer.echo(f"outcome: {final.outcome}; hypothesis held: {final.hypothesis_held}; "
+    typer.echo(f"outcome: {final.outcome}; hypothesis held: {_held(final.hypothesis_held)}; "
                f"every fault restored: {final.restored}")
-    raise typer.Exit(0 if final.outcome == "completed" and final.hypothesis_held else 1)
+    if final.reason and final.outcome != "completed":
+        typer.echo(f"reason: {first_sentence(final.reason)}")
+    raise typer.Exit(_wait_exit_code(final))
+
+
+def _user() -> str | None:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:  # no user name in this environment
+        return None
 
 
 @app.command()
@@ -143,15 +223,18 @@ def approve(
     step: Annotated[str | None, typer.Option(help="approve this step's gate, not the start")] = None,
     note: Annotated[str | None, typer.Option(help="a note for the record")] = None,
     plan_hash: Annotated[str | None, typer.Option(help="approve only this exact plan")] = None,
+    timeout: Timeout = 15,
 ) -> None:
-    """Approve the start (or a gated step) of a GameDay."""
+    """Approve the start (or a gated step) of a GameDay; exit 0 only when the approval counted."""
     from gameday import operations
 
-    async def go() -> Any:
-        return await operations.approve(await _client(), run_id, who, step, note, plan_hash)
+    approver = _identity(who)
 
-    event = _run(go())
-    typer.echo(event.detail)
+    async def go() -> Any:
+        return await operations.approve(await _client(), run_id, approver, step, note, plan_hash,
+                                        timeout)
+
+    typer.echo(_run(go()).detail)
 
 
 @app.command()
@@ -159,12 +242,15 @@ def reject(
     run_id: RunId,
     who: Who,
     reason: Annotated[str | None, typer.Option(help="why")] = None,
+    timeout: Timeout = 15,
 ) -> None:
     """Reject a GameDay awaiting approval: nothing more is injected, everything is restored."""
     from gameday import operations
 
+    approver = _identity(who)
+
     async def go() -> Any:
-        return await operations.reject(await _client(), run_id, who, reason)
+        return await operations.reject(await _client(), run_id, approver, reason, timeout)
 
     typer.echo(_run(go()).detail)
 
@@ -176,26 +262,35 @@ def abort(
     run_id: Annotated[str | None, typer.Argument(help="the GameDay's workflow id")] = None,
     every: Annotated[bool, typer.Option("--all", help="abort every running GameDay")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="wait until every fault is restored")] = False,
-    timeout: Annotated[float, typer.Option(help="with --all: seconds to wait for each run")] = 300,
+    timeout: Timeout = 15,
+    restore_timeout: Annotated[float, typer.Option(
+        help="with --wait or --all: seconds to wait for each run to restore and close")] = 600,
 ) -> None:
     """Abort a GameDay (or, with --all, every running one): every fault is restored."""
     from gameday import operations
 
     if every == (run_id is not None):
         raise UserError("give either a GameDay id or --all")
+    by = _identity(who)
     if every:
         silent: list[str] = []
 
         def done(run: str, final: Any, seconds: float | None) -> None:
             if final is None:
                 silent.append(run)
-                typer.echo(f"{run}: did not close within {timeout:.0f}s; check its worker", err=True)
+                typer.echo(f"{run}: did not close within {restore_timeout:.0f}s of its abort; "
+                           "check its worker", err=True)
                 return
-            took = f"signal to last restore {seconds:.2f}s" if seconds is not None else "nothing to restore"
-            typer.echo(f"{run}: {final.outcome}, every fault restored: {final.restored} ({took})")
+            typer.echo(f"{run}: {final.outcome}, every fault restored: {final.restored} "
+                       f"(abort sent → closed in {seconds:.2f}s)")
+
+        def failed(run: str, sentence: str) -> None:
+            silent.append(run)
+            typer.echo(f"{run}: {sentence}", err=True)
 
         async def everything() -> Any:
-            return await operations.abort_all(await _client(), who, reason, done, timeout)
+            return await operations.abort_all(await _client(), by, reason, done, restore_timeout,
+                                              on_error=failed)
 
         finals = _run(everything())
         if not finals and not silent:
@@ -205,11 +300,16 @@ def abort(
 
     async def go() -> Any:
         client = await _client()
-        await operations.abort(client, run_id, who, reason)
-        typer.echo(f"abort requested for {run_id}; every fault will be restored")
-        if wait:
-            return await operations.follow(client, run_id, lambda e: None)
-        return None
+        answer = await operations.abort(client, run_id, by, reason, timeout)
+        typer.echo(f"abort recorded for {run_id}: {answer.detail}; every fault will be restored")
+        if not wait:
+            return None
+        try:
+            return await asyncio.wait_for(operations.follow(client, run_id, lambda e: None),
+                                          restore_timeout)
+        except TimeoutError:
+            raise UserError(f"GameDay {run_id} did not close within {restore_timeout:.0f}s of its "
+                            f"abort; follow it with `gameday status {run_id}`") from None
 
     final = _run(go())
     if final is not None:
@@ -232,17 +332,35 @@ def status(run_id: RunId, as_json: AsJson = False) -> None:
         print_status(run_id, current)
 
 
+def _clouds(values: list[str] | None) -> list[str]:
+    """`--cloud` values, checked while parsing so that a wrong one is a usage error (exit 2)."""
+    from gameday.sweep import SWEEP_CLOUDS
+
+    chosen = [value.strip().lower() for value in values or []]
+    unknown = [value for value in chosen if value not in SWEEP_CLOUDS]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)} is not one of {', '.join(SWEEP_CLOUDS)}",
+                                 param_hint="--cloud")
+    return chosen
+
+
 @app.command()
 def sweep(
     restore: Annotated[bool, typer.Option("--restore", help="undo what is found")] = False,
+    cloud: Annotated[list[str] | None, typer.Option(
+        "--cloud", metavar="CLOUD", callback=_clouds,
+        help="sweep this cloud: aws, gcp or azure (repeatable; default: every configured cloud)")] = None,
     as_json: AsJson = False,
     install_schedule: Annotated[str | None, typer.Option(
         "--install-schedule", help="instead: sweep on a Temporal Schedule every EVERY (e.g. 1h); "
         "with --restore the scheduled sweeps undo what they find")] = None,
 ) -> None:
-    """List gameday artifacts left by runs no longer running; --restore undoes them."""
+    """List gameday artifacts left by runs no longer running; --restore undoes them.
+
+    A cloud the worker has no credentials or endpoint for is named as skipped on stderr."""
     from gameday import operations
 
+    clouds = cloud or []
     if install_schedule is not None:
         from gameday.durations import parse_duration
 
@@ -260,9 +378,11 @@ def sweep(
         return
 
     async def go() -> Any:
-        return await operations.sweep(await _client(), restore)
+        return await operations.sweep(await _client(), restore, clouds)
 
     found = _run(go())
+    for skipped, why in found.skipped.items():
+        typer.echo(f"gameday: sweep: skipped {skipped}: {why}", err=True)
     if as_json:
         _print_json(found.model_dump(mode="json"))
     else:
@@ -276,7 +396,9 @@ def sweep(
         if not found.leftovers:
             typer.echo("no gameday artifacts left behind")
     for error in found.errors:
-        typer.echo(f"gameday: sweep: {error}", err=True)
+        if first_sentence(error) != error.strip():
+            log_details(f"gameday sweep: {error}")
+        typer.echo(f"gameday: sweep: {first_sentence(error)}", err=True)
     unrestored = restore and len(found.restored) < len(found.leftovers)
     raise typer.Exit(1 if found.errors or unrestored else 0)
 
@@ -317,13 +439,17 @@ def worker(
 @lab_app.command("up")
 def lab_up(
     empty: Annotated[bool, typer.Option("--empty", help="seed no topology")] = False,
+    realistic: Annotated[bool, typer.Option(
+        "--realistic", help="model the clouds: per-call latency and their documented API rate "
+                            "limits, over-limit calls answered as each cloud does")] = False,
 ) -> None:
     """Start the lab in the background and seed its topology."""
     from lab.manager import Lab
 
     lab = Lab.default()
-    info = lab.up(seed=not empty)
-    typer.echo(f"lab is up: Temporal {info['temporal']}, UI {info['ui']}")
+    info = lab.up(seed=not empty, realistic=realistic)
+    typer.echo(f"lab is up: Temporal {info['temporal']}, UI {info['ui']}"
+               + (" (realistic: latency and rate limits)" if realistic else ""))
     typer.echo('point your shell at it: eval "$(gameday lab env)"')
 
 
@@ -368,9 +494,20 @@ def _shell_quote(value: str) -> str:
 # --- one place for errors ----------------------------------------------------------------------
 
 
-def _log_file() -> Path:
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "gameday" / "gameday.log"
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Click's usage and file errors, from the click installed and the copy typer bundles: typer
+    ≥ 0.20 raises the exceptions of its own `typer._click`, which the installed click's
+    `ClickException` does not match."""
+    import click
+
+    found: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as BundledClickException
+    except ImportError:
+        pass
+    else:
+        found.append(BundledClickException)
+    return tuple(found)
 
 
 def main() -> None:
@@ -388,11 +525,15 @@ def main() -> None:
 
 def _main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    usage_errors = _usage_errors()
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="gameday", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except UserError as exc:
-        typer.echo(f"gameday: {exc}", err=True)
+        message = str(exc)
+        if first_sentence(message) != message.strip():
+            log_details(f"gameday {' '.join(sys.argv[1:])}: {message}")
+        typer.echo(f"gameday: {first_sentence(message)}", err=True)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -401,21 +542,14 @@ def _main() -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        log = _log_file()
-        try:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as out:
-                out.write(traceback.format_exc())
-            where = f" (details in {log})"
-        except OSError:
-            where = ""
-        typer.echo(f"gameday: internal error: {exc}{where}", err=True)
+    except usage_errors as exc:  # unknown command or option, missing argument: usage, exit 2
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        log = log_details(f"gameday {' '.join(sys.argv[1:])}: internal error\n{traceback.format_exc()}")
+        where = f" (details in {log})" if log else ""
+        typer.echo(f"gameday: internal error: {first_sentence(str(exc)) or type(exc).__name__}{where}",
+                   err=True)
         sys.exit(2)
 
 

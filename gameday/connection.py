@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -16,7 +18,7 @@ from temporalio.service import RPCError
 
 from gameday.codec import DATA_CONVERTER
 from gameday.config import DEFAULT_TEMPORAL_ADDRESS, SEARCH_ATTRIBUTES
-from gameday.errors import UserError
+from gameday.errors import UserError, first_sentence, log_details
 
 
 def connect_options() -> dict[str, Any]:
@@ -29,6 +31,31 @@ def connect_options() -> dict[str, Any]:
     return options
 
 
+def address_source() -> str:
+    """Where the Temporal address came from, for an error that tells the user what to change."""
+    if os.environ.get("TEMPORAL_ADDRESS"):
+        return "TEMPORAL_ADDRESS"
+    if os.environ.get("TEMPORAL_PROFILE") or os.environ.get("TEMPORAL_CONFIG_FILE"):
+        return "the Temporal profile"
+    return "the default; set TEMPORAL_ADDRESS"
+
+
+def connection_failure(error: BaseException) -> str:
+    """The reason in the SDK's Rust transport error (`... Os { code: 111, kind: ConnectionRefused,
+    message: "Connection refused" } ...`) as a few plain words: `connection refused`."""
+    text = str(error)
+    found = re.search(r'message: "([^"]+)"', text)
+    if found:
+        return found.group(1).lower()
+    for marker, words in (("dns error", "the host name does not resolve"),
+                          ("timed out", "the connection timed out"),
+                          ("tls", "the TLS handshake failed"),
+                          ("certificate", "the server's certificate is not trusted")):
+        if marker in text.lower():
+            return words
+    return first_sentence(text).removeprefix("Failed client connect: ")
+
+
 async def connect() -> Client:
     options = connect_options()
     try:
@@ -37,10 +64,16 @@ async def connect() -> Client:
             data_converter=DATA_CONVERTER,
             plugins=[OpenTelemetryPlugin(add_temporal_spans=True)],
         )
-    except RuntimeError as exc:
+    except RPCError as exc:
         raise UserError(
-            f"cannot reach Temporal at {options['target_host']} (namespace "
-            f"{options['namespace']}): {str(exc).splitlines()[0]}"
+            f"Temporal at {options['target_host']} ({address_source()}) refused the connection: "
+            f"{first_sentence(exc.message)}"
+        ) from exc
+    except RuntimeError as exc:
+        log_details(f"connecting to Temporal at {options['target_host']}: {exc}")
+        raise UserError(
+            f"cannot reach Temporal at {options['target_host']} ({address_source()}): "
+            f"{connection_failure(exc)}"
         ) from exc
 
 

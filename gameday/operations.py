@@ -1,4 +1,5 @@
-"""What the CLI asks of Temporal: start, plan, signal with confirmation, status, follow.
+"""What the CLI asks of Temporal: start (confirmed once planned), plan, the `approve`, `reject` and
+`abort` Updates (confirmed by the workflow), status, follow, sweep (contract §9).
 
 Every failure a user can cause (no such run, a closed run, a refused approval, no worker) becomes a
 `UserError` with one sentence.
@@ -13,11 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributeKey,
@@ -25,15 +32,25 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from gameday.config import Settings
-from gameday.errors import UserError
+from gameday.errors import UserError, first_sentence
 from gameday.guardrails import refusals
 from gameday.plan import Scope
 from gameday.runbook import Runbook
-from gameday.status import CLOSED_PHASES, Abort, Approve, Event, GameDayInput, GameDayStatus, Reject
+from gameday.status import (
+    CLOSED_PHASES,
+    Abort,
+    Approve,
+    Event,
+    GameDayInput,
+    GameDayStatus,
+    Reject,
+    UpdateAnswer,
+    status_from_failure,
+)
 
 RUNBOOK_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayRunbook")
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
@@ -112,7 +129,7 @@ async def plan(client: Client, runbook: Runbook, source: str, timeout: float) ->
                 f"no gameday worker answered on task queue {settings.task_queue} within "
                 f"{timeout:.0f}s; start one with `gameday worker`"
             ) from exc
-        raise UserError(f"planning failed: {exc.cause}") from exc
+        raise UserError(f"planning failed: {failure_sentence(exc)}") from exc
 
 
 async def handle_for(client: Client, run_id: str) -> tuple[WorkflowHandle[Any, Any], Any]:
@@ -122,89 +139,210 @@ async def handle_for(client: Client, run_id: str) -> tuple[WorkflowHandle[Any, A
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise UserError(f"no GameDay with id {run_id}") from exc
-        raise UserError(f"cannot read GameDay {run_id}: {exc.message}") from exc
+        raise UserError(f"cannot read GameDay {run_id}: {first_sentence(exc.message)}") from exc
     if description.workflow_type != WORKFLOW:
         raise UserError(f"{run_id} is a {description.workflow_type}, not a GameDay")
     return handle, description
 
 
-async def status(client: Client, run_id: str) -> GameDayStatus:
-    """The run's status: its result once closed, else the `status` query."""
-    handle, description = await handle_for(client, run_id)
-    if description.status == WorkflowExecutionStatus.COMPLETED:
+def failure_sentence(error: BaseException) -> str:
+    """The innermost message of a Temporal failure, first line only (the rest is for the log)."""
+    while isinstance(error, FailureError) and error.cause is not None:
+        error = error.cause
+    message = error.message if isinstance(error, FailureError) else str(error)
+    return first_sentence(message or type(error).__name__)
+
+
+def _state(description: WorkflowExecutionDescription) -> str:
+    return description.status.name.lower() if description.status else "closed"
+
+
+class RunEnded(UserError):
+    """The run closed before it could be told anything."""
+
+
+async def _result(handle: WorkflowHandle[Any, Any], state: str = "failed") -> GameDayStatus:
+    """The status a GameDay ends with: its result when it closes as Completed, the status its
+    `GameDayFailed` failure carries when it closes as Failed (contract §7)."""
+    try:
         return await handle.result()
+    except WorkflowFailureError as exc:
+        carried = status_from_failure(exc)
+        if carried is not None:
+            return carried
+        raise UserError(f"GameDay {handle.id} ended as {state} without a status: "
+                        f"{failure_sentence(exc)}") from exc
+
+
+async def final_status(handle: WorkflowHandle[Any, Any],
+                       description: WorkflowExecutionDescription) -> GameDayStatus:
+    """The status of a closed GameDay (see `_result`)."""
+    return await _result(handle, _state(description))
+
+
+async def status(client: Client, run_id: str) -> GameDayStatus:
+    """The run's status: its final status once closed, else the `status` query."""
+    handle, description = await handle_for(client, run_id)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return await final_status(handle, description)
     try:
         return await handle.query("status", result_type=GameDayStatus, rpc_timeout=timedelta(seconds=10))
     except RPCError as exc:
-        state = description.status.name.lower() if description.status else "unknown"
-        raise UserError(f"GameDay {run_id} is {state} and no worker answered its status query "
-                        f"({exc.message})") from exc
+        raise UserError(f"GameDay {run_id} is running and no worker answered its status query "
+                        f"({first_sentence(exc.message)})") from exc
 
 
 async def _running(client: Client, run_id: str) -> WorkflowHandle[Any, Any]:
     handle, description = await handle_for(client, run_id)
-    if description.status == WorkflowExecutionStatus.COMPLETED:
-        final: GameDayStatus = await handle.result()
-        raise UserError(f"GameDay {run_id} has ended (outcome {final.outcome}; every fault "
-                        f"restored: {final.restored})")
     if description.status != WorkflowExecutionStatus.RUNNING:
-        state = description.status.name.lower() if description.status else "closed"
-        raise UserError(f"GameDay {run_id} is not running ({state})")
+        if description.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+            final = await final_status(handle, description)
+            raise UserError(f"GameDay {run_id} has ended (outcome {final.outcome}; every fault "
+                            f"restored: {final.restored})")
+        raise UserError(f"GameDay {run_id} is not running ({_state(description)})")
     return handle
 
 
-async def _answer(handle: WorkflowHandle[Any, Any], request_id: str, timeout: float) -> Event | None:
-    """The event the workflow recorded for this request, once it has handled the signal."""
+# --- run: confirmed once planned (contract §9) ------------------------------------------------
+
+PLANNED_PHASES: frozenset[str] = frozenset({"awaiting_approval", "running", "restoring"})
+
+
+async def _workflow_pollers(client: Client, task_queue: str) -> int | None:
+    """How many workers poll the task queue for workflow tasks (None: the server did not say)."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+    try:
+        answer = await client.workflow_service.describe_task_queue(request,
+                                                                   timeout=timedelta(seconds=5))
+    except RPCError:
+        return None
+    return len(answer.pollers)
+
+
+async def _workflow_task_failure(handle: WorkflowHandle[Any, Any],
+                                 description: WorkflowExecutionDescription) -> str | None:
+    """Why the run's workflow task keeps failing, when it is being retried after a failure."""
+    pending = description.raw_description.pending_workflow_task
+    if not description.raw_description.HasField("pending_workflow_task") or pending.attempt < 2:
+        return None
+    failure: str | None = None
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_task_completed_event_attributes"):
+            failure = None  # an earlier failure that a later attempt got past
+        elif event.HasField("workflow_task_failed_event_attributes"):
+            message = event.workflow_task_failed_event_attributes.failure.message
+            failure = first_sentence(message) if message else "no message"
+    return failure
+
+
+async def wait_until_planned(client: Client, handle: WorkflowHandle[Any, Any], timeout: float,
+                             interval: float = 0.3) -> GameDayStatus:
+    """The run's status once it has planned (awaiting approval, or already running).
+
+    Raises a one-sentence `UserError` when planning failed or was refused, when the workflow task
+    keeps failing, or when no worker answered within `timeout` seconds."""
+    settings = Settings.from_env()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            current: GameDayStatus = await handle.query("status", result_type=GameDayStatus,
-                                                        rpc_timeout=timedelta(seconds=5))
-        except RPCError:
-            current = None  # type: ignore[assignment]
-        if current is not None:
-            for event in current.events:
-                if event.request_id == request_id:
-                    return event
-            if current.phase in CLOSED_PHASES:
-                return None
-        await asyncio.sleep(0.2)
-    return None
+    answered = False
+    current: GameDayStatus | None = None
+    while True:
+        description = await handle.describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            final = await final_status(handle, description)
+            raise UserError(f"GameDay {handle.id} {final.outcome} while planning: "
+                            f"{first_sentence(final.reason or 'no reason recorded')}")
+        stuck = await _workflow_task_failure(handle, description)
+        if stuck is not None:
+            attempt = description.raw_description.pending_workflow_task.attempt
+            raise UserError(f"GameDay {handle.id} cannot plan: its workflow task has failed "
+                            f"{attempt - 1} times ({stuck}); see the worker's log and end it with "
+                            f"`temporal workflow terminate --workflow-id {handle.id}`")
+        pollers = await _workflow_pollers(client, settings.task_queue)
+        remaining = deadline - time.monotonic()
+        if pollers != 0 and remaining > 0:
+            try:
+                current = await handle.query("status", result_type=GameDayStatus,
+                                             rpc_timeout=timedelta(seconds=max(1.0, min(5.0, remaining))))
+                answered = True
+            except RPCError:
+                current = None
+        if current is not None and current.phase in PLANNED_PHASES:
+            return current
+        if current is not None and current.phase in CLOSED_PHASES:
+            raise UserError(f"GameDay {handle.id} {current.phase} while planning: "
+                            f"{first_sentence(current.reason or 'no reason recorded')}")
+        if time.monotonic() >= deadline:
+            raise UserError(_no_plan_sentence(client, handle.id, settings, timeout, pollers, answered))
+        await asyncio.sleep(interval)
+
+
+def _no_plan_sentence(client: Client, run_id: str, settings: Settings, timeout: float,
+                      pollers: int | None, answered: bool) -> str:
+    if answered:
+        return (f"GameDay {run_id} is still planning after {timeout:.0f}s; follow it with "
+                f"`gameday status {run_id}` (or raise --timeout)")
+    address = client.service_client.config.target_host
+    polling = ("no worker polls it" if pollers == 0 else
+               "workers poll it but none answered; check their logs")
+    return (f"no gameday worker answered GameDay {run_id} within {timeout:.0f}s on task queue "
+            f"{settings.task_queue} ({polling}): start one with `gameday worker` with "
+            f"GAMEDAY_TASK_QUEUE={settings.task_queue} and TEMPORAL_ADDRESS={address}; the run "
+            f"plans when one does, or end it with `gameday abort {run_id}`")
+
+
+# --- approve, reject, abort: confirmed by the workflow (contract §9) --------------------------
+
+
+async def _update(handle: WorkflowHandle[Any, Any], name: str, payload: Any, what: str,
+                  timeout: float) -> UpdateAnswer:
+    """The workflow's answer to the `name` Update; a `UserError` when no worker answered in time,
+    the validator refused the payload, or the run has ended."""
+    try:
+        return await asyncio.wait_for(
+            handle.execute_update(name, payload, result_type=UpdateAnswer), timeout)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise UserError(f"no worker confirmed the {what} of GameDay {handle.id} within "
+                        f"{timeout:.0f}s; the run may still act on it when a worker picks it up "
+                        f"(check `gameday status {handle.id}`)") from exc
+    except WorkflowUpdateFailedError as exc:
+        raise UserError(f"{what} refused: {failure_sentence(exc)}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise RunEnded(f"GameDay {handle.id} has ended; nothing was recorded") from exc
+        raise UserError(f"Temporal refused the {what} of GameDay {handle.id}: "
+                        f"{first_sentence(exc.message)}") from exc
+
+
+async def _confirmed(handle: WorkflowHandle[Any, Any], name: str, payload: Any, what: str,
+                     timeout: float) -> UpdateAnswer:
+    answer = await _update(handle, name, payload, what, timeout)
+    if not answer.accepted:
+        raise UserError(f"{what} refused: {first_sentence(answer.detail)}")
+    return answer
 
 
 async def approve(client: Client, run_id: str, approver: str, step: str | None, note: str | None,
-                  plan_hash: str | None, timeout: float = 15) -> Event:
+                  plan_hash: str | None, timeout: float = 15) -> UpdateAnswer:
+    """The approval as the workflow recorded it; a `UserError` unless it counted."""
     handle = await _running(client, run_id)
-    request_id = uuid.uuid4().hex
-    await handle.signal("approve", Approve(approver=approver, step=step, note=note,
-                                           plan_hash=plan_hash, request_id=request_id))
-    event = await _answer(handle, request_id, timeout)
-    if event is None:
-        raise UserError(f"GameDay {run_id} did not confirm the approval within {timeout:.0f}s; "
-                        "check `gameday status`")
-    if event.kind != "approved":
-        raise UserError(f"approval refused: {event.detail}")
-    return event
+    payload = Approve(approver=approver, step=step, note=note, plan_hash=plan_hash,
+                      request_id=uuid.uuid4().hex)
+    return await _confirmed(handle, "approve", payload, "approval", timeout)
 
 
 async def reject(client: Client, run_id: str, approver: str, reason: str | None,
-                 timeout: float = 15) -> Event:
+                 timeout: float = 15) -> UpdateAnswer:
     handle = await _running(client, run_id)
-    request_id = uuid.uuid4().hex
-    await handle.signal("reject", Reject(approver=approver, reason=reason, request_id=request_id))
-    event = await _answer(handle, request_id, timeout)
-    if event is None:
-        raise UserError(f"GameDay {run_id} did not confirm the rejection within {timeout:.0f}s")
-    if event.kind != "rejected_by":
-        raise UserError(f"rejection refused: {event.detail}")
-    return event
+    payload = Reject(approver=approver, reason=reason, request_id=uuid.uuid4().hex)
+    return await _confirmed(handle, "reject", payload, "rejection", timeout)
 
 
-async def abort(client: Client, run_id: str, by: str, reason: str, timeout: float = 15) -> Event | None:
+async def abort(client: Client, run_id: str, by: str, reason: str, timeout: float = 15) -> UpdateAnswer:
     handle = await _running(client, run_id)
-    request_id = uuid.uuid4().hex
-    await handle.signal("abort", Abort(by=by, reason=reason, request_id=request_id))
-    return await _answer(handle, request_id, timeout)
+    payload = Abort(by=by, reason=reason, request_id=uuid.uuid4().hex)
+    return await _confirmed(handle, "abort", payload, "abort", timeout)
 
 
 async def follow(client: Client, run_id: str, on_event: Callable[[Event], None],
@@ -216,11 +354,8 @@ async def follow(client: Client, run_id: str, on_event: Callable[[Event], None],
     while True:
         description = await handle.describe()
         closed = description.status != WorkflowExecutionStatus.RUNNING
-        if closed and description.status != WorkflowExecutionStatus.COMPLETED:
-            state = description.status.name.lower() if description.status else "closed"
-            raise UserError(f"GameDay {run_id} ended as {state} without a result")
         try:
-            current = await (handle.result() if closed else handle.query(
+            current = await (final_status(handle, description) if closed else handle.query(
                 "status", result_type=GameDayStatus, rpc_timeout=timedelta(seconds=10)))
         except RPCError:
             await asyncio.sleep(interval)
@@ -235,17 +370,22 @@ async def follow(client: Client, run_id: str, on_event: Callable[[Event], None],
         await asyncio.sleep(interval)
 
 
-async def sweep(client: Client, restore: bool, timeout: float = 600) -> Any:
+async def sweep(client: Client, restore: bool, clouds: list[str] | None = None,
+                timeout: float = 600) -> Any:
+    """Sweep the clouds named (none: every cloud the worker has configured)."""
     from gameday.sweep import SweepInput, SweepReport
 
     settings = Settings.from_env()
     try:
         return await client.execute_workflow(
-            "GameDaySweepWorkflow", SweepInput(restore=restore),
+            "GameDaySweepWorkflow", SweepInput(restore=restore, clouds=clouds or []),
             id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
             result_type=SweepReport, execution_timeout=timedelta(seconds=timeout))
     except WorkflowFailureError as exc:
-        raise UserError(f"the sweep did not finish: {exc.cause}") from exc
+        if "timed out" in failure_sentence(exc).lower():
+            raise UserError(f"the sweep did not finish within {timeout:.0f}s; is a gameday worker "
+                            f"running on task queue {settings.task_queue}?") from exc
+        raise UserError(f"the sweep did not finish: {failure_sentence(exc)}") from exc
 
 
 async def running_gamedays(client: Client) -> list[str]:
@@ -255,27 +395,36 @@ async def running_gamedays(client: Client) -> list[str]:
 
 async def abort_all(client: Client, by: str, reason: str,
                     on_done: Callable[[str, GameDayStatus | None, float | None], None],
-                    timeout: float = 300) -> list[GameDayStatus]:
-    """Abort every running GameDay at once; report each with seconds from signal to last restore
-    (a run that has not closed within `timeout` is reported with no status)."""
+                    timeout: float = 300,
+                    on_error: Callable[[str, str], None] | None = None) -> list[GameDayStatus]:
+    """Abort every running GameDay at once, the aborts sent concurrently.
+
+    Each run is reported with the seconds from the moment this command sent its abort until the
+    run closed (its faults restored): a worker that is slow to pick the abort up shows in the
+    figure. A run that has not closed within `timeout` is reported with no status; a run whose
+    abort was refused, or that closed without a status, goes to `on_error` with the sentence."""
     ids = await running_gamedays(client)
 
     async def one(run_id: str) -> GameDayStatus | None:
-        request_id = uuid.uuid4().hex
         handle = client.get_workflow_handle(run_id, result_type=GameDayStatus)
+        payload = Abort(by=by, reason=reason, request_id=uuid.uuid4().hex)
+        sent = time.monotonic()
         try:
-            await handle.signal("abort", Abort(by=by, reason=reason, request_id=request_id))
-        except RPCError:
-            return None  # it closed between the listing and the signal
-        try:
-            final: GameDayStatus = await asyncio.wait_for(handle.result(), timeout)
+            answer = await _update(handle, "abort", payload, "abort", timeout)
+            if not answer.accepted:
+                raise UserError(f"abort refused: {first_sentence(answer.detail)}")
+            left = max(0.0, timeout - (time.monotonic() - sent))
+            final = await asyncio.wait_for(_result(handle), left)
+        except RunEnded:
+            return None  # it closed between the listing and the abort
         except TimeoutError:
             on_done(run_id, None, None)
             return None
-        signalled = next((e.at for e in final.events if e.request_id == request_id), None)
-        restores = [e.at for e in final.events if e.kind == "restored"]
-        seconds = (max(restores) - signalled).total_seconds() if signalled and restores else None
-        on_done(run_id, final, seconds)
+        except UserError as exc:
+            if on_error is not None:
+                on_error(run_id, str(exc))
+            return None
+        on_done(run_id, final, time.monotonic() - sent)
         return final
 
     results = await asyncio.gather(*(one(run_id) for run_id in ids))

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from gameday.errors import first_sentence
 from gameday.status import Event, GameDayStatus
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def event_line(event: Event) -> str:
-    return f"{event.at:%H:%M:%S} {event.kind:<18} {event.detail}"
+    return f"{event.at:%H:%M:%S} {event.kind:<18} {first_sentence(event.detail)}"
 
 
 def print_plan(result: Any) -> None:
@@ -34,7 +37,15 @@ def print_plan(result: Any) -> None:
             table.add_row(resource.id, resource.name or "", detail)
         console.print(table)
     for problem in result.problems:
-        console.print(f"[red]refused:[/red] {problem}")
+        console.print("[red]refused:[/red] " + escape(problem_sentence(problem)))
+
+
+def problem_sentence(problem: str) -> str:
+    """A plan's problem as one sentence: its first line, with a `step X: ` prefix said once even
+    when both the planner and the activity put it there."""
+    sentence = first_sentence(problem)
+    found = re.match(r"(step [^:\s]+: )(?:\1)+", sentence)
+    return found.group(1) + sentence[found.end():] if found else sentence
 
 
 def _kinds(resources: list[Any]) -> str:
@@ -46,7 +57,7 @@ def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
     console.print(f"[bold]{run_id}[/bold] ({status.runbook}): [bold]{status.phase}[/bold]"
                   + (f", outcome {status.outcome}" if status.outcome else ""))
     if status.reason:
-        console.print(f"reason: {status.reason}")
+        console.print("reason: " + escape(first_sentence(status.reason)))
     if status.pending_approval:
         flag = "" if status.pending_approval == "start" else f" --step {status.pending_approval}"
         console.print(f"awaiting approval of [bold]{status.pending_approval}[/bold]: "
@@ -55,8 +66,8 @@ def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
         console.print(f"plan: {status.plan_hash}")
     console.print(f"deadline: every fault restored by {status.deadline:%Y-%m-%d %H:%M:%S} UTC")
     if status.outcome:
-        console.print(f"hypothesis held: {status.hypothesis_held}; every fault restored: "
-                      f"{status.restored}")
+        held = "not tested" if status.hypothesis_held is None else status.hypothesis_held
+        console.print(f"hypothesis held: {held}; every fault restored: {status.restored}")
     table = Table(box=None, header_style="bold")
     for column in ("step", "action", "cloud", "state", "resources"):
         table.add_column(column)

@@ -113,3 +113,46 @@ def test_a_scheduled_sweep_restores_on_its_own(aws, client, runner, task_queue, 
             await client.get_schedule_handle(schedule_id).delete()
 
     assert runner.run(scenario(), timeout=120)
+
+
+@pytest.fixture
+def only_aws(monkeypatch, sweep_env, tmp_path):
+    """A worker and a CLI that have AWS (moto) and nothing else: no GCP or Azure endpoint, no
+    Application Default Credentials, no Azure login."""
+    for name in ("GAMEDAY_GCP_ENDPOINT", "GAMEDAY_AZURE_ENDPOINT", "GAMEDAY_AZURE_CA_BUNDLE",
+                 "GAMEDAY_SWEEP_GCP_PROJECTS", "GAMEDAY_ALLOWED_GCP_PROJECTS",
+                 "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS", "GAMEDAY_ALLOWED_AZURE_SUBSCRIPTIONS",
+                 "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+                 "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "empty"))
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "empty"))
+    return dict(os.environ)
+
+
+def test_a_user_of_one_cloud_sweeps_it_and_hears_which_were_skipped(aws, client, runner, task_queue,
+                                                                   only_aws):
+    before = acl_snapshot()
+    runner.run(_leave_behind(client, task_queue, "us-east-1b"), timeout=120)
+
+    def gameday(*args):
+        return subprocess.run([sys.executable, "-m", "gameday.cli", *args], env=only_aws,
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    listed = gameday("sweep")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("network-acl") == 2
+    skipped = [line for line in listed.stderr.splitlines() if "skipped" in line]
+    assert [line.split(":")[1:3] for line in skipped] == [[" sweep", " skipped gcp"],
+                                                          [" sweep", " skipped azure"]]
+    assert "GOOGLE_APPLICATION_CREDENTIALS names" in skipped[0]
+    restored = gameday("sweep", "--restore", "--cloud", "aws")
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.count("(restored)") == 2 and "skipped" not in restored.stderr
+    assert acl_snapshot() == before
+    asked = gameday("sweep", "--cloud", "gcp")  # asked for by name: tried, and its failure told
+    assert asked.returncode == 1
+    assert asked.stderr.startswith("gameday: sweep: gcp: ")
+    assert len(asked.stderr.splitlines()) == 1
