@@ -21,7 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities import CLOUDS, cloud_activities
@@ -42,6 +45,12 @@ CLOUD_LIMITS = {
     "gcp": (16, 20.0),    # about 1,500 Compute Engine mutations per minute per project
     "azure": (8, 5.0),    # ARM writes: 200 burst, then 10 per second per subscription
 }
+
+
+STICKY_TIMEOUT = timedelta(seconds=2)
+"""How long a workflow task waits for the worker that has its run cached before any worker of the
+queue may take it (temporalio's default is 10 s). A worker that was SIGKILLed still looks cached
+to the server: each of its runs' next tasks, an abort among them, waits this long for it."""
 
 
 def cloud_limits(cloud: str) -> tuple[int, float]:
@@ -87,13 +96,35 @@ def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor,
 
         workers.append(Worker(client, task_queue=task_queue, workflows=all_workflows(),
                               activities=[*general_activities(), *RunStateActivities(client).all()],
-                              **common))
+                              sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT, **common))
     for cloud, activities in cloud_activities([r for r in roles if r in CLOUDS]).items():
         concurrent, rate = cloud_limits(cloud)
         workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}", activities=activities,
                               max_concurrent_activities=concurrent,
                               max_task_queue_activities_per_second=rate, **common))
     return workers
+
+
+async def take_over_runs(client: Client, task_queue: str) -> int:
+    """Send the next task of every workflow running on `task_queue` to the whole queue, so that
+    none waits for a worker that died with its run cached (an abort sent now is handled by
+    whichever worker is up, not after `STICKY_TIMEOUT`). A live worker that had one of them cached
+    replays it once. Best effort: how many runs were taken over."""
+    query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
+    taken = 0
+    try:
+        async for run in client.list_workflows(query):
+            execution = WorkflowExecution(workflow_id=run.id, run_id=run.run_id)
+            try:
+                await client.workflow_service.reset_sticky_task_queue(ResetStickyTaskQueueRequest(
+                    namespace=client.namespace, execution=execution))
+                taken += 1
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: it closed meanwhile
+                    raise
+    except RPCError as error:
+        log.warning("could not take over the running workflows of %s: %s", task_queue, error)
+    return taken
 
 
 async def run_worker(roles: Sequence[str] = ALL_ROLES) -> None:
@@ -123,6 +154,9 @@ async def run_worker(roles: Sequence[str] = ALL_ROLES) -> None:
             log.info("gameday worker on task queue %s (roles %s), namespace %s",
                      ", ".join(task_queues(settings.task_queue, roles)), ", ".join(roles),
                      settings.namespace)
+            if "workflows" in roles:
+                taken = await take_over_runs(client, settings.task_queue)
+                log.info("took over %d running workflows of %s", taken, settings.task_queue)
             await stop.wait()
             log.info("stopping the worker")
 

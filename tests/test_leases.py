@@ -6,6 +6,7 @@ from tests.support.gameday import (
     abort,
     approve,
     aws_zone_step,
+    final,
     phase_is,
     runbook,
     start,
@@ -38,18 +39,18 @@ def test_a_second_gameday_on_the_same_zone_is_refused_naming_the_holder(aws, cli
         second = await start(client, runbook(region), task_queue)
         await wait_for(second, phase_is("awaiting_approval"))
         await approve(second)
-        refused = await second.result()
+        refused = await final(second)
         elsewhere = await start(client, runbook(aws_zone_step(step_id="other", zone="us-east-1b",
                                                               duration="1s")), task_queue)
         await wait_for(elsewhere, phase_is("awaiting_approval"))
         await approve(elsewhere)
-        other_zone = await elsewhere.result()
+        other_zone = await final(elsewhere)
         await abort(first)
-        await first.result()
+        await final(first)
         third = await start(client, runbook(region | {"duration": "1s"}), task_queue)
         await wait_for(third, phase_is("awaiting_approval"))
         await approve(third)
-        return first.id, refused, other_zone, await third.result()
+        return first.id, refused, other_zone, await final(third)
 
     first_id, refused, other_zone, after = runner.run(scenario(), timeout=180)
     assert refused.outcome == "failed"
@@ -72,7 +73,7 @@ def test_a_dead_holder_is_evicted(aws, client, runner, task_queue):
         successor = await start(client, runbook(aws_zone_step(duration="1s")), task_queue)
         await wait_for(successor, phase_is("awaiting_approval"))
         await approve(successor)
-        return await successor.result()
+        return await final(successor)
 
     result = runner.run(scenario(), timeout=180)
     assert result.outcome == "completed"
@@ -98,7 +99,7 @@ def test_abort_all_stops_every_running_gameday_and_reports_restore_times(aws, cl
         await operations.abort_all(client, "ic@example.com", "kill switch drill",
                                    lambda run, final, seconds: reports.__setitem__(run, seconds),
                                    timeout=30)
-        return [await h.result() for h in handles], [h.id for h in handles]
+        return [await final(h) for h in handles], [h.id for h in handles]
 
     finals, ids = runner.run(scenario(), timeout=180)
     assert all(f.outcome == "aborted" and f.restored for f in finals)
