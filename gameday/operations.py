@@ -8,15 +8,17 @@ Every failure a user can cause (no such run, a closed run, a refused approval, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ResetStickyTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -315,6 +317,15 @@ async def _update(handle: WorkflowHandle[Any, Any], name: str, payload: Any, wha
                         f"{first_sentence(exc.message)}") from exc
 
 
+async def _unstick(client: Client, run_id: str) -> None:
+    """Let any live worker take the run's next task: if the worker that has the run cached died,
+    its sticky queue would hold an abort until the sticky timeout. Costs one replay at most."""
+    request = ResetStickyTaskQueueRequest(namespace=client.namespace,
+                                          execution=WorkflowExecution(workflow_id=run_id))
+    with contextlib.suppress(RPCError):
+        await client.workflow_service.reset_sticky_task_queue(request)
+
+
 async def _confirmed(handle: WorkflowHandle[Any, Any], name: str, payload: Any, what: str,
                      timeout: float) -> UpdateAnswer:
     answer = await _update(handle, name, payload, what, timeout)
@@ -342,6 +353,7 @@ async def reject(client: Client, run_id: str, approver: str, reason: str | None,
 async def abort(client: Client, run_id: str, by: str, reason: str, timeout: float = 15) -> UpdateAnswer:
     handle = await _running(client, run_id)
     payload = Abort(by=by, reason=reason, request_id=uuid.uuid4().hex)
+    await _unstick(client, run_id)
     return await _confirmed(handle, "abort", payload, "abort", timeout)
 
 
@@ -410,6 +422,7 @@ async def abort_all(client: Client, by: str, reason: str,
         payload = Abort(by=by, reason=reason, request_id=uuid.uuid4().hex)
         sent = time.monotonic()
         try:
+            await _unstick(client, run_id)
             answer = await _update(handle, "abort", payload, "abort", timeout)
             if not answer.accepted:
                 raise UserError(f"abort refused: {first_sentence(answer.detail)}")
