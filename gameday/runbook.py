@@ -3,7 +3,11 @@
 A closed set of pydantic models (unknown fields are errors) for contract §3. Targets are
 discriminated by `cloud`, steps by `action`; a list item with `parallel` is a group of steps that
 start together. Everything a runbook can get wrong on its own is caught here, before any cloud is
-asked anything; what needs a cloud (does the zone have subnets?) is checked by `plan`.
+asked anything: identities (normalised, distinct), step ids another unit of the run could have
+(gameday.units), targets outside the runbook's own guardrails, durations beyond max_duration (at most
+7 days), faults held for no time. What needs a cloud (does the zone have subnets?) is checked by
+`plan`. The workflow validates its input with these same models, so every check is deterministic and
+reads neither the environment nor files (`${VAR}` is filled in by the loader).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gameday.durations import Duration
+from gameday.durations import Duration, format_duration
+from gameday.identity import Identity, normalize_identity
+from gameday.units import UnitStep, unit_id_problems, zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
 FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region"]
@@ -71,6 +79,8 @@ AzureSubscription = Annotated[
 AzureResourceGroup = Annotated[str, Field(min_length=1, max_length=90)]
 AzureZone = Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^[1-3]$")]
 Tags = dict[str, Annotated[str, BeforeValidator(_as_text)]]
+Count = Annotated[int, Field(strict=True)]
+"""A number of things: YAML's `true` is not 1."""
 
 
 class Strict(BaseModel):
@@ -239,14 +249,13 @@ class BlackholeRegionStep(FaultStepBase):
     target: RegionTarget
 
     def zone_step(self, zone: str) -> BlackholeZoneStep:
-        return BlackholeZoneStep(id=zone_step_id(self.id, zone), action="blackhole_zone",
+        return BlackholeZoneStep(id=zone_unit_id(self.id, zone), action="blackhole_zone",
                                  target=self.target.zone_target(zone), duration=self.duration,
                                  description=self.description)
 
 
-def zone_step_id(step_id: str, zone: str) -> str:
-    """The id under which one zone of a region step is checkpointed and tagged."""
-    return f"{step_id}-{zone}"
+zone_step_id = zone_unit_id
+"""The id under which one zone of a region step is checkpointed and tagged (see gameday.units)."""
 
 
 class EvacuateRegionStep(FaultStepBase):
@@ -292,7 +301,7 @@ class Guardrails(Strict):
     aws_accounts: list[AwsAccount] = []
     gcp_projects: list[GcpProject] = []
     azure_subscriptions: list[AzureSubscription] = []
-    max_resources_per_step: int = Field(500, ge=1)
+    max_resources_per_step: Count = Field(500, ge=1)
 
 
 class HttpProbe(Strict):
@@ -350,13 +359,24 @@ class Probe(Strict):
         return self
 
 
+SHORTEST_INTERVAL = timedelta(seconds=1)
+
+
 class SteadyState(Strict):
     interval: Duration = timedelta(seconds=15)
-    tolerance: int = Field(2, ge=1, description="consecutive failed checks that abort the GameDay")
+    tolerance: Count = Field(2, ge=1, description="consecutive failed checks that abort the GameDay")
     recovery_timeout: Duration = Field(
         timedelta(minutes=2), description="after the restore, how long the probes may take to pass"
     )
     probes: list[Probe] = Field(min_length=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_second(cls, interval: timedelta) -> timedelta:
+        if interval < SHORTEST_INTERVAL:
+            raise ValueError(f"{format_duration(interval)} is too short; check the steady state at "
+                             f"most once every {format_duration(SHORTEST_INTERVAL)}")
+        return interval
 
     @field_validator("probes")
     @classmethod
@@ -396,15 +416,21 @@ class Notify(Strict):
     events: list[NotifyEvent] = Field(["approval", "abort", "end"], min_length=1)
 
 
+Loc = tuple[str | int, ...]
+
+
 class Runbook(Strict):
     """A whole GameDay, as the incident commander approves it."""
 
     name: str = Field(pattern=SLUG)
     description: str | None = None
-    approvers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
-    approvals_required: int = Field(1, ge=1, description="distinct approvers needed per gate")
+    approvers: list[Identity] = Field(
+        min_length=1, description="identities allowed to approve, compared without case and "
+        "surrounding spaces")
+    approvals_required: Count = Field(1, ge=1, description="distinct approvers needed per gate")
     approval_timeout: Duration = timedelta(minutes=30)
-    max_duration: Duration
+    max_duration: Duration = Field(description="at most 168h (7 days): every fault is restored by "
+                                   "start + max_duration")
     guardrails: Guardrails
     steady_state: SteadyState | None = None
     drift_interval: Duration | None = Field(
@@ -415,35 +441,35 @@ class Runbook(Strict):
     schedule: RunbookSchedule | None = None
     steps: list[Item] = Field(min_length=1)
 
-    @field_validator("approvers")
+    @field_validator("drift_interval")
     @classmethod
-    def _distinct_approvers(cls, approvers: list[str]) -> list[str]:
-        lowered = [a.strip().lower() for a in approvers]
-        if len(set(lowered)) != len(lowered):
-            raise ValueError("approvers must be distinct")
-        return approvers
+    def _drift_at_least_a_second(cls, interval: timedelta | None) -> timedelta | None:
+        if interval is not None and interval < SHORTEST_INTERVAL:
+            raise ValueError(f"{format_duration(interval)} is too short; look for new resources at "
+                             f"most once every {format_duration(SHORTEST_INTERVAL)}")
+        return interval
 
     @model_validator(mode="after")
     def _consistent(self) -> Runbook:
-        if self.approvals_required > len(self.approvers):
-            raise ValueError(
-                f"approvals_required is {self.approvals_required} but only "
-                f"{len(self.approvers)} approvers are listed"
-            )
-        seen: set[str] = set()
-        for step in self.all_steps():
-            if step.id in seen:
-                raise ValueError(f"step id {step.id!r} is used more than once")
-            seen.add(step.id)
-        needed = self.minimum_duration()
-        if needed > self.max_duration:
-            from gameday.durations import format_duration
-
-            raise ValueError(
-                f"the steps take at least {format_duration(needed)} but max_duration is "
-                f"{format_duration(self.max_duration)}"
-            )
+        """Everything wrong across fields, each a problem at the field it is about."""
+        problems = [
+            *self._approver_problems(),
+            *self._unit_id_problems(),
+            *self._guardrail_problems(),
+            *self._duration_problems(),
+            *self._held_for_no_time(),
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=PydanticCustomError("runbook", "{message}", {"message": message}),
+                                 loc=loc, input=None)
+                for loc, message in problems
+            ])
         return self
+
+    def approver_ids(self) -> list[str]:
+        """The approvers' identities, normalised (contract §7): what signals are compared with."""
+        return [normalize_identity(a) for a in self.approvers]
 
     def all_steps(self) -> list[FaultStep | WaitStep]:
         steps: list[FaultStep | WaitStep] = []
@@ -459,11 +485,103 @@ class Runbook(Strict):
 
     def minimum_duration(self) -> timedelta:
         """The least time the steps need: sequential items add up, a group takes its longest."""
-        total = timedelta()
-        for item in self.steps:
+        return sum((_item_time(item) for item in self.steps), timedelta())
+
+    # --- the checks behind _consistent ---------------------------------------------------------
+
+    def _located_steps(self) -> list[tuple[Loc, FaultStep | WaitStep]]:
+        located: list[tuple[Loc, FaultStep | WaitStep]] = []
+        for index, item in enumerate(self.steps):
+            if isinstance(item, ParallelGroup):
+                located += [(("steps", index, "parallel", i), s) for i, s in enumerate(item.parallel)]
+            else:
+                located.append((("steps", index), item))
+        return located
+
+    def _approver_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        seen: set[str] = set()
+        for index, identity in enumerate(self.approver_ids()):
+            if identity in seen:
+                problems.append((("approvers", index), f"{identity} is listed more than once "
+                                 "(approvers are compared without case and surrounding spaces)"))
+            seen.add(identity)
+        if self.approvals_required > len(seen):
+            problems.append((("approvals_required",), f"approvals_required is {self.approvals_required} "
+                             f"but only {len(seen)} distinct approvers are listed"))
+        return problems
+
+    def _unit_id_problems(self) -> list[tuple[Loc, str]]:
+        located = self._located_steps()
+        steps = [
+            UnitStep(s.id, s.target.cloud, s.target.region) if isinstance(s, BlackholeRegionStep)
+            else UnitStep(s.id)
+            for _, s in located
+        ]
+        return [((*located[p.step][0], "id"), p.message) for p in unit_id_problems(steps)]
+
+    def _guardrail_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        for loc, step in self._located_steps():
+            if isinstance(step, WaitStep):
+                continue
+            cloud = step.target.cloud
+            field, allowed = {
+                "aws": ("account", self.guardrails.aws_accounts),
+                "gcp": ("project", self.guardrails.gcp_projects),
+                "azure": ("subscription", self.guardrails.azure_subscriptions),
+            }[cloud]
+            scope = target_scope(step.target)
+            if scope.lower() not in {a.lower() for a in allowed}:
+                listed = ", ".join(allowed) or "none listed"
+                problems.append(((*loc, "target", field), f"{cloud} {field} {scope} is not in the "
+                                 f"runbook's guardrails (guardrails.{cloud}_{field}s: {listed})"))
+        return problems
+
+    def _duration_problems(self) -> list[tuple[Loc, str]]:
+        longest = self.max_duration
+        limit = format_duration(longest)
+        problems: list[tuple[Loc, str]] = []
+        needed = self.minimum_duration()
+        if needed > longest:
+            problems.append((("max_duration",), f"the steps take at least {format_duration(needed)} "
+                             f"but max_duration is {limit}"))
+        if self.steady_state is not None:
+            timed: list[tuple[Loc, timedelta | None]] = [
+                (("steady_state", "interval"), self.steady_state.interval)]
+            for index, probe in enumerate(self.steady_state.probes):
+                for kind in PROBE_KINDS:
+                    check = getattr(probe, kind)
+                    for field in ("timeout", "max_latency"):
+                        timed.append((("steady_state", "probes", index, kind, field),
+                                      getattr(check, field, None)))
+            problems += [(loc, f"{format_duration(value)} is longer than max_duration ({limit})")
+                         for loc, value in timed if value is not None and value > longest]
+        return problems
+
+    def _held_for_no_time(self) -> list[tuple[Loc, str]]:
+        """Faults held until the run ends, with nothing after them that takes time: injected and
+        restored at once, they would test nothing while the run says it held them."""
+        problems: list[tuple[Loc, str]] = []
+        for index, item in enumerate(self.steps):
+            later = sum((_item_time(i) for i in self.steps[index + 1:]), timedelta())
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
-            total += max((s.duration or timedelta() for s in members), default=timedelta())
-        return total
+            for position, step in enumerate(members):
+                if isinstance(step, WaitStep) or step.held_for is not None:
+                    continue
+                beside = max((s.duration or timedelta() for s in members if s is not step),
+                             default=timedelta())
+                if later + beside <= timedelta():
+                    loc: Loc = (("steps", index, "parallel", position) if isinstance(item, ParallelGroup)
+                                else ("steps", index))
+                    problems.append(((*loc, "id"), f"step {step.id!r} is held for no time: nothing "
+                                     "after it takes time; give it a duration"))
+        return problems
+
+
+def _item_time(item: FaultStep | WaitStep | ParallelGroup) -> timedelta:
+    members = item.parallel if isinstance(item, ParallelGroup) else [item]
+    return max((s.duration or timedelta() for s in members), default=timedelta())
 
 
 def target_scope(target: Target) -> str:

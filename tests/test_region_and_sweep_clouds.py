@@ -91,15 +91,19 @@ def _restored_order(result) -> list[str]:
     return [e.detail.split(":")[0] for e in result.events if e.kind == "restored"]
 
 
+THEN_WAIT = {"id": "then-wait", "action": "wait", "duration": "1m"}
+"""After a step with no duration, so that it is held for some time and the runbook validates."""
+
+
 def _resolve(fault: Any, step: dict[str, Any]):
-    book = runbook(step)
+    book = runbook(step, THEN_WAIT)
     [fault_step] = book.fault_steps()
     return fault.resolve(StepRequest(run_id=RUN, step=fault_step, guardrails=book.guardrails))
 
 
 def _applied_zone(fault: Any, step: dict[str, Any]) -> FaultRequest:
     """Prepare and apply one zone step as the workflow does, outside Temporal."""
-    book = runbook(step)
+    book = runbook(step, THEN_WAIT)
     [fault_step] = book.fault_steps()
     resolved = fault.resolve(StepRequest(run_id=RUN, step=fault_step, guardrails=book.guardrails))
     checkpoint = fault.prepare(PrepareRequest(run_id=RUN, step=fault_step, resolved=resolved,
