@@ -17,6 +17,10 @@ the topology of `bench.topology`, then
 
 Prints a table and writes `bench/RESULTS.md` (`--out`). `--py-spy PATH` samples the emulators,
 moto and the worker with py-spy during the first GameDay at the largest N.
+
+`--realistic` runs `bench.realistic` instead: the lab's realistic mode (the clouds' rate limits),
+inject and restore as ratios to the buckets' bound, throttle answers, abort → first restore call
+while the inject saturates; it replaces only its own section of `bench/RESULTS.md`.
 """
 
 from __future__ import annotations
@@ -836,7 +840,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="no further repeat at an N once its GameDays took this many seconds")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="--json files of earlier runs whose results join the report")
+    parser.add_argument("--realistic", action="store_true",
+                        help="against the clouds' rate limits (bench.realistic); --repeats aborts "
+                             "while saturating per N")
     args = parser.parse_args(argv)
+    if args.realistic:
+        from bench import realistic
+
+        realistic.main(args.n, args.repeats, args.timeout, args.out, args.json)
+        os._exit(0)  # the Temporal SDK can abort a finalizing interpreter (sdk-python#300)
     results = [Result(**item) for path in args.include for item in json.loads(path.read_text())]
     largest = max(args.n, default=0)
     for n in args.n:

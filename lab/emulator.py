@@ -5,7 +5,12 @@ cloud's format. The base adds what every emulator needs: JSON in and out, option
 around state, fault injection (`lab.faults`) and an admin API under `/_emulator/`:
 
 - `POST /_emulator/faults` with a `FaultConfig` body sets the injected failures and latency;
-- `GET /_emulator/calls` lists the calls served (arrival time, method, path, key, status, injected);
+- `POST /_emulator/limits` with a `lab.realistic.RealisticConfig` body turns the realistic mode
+  (latency and the cloud's documented rate limits) on or off; `GET /_emulator/limits` shows it
+  with the calls served and throttled per bucket category; `DELETE /_emulator/limits` zeroes
+  those counters;
+- `GET /_emulator/calls` lists the calls served (arrival time, method, path, key, status, injected,
+  throttled);
 - `DELETE /_emulator/calls` clears that list; `POST /_emulator/reset` clears all state;
 - `GET /_emulator/health` answers 200 once the server serves.
 """
@@ -21,12 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
 from lab.faults import FaultConfig, FaultInjector, FaultRule
+from lab.realistic import Bucket, Decision, RateCall, RateLimiter, RealisticConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,8 @@ class Emulator:
     """Base of the lab's emulators: routing, JSON, TLS, faults, call log and admin endpoints."""
 
     name = "emulator"
+    rate_limits: ClassVar[dict[str, Bucket]] = {}
+    """The cloud's documented buckets by category, used in realistic mode."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  certfile: str | None = None, keyfile: str | None = None):
@@ -95,6 +103,7 @@ class Emulator:
         self.keyfile = keyfile
         self.lock = threading.RLock()
         self.faults = FaultInjector()
+        self.limits = RateLimiter(dict(self.rate_limits))
         self.routes: list[Route] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -110,6 +119,19 @@ class Emulator:
     def reset(self) -> None:
         """Forget every resource; subclasses clear their own state and call this."""
 
+    def rate_call(self, request: Request) -> RateCall | None:
+        """The bucket a call draws from in realistic mode; None: neither limited nor delayed."""
+        return None
+
+    def throttled_response(self, request: Request, decision: Decision) -> Response:
+        """An over-limit call answered exactly as the cloud answers it."""
+        return Response(429, self.error_body(ApiError(429, "TooManyRequests", "Rate exceeded")),
+                        {"Retry-After": str(decision.retry_after_seconds)})
+
+    def rate_headers(self, decision: Decision) -> dict[str, str]:
+        """Headers that tell the client its remaining budget (ARM's `x-ms-ratelimit-*`)."""
+        return {}
+
     # --- routing -------------------------------------------------------------------------
 
     def add_route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -118,12 +140,27 @@ class Emulator:
     def dispatch(self, request: Request) -> Response:
         if request.path.startswith("/_emulator/"):
             return self._admin(request)
+        decision = self.limits.decide(self.rate_call(request)) if self.limits.enabled else None
+        if decision is not None and decision.delay:
+            time.sleep(decision.delay)
+        if decision is not None and decision.throttled:
+            response = self.throttled_response(request, decision)
+            response.headers["X-Gameday-Throttled"] = "1"
+            return response
         injection = self.faults.decide(self.fault_key(request))
         if injection.delay:
             time.sleep(injection.delay)
         if injection.rule is not None:
             return self._injected(injection.rule, request)
-        return self.handle(request)
+        if decision is None or decision.call is None:
+            return self.handle(request)
+        try:
+            response = self.handle(request)
+        except ApiError as error:
+            error.headers.update(self.rate_headers(decision))
+            raise
+        response.headers.update(self.rate_headers(decision))
+        return response
 
     def handle(self, request: Request) -> Response:
         """Answer a request from the routes (under the state lock); a proxy overrides this."""
@@ -166,6 +203,17 @@ class Emulator:
             return Response(200, self.faults.config.model_dump())
         if action == "faults" and request.method == "GET":
             return Response(200, self.faults.config.model_dump())
+        if action == "limits" and request.method == "POST":
+            try:
+                self.limits.configure(RealisticConfig.model_validate(request.json()))
+            except (ValidationError, ValueError) as exc:
+                raise ApiError(400, "invalid", str(exc)) from exc
+            return Response(200, self.limits.report())
+        if action == "limits" and request.method == "GET":
+            return Response(200, self.limits.report())
+        if action == "limits" and request.method == "DELETE":
+            self.limits.clear_counts()
+            return Response(204)
         if action == "calls" and request.method == "GET":
             return Response(200, {"calls": self.faults.call_log()})
         if action == "calls" and request.method == "DELETE":
@@ -175,6 +223,7 @@ class Emulator:
             with self.lock:
                 self.reset()
             self.faults.configure(FaultConfig())
+            self.limits.configure(RealisticConfig())
             self.faults.clear_calls()
             return Response(204)
         raise ApiError(404, "NotFound", f"no such admin path: {request.path}")
@@ -263,7 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(500, owner.error_body(error))
         if not request.path.startswith("/_emulator/"):
             owner.faults.record(request.method, request.path, owner.fault_key(request),
-                                response.status, "X-Gameday-Injected" in response.headers, arrived)
+                                response.status, "X-Gameday-Injected" in response.headers, arrived,
+                                throttled="X-Gameday-Throttled" in response.headers)
         self._send(response)
 
     def _send(self, response: Response) -> None:

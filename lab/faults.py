@@ -55,6 +55,8 @@ class CallRecord:
     key: str
     status: int
     injected: bool
+    throttled: bool = False
+    """Refused by the realistic mode's rate limit (`lab.realistic`)."""
 
 
 @dataclass
@@ -96,11 +98,11 @@ class FaultInjector:
             return injection
 
     def record(self, method: str, path: str, key: str, status: int, injected: bool,
-               at: float | None = None) -> None:
+               at: float | None = None, throttled: bool = False) -> None:
         """Log one call served; `at` is when it arrived (epoch seconds), now if not given."""
         with self._lock:
             self.calls.append(CallRecord(time.time() if at is None else at, method, path, key,
-                                         status, injected))
+                                         status, injected, throttled))
 
     def call_log(self) -> list[dict[str, Any]]:
         with self._lock:

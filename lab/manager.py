@@ -3,6 +3,10 @@ Azure emulators, the "shop" whose health follows the faults, and the worker spli
 process for the workflows and one per cloud, as in production: each cloud's SDK in one process
 only, each with its log `worker-<role>.log`), all on loopback, started in the background and seeded.
 
+`up(realistic=True)` (`gameday lab up --realistic`) turns on the realistic mode of the AWS proxy
+and both emulators once the topology is seeded: per-call latency and the clouds' documented rate
+limits, over-limit calls answered as each cloud does (`lab.realistic`).
+
 State (pids, ports, variables) lives in one JSON file in the lab's directory
 (`GAMEDAY_LAB_DIR`, default `~/.local/state/gameday/lab`), so `status`, `env` and `down` work
 from any shell.
@@ -12,13 +16,16 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from gameday.config import WORKER_ROLES
 from gameday.errors import UserError
+from lab.realistic import RealisticConfig
 from lab.services import (
     LOOPBACK,
     Service,
@@ -82,11 +89,11 @@ class Lab:
             raise UserError("the lab is not up; start it with `gameday lab up`")
         processes = {name: {"pid": pid, "running": _alive(pid)} for name, pid in state["pids"].items()}
         return {**state["endpoints"], "directory": str(self.directory), "processes": processes,
-                "env": state["env"]}
+                "realistic": state.get("realistic", False), "env": state["env"]}
 
     # --- up and down ---------------------------------------------------------------------
 
-    def up(self, seed: bool = True) -> dict[str, Any]:
+    def up(self, seed: bool = True, realistic: bool = False) -> dict[str, Any]:
         state = self._read()
         if state and any(_alive(pid) for pid in state["pids"].values()):
             raise UserError(f"the lab is already up ({self.directory}); stop it with `gameday lab down`")
@@ -95,7 +102,10 @@ class Lab:
             log.unlink()
         started: list[Service] = []
         try:
-            return self._start(started, seed)
+            endpoints = self._start(started, seed)
+            if realistic:
+                self.set_realistic(RealisticConfig(enabled=True))
+            return endpoints
         except BaseException:
             for service in reversed(started):
                 service.stop()
@@ -139,7 +149,7 @@ class Lab:
             "GAMEDAY_SWEEP_GCP_PROJECTS": "gameday-lab",
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
         }
-        shop_port = self._port(SHOP_PORT)  # runbooks/lab/*-hypothesis-*.yaml probe this port
+        shop_port = self._port(SHOP_PORT)  # the lab runbooks probe GAMEDAY_SHOP_URL, default 8270
         env["GAMEDAY_SHOP_URL"] = endpoints["shop"] = f"http://{LOOPBACK}:{shop_port}"
         started.append(start_module("shop", "lab.shop", ["--port", str(shop_port)], shop_port,
                                     self.directory, env={**os.environ, **env}))
@@ -195,6 +205,26 @@ class Lab:
                     os.environ[key] = value
         (self.directory / "topology.json").write_text(json.dumps(summary, indent=2, default=str))
 
+    def set_realistic(self, config: RealisticConfig) -> dict[str, Any]:
+        """Apply `config` to the AWS proxy and both emulators of the running lab; what each
+        now reports (`GET /_emulator/limits`), by cloud."""
+        state = self._read()
+        if state is None:
+            raise UserError("the lab is not up; start it with `gameday lab up`")
+        endpoints = state["endpoints"]
+        context = ssl.create_default_context(cafile=endpoints["azure_ca_bundle"])
+        body = json.dumps(config.model_dump()).encode()
+        reports = {}
+        for cloud in ("aws", "gcp", "azure"):
+            request = urllib.request.Request(
+                f"{endpoints[f'{cloud}_endpoint']}/_emulator/limits", data=body, method="POST",
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30, context=context) as answer:
+                reports[cloud] = json.loads(answer.read())
+        state["realistic"] = config.enabled
+        self.state_file.write_text(json.dumps(state, indent=2))
+        return reports
+
     def down(self) -> int:
         state = self._read()
         if state is None:
@@ -209,13 +239,15 @@ class Lab:
 
 
 def main() -> None:
-    """`python -m lab.manager up|down|foreground`; foreground (`make lab`) stops on Ctrl-C."""
+    """`python -m lab.manager up|down|foreground [--realistic]`; foreground (`make lab`) stops on
+    Ctrl-C."""
     lab = Lab.default()
     command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    realistic = "--realistic" in sys.argv[2:]
     if command == "down":
         print(f"{lab.down()} processes stopped")
         return
-    endpoints = lab.up()
+    endpoints = lab.up(realistic=realistic)
     print(json.dumps(endpoints, indent=2))
     if command != "foreground":
         return

@@ -123,3 +123,58 @@ def acl_snapshot(region: str = "us-east-1") -> dict[str, Any]:
             "tags": {t["Key"]: t["Value"] for t in acl.get("Tags", [])},
         }
     return {"associations": associations, "acls": acls}
+
+
+def seed_large_region(region: str = "us-east-1", subnets: int = 1500, targets: int = 453,
+                      zone: str = "us-east-1a", per_vpc: int = 250,
+                      threads: int = 8) -> dict[str, Any]:
+    """A region of `subnets` subnets over VPCs of `per_vpc`, of which the first `targets` lie in
+    `zone` tagged `gameday=enabled` (the shape of issue 20: 453 of ~1,500); 47 more in `zone`
+    are untagged and the rest, tagged, lie in the other zones. Every VPC has a custom `app` ACL
+    (allow all) that every seventh subnet is associated with, so a restore must put back more
+    than the default ACL. Returns the VPC, ACL and target subnet ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ec2 = boto3.client("ec2", region_name=region)
+    others = [z for z in ZONES if z != zone]
+    vpc_count = (subnets + per_vpc - 1) // per_vpc
+    vpcs = [ec2.create_vpc(CidrBlock=f"10.{20 + v}.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": _tags(Name=f"region-{v}")}])["Vpc"]["VpcId"]
+        for v in range(vpc_count)]
+    app_acls = []
+    for vpc in vpcs:
+        acl = ec2.create_network_acl(VpcId=vpc, TagSpecifications=[
+            {"ResourceType": "network-acl", "Tags": _tags(Name="app")}])["NetworkAcl"]["NetworkAclId"]
+        for egress in (False, True):
+            ec2.create_network_acl_entry(NetworkAclId=acl, RuleNumber=100, Protocol="-1",
+                                         RuleAction="allow", Egress=egress, CidrBlock="0.0.0.0/0")
+        app_acls.append(acl)
+    untagged_in_zone = min(47, subnets - targets)
+
+    def make(index: int) -> str:
+        vpc, slot = index % vpc_count, index // vpc_count
+        tags = _tags(Name=f"region-{index}")
+        where = zone
+        if index < targets:
+            tags += _tags(gameday="enabled")
+        elif index >= targets + untagged_in_zone:
+            where = others[index % len(others)]
+            tags += _tags(gameday="enabled")
+        return ec2.create_subnet(VpcId=vpcs[vpc], CidrBlock=f"10.{20 + vpc}.{slot}.0/24",
+                                 AvailabilityZone=where, TagSpecifications=[
+                                     {"ResourceType": "subnet", "Tags": tags}])["Subnet"]["SubnetId"]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        made = list(pool.map(make, range(subnets)))
+        associations: dict[str, str] = {}
+        for vpc in vpcs:
+            for acl in ec2.get_paginator("describe_network_acls").paginate(
+                    Filters=[{"Name": "vpc-id", "Values": [vpc]}]).build_full_result()["NetworkAcls"]:
+                for association in acl["Associations"]:
+                    associations[association["SubnetId"]] = association["NetworkAclAssociationId"]
+        moved = [index for index in range(subnets) if index % 7 == 0]
+        list(pool.map(lambda index: ec2.replace_network_acl_association(
+            AssociationId=associations[made[index]],
+            NetworkAclId=app_acls[index % vpc_count]), moved))
+    return {"region": region, "zone": zone, "vpcs": vpcs, "app_acls": app_acls,
+            "targets": made[:targets], "subnets": made}

@@ -4,14 +4,20 @@ Paths follow ARM: `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace
 matched case-insensitively; every call needs `api-version` (any value). Subscriptions exist
 implicitly; resource groups must be created first (`PUT /subscriptions/{sub}/resourcegroups/{rg}`),
 a resource under a missing group is 404 `ResourceGroupNotFound`.
+
+In realistic mode (`lab.realistic`) calls under `/subscriptions/{sub}` draw from ARM's token
+buckets per subscription (writes 200 then 10/s, deletes 200 then 10/s, reads 250 then 25/s);
+answers carry `x-ms-ratelimit-remaining-subscription-{writes,deletes,reads}`, and an over-limit
+call is 429 `SubscriptionRequestsThrottled` with `Retry-After`, as ARM answers it.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
 from lab.azure.arm import (
@@ -31,6 +37,7 @@ from lab.azure.network import NetworkProvider
 from lab.azure.operations import ASYNC_OPERATION, LOCATION, STYLES, SYNC, Operations
 from lab.azure.trafficmanager import TrafficManagerProvider
 from lab.emulator import ApiError, Emulator, Request, Response
+from lab.realistic import Bucket, Decision, RateCall
 
 #: (resource kind, method) -> LRO style; kinds absent here answer synchronously.
 DEFAULT_STYLES: dict[tuple[str, str], str] = {
@@ -45,6 +52,10 @@ DEFAULT_STYLES: dict[tuple[str, str], str] = {
 }
 
 
+WRITES, DELETES, READS = "writes", "deletes", "reads"
+_SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
+
+
 class ResourceManagerEmulator(Emulator):
     """ARM over http(s) for Microsoft.Network (VNets, NICs, NSGs, Traffic Manager) and VMs.
 
@@ -53,6 +64,11 @@ class ResourceManagerEmulator(Emulator):
     """
 
     name = "azure-arm"
+    rate_limits: ClassVar[dict[str, Bucket]] = {
+        WRITES: Bucket(burst=200, refill=10),
+        DELETES: Bucket(burst=200, refill=10),
+        READS: Bucket(burst=250, refill=25),
+    }
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
                  keyfile: str | None = None, *, page_size: int = 1000,
@@ -80,6 +96,31 @@ class ResourceManagerEmulator(Emulator):
         if details:
             inner["details"] = details
         return {"error": inner}
+
+    def rate_call(self, request: Request) -> RateCall | None:
+        found = _SUBSCRIPTION.match(request.path)
+        if not found:
+            return None
+        kind = {"GET": READS, "HEAD": READS, "DELETE": DELETES}.get(request.method, WRITES)
+        return RateCall(kind, (found.group("sub").lower(),), kind != READS)
+
+    def throttled_response(self, request: Request, decision: Decision) -> Response:
+        assert decision.call is not None
+        kind = decision.call.category.removesuffix("s")
+        seconds = decision.retry_after_seconds
+        error = ArmError(429, "SubscriptionRequestsThrottled", f"Number of '{kind}' requests for "
+                         f"subscription '{decision.call.scope[0]}' actor 'gameday-lab' exceeded. "
+                         f"Please try again after '{seconds}' seconds after additional tokens are "
+                         "available. Refer to https://aka.ms/arm-throttling for additional "
+                         "information.")
+        return Response(429, self.error_body(error), {
+            "Retry-After": str(seconds), **self.rate_headers(decision)})
+
+    def rate_headers(self, decision: Decision) -> dict[str, str]:
+        if decision.call is None or decision.remaining is None:
+            return {}
+        return {f"x-ms-ratelimit-remaining-subscription-{decision.call.category}":
+                str(decision.remaining)}
 
     def reset(self) -> None:
         self.groups.clear()

@@ -8,11 +8,12 @@ import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lab.emulator import ApiError, Emulator, Request, Response
 from lab.gcp.catalogue import REGIONS, ZONES
 from lab.gcp.operations import OperationStore, OpFailure
+from lab.realistic import Bucket, Decision, RateCall
 
 GOOGLE_BASE = "https://www.googleapis.com/compute/v1"
 PROJECT = r"/compute/v1/projects/(?P<project>[^/]+)"
@@ -32,6 +33,34 @@ _DOMAINS = {"rateLimitExceeded": "usageLimits", "quotaExceeded": "usageLimits",
 _STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
              409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED",
              500: "INTERNAL", 503: "UNAVAILABLE"}
+
+MUTATIONS = "mutations"
+READS = "reads"
+LISTS = "lists"
+OPERATION_READS = "operation-reads"
+_PROJECT_PATH = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)(?:/(?P<rest>.*))?$")
+_QUOTA = {MUTATIONS: ("Queries", "defaultPerMinutePerProject"),
+          READS: ("Read requests", "ReadRequestsPerMinutePerProject"),
+          LISTS: ("List requests", "ListRequestsPerMinutePerProject"),
+          OPERATION_READS: ("Operation read requests", "OperationReadRequestsPerMinutePerProject")}
+
+
+def rate_category(method: str, rest: str) -> str:
+    """Compute Engine's rate quota group of a call below `projects/{p}/`: operation reads
+    (get and wait), other mutations, lists (collections, aggregated) or gets."""
+    parts = [p for p in rest.split("/") if p]
+    if "operations" in parts:
+        return OPERATION_READS
+    if method != "GET":
+        return MUTATIONS
+    if parts[:1] == ["aggregated"]:
+        return LISTS
+    if parts[:1] == ["global"]:
+        parts = parts[1:]
+    elif parts[:1] in (["zones"], ["regions"]) and len(parts) >= 3:
+        parts = parts[2:]
+    return LISTS if len(parts) % 2 == 1 else READS
+
 
 Outcome = tuple[str, str, OpFailure | None]
 """What a mutation did: target link, target id, and the failure its operation reports, if any."""
@@ -60,6 +89,8 @@ class ComputeCore(Emulator):
     """The plumbing of the Compute Engine emulator; the API modules add the routes."""
 
     name = "gcp-compute"
+    rate_limits: ClassVar[dict[str, Bucket]] = {
+        category: Bucket(burst=1500, refill=25) for category in _QUOTA}
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
                  keyfile: str | None = None, link_base: str = GOOGLE_BASE):
@@ -91,6 +122,38 @@ class ComputeCore(Emulator):
     def fault_key(self, request: Request) -> str:
         """`METHOD /compute/v1/projects/...`, so a rule can match a method, a path or both."""
         return f"{request.method} {request.path}"
+
+    def rate_call(self, request: Request) -> RateCall | None:
+        found = _PROJECT_PATH.match(request.path)
+        if not found:
+            return None
+        category = rate_category(request.method, found.group("rest") or "")
+        return RateCall(category, (found.group("project"),), category == MUTATIONS)
+
+    def throttled_response(self, request: Request, decision: Decision) -> Response:
+        """403 `rateLimitExceeded` in domain `usageLimits` (what Compute Engine documents; the
+        client raises `Forbidden`), or with `gce_status` 429 `RESOURCE_EXHAUSTED`
+        (`TooManyRequests`); both carry an `ErrorInfo` detail `RATE_LIMIT_EXCEEDED`."""
+        assert decision.call is not None
+        status = self.limits.config.gce_status
+        metric, limit = _QUOTA[decision.call.category]
+        bucket = self.limits.bucket(decision.call.category)
+        project = decision.call.scope[0]
+        message = (f"Quota exceeded for quota metric '{metric}' and limit '{metric} per minute' "
+                   f"of service 'compute.googleapis.com' for consumer 'project:{project}'.")
+        body = {"error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": "usageLimits", "reason": "rateLimitExceeded"}],
+            "status": "PERMISSION_DENIED" if status == 403 else "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                         "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+                         "metadata": {"service": "compute.googleapis.com",
+                                      "consumer": f"projects/{project}",
+                                      "quota_limit": limit,
+                                      "quota_limit_value": str(int(bucket.burst) if bucket else 0)}}],
+        }}
+        return Response(status, body)
 
     # --- links, ids, fingerprints ----------------------------------------------------------
 
