@@ -87,6 +87,12 @@ class Checkpoint(Model):
     resources: int = Field(description="how many resources the fault changes")
     state: JsonValue = Field(description="the cloud module's own record of the original state")
 
+    @property
+    def unit_id(self) -> str:
+        """The id of the checkpointed unit (a step, a zone of a region step, a drift round): unique
+        within the run (contract §7). Stored as `step_id`, the name running histories carry."""
+        return self.step_id
+
 
 # --- activity inputs and outputs ----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gameday.identity import Identity
 from gameday.runbook import Runbook
 
 Phase = Literal[
@@ -37,7 +38,7 @@ class GameDayInput(Model):
 
 
 class Approve(Model):
-    approver: str
+    approver: Identity
     step: str | None = None
     note: str | None = None
     plan_hash: str | None = None
@@ -45,13 +46,13 @@ class Approve(Model):
 
 
 class Reject(Model):
-    approver: str
+    approver: Identity
     reason: str | None = None
     request_id: str | None = None
 
 
 class Abort(Model):
-    by: str
+    by: Identity
     reason: str
     request_id: str | None = None
 
@@ -105,8 +106,18 @@ class GameDayStatus(Model):
     outcome: Outcome | None = None
     reason: str | None = None
     hypothesis_held: bool | None = None
+    """Once closed: whether the steady state held; None while running, or when the runbook has
+    no steady state (not tested)."""
     restored: bool | None = None
     ended_at: datetime | None = None
+    probe_checks: list[ProbeResult] = []
+    """Every probe check the run learnt of (baseline, watch windows, recovery), oldest first; the
+    last `MAX_PROBE_CHECKS` when there were more."""
+    probe_checks_dropped: int = 0
+    """How many older checks were left out of `probe_checks` to keep it bounded."""
+
+
+MAX_PROBE_CHECKS = 2000
 
 
 GAMEDAY_FAILED = "GameDayFailed"

@@ -8,7 +8,17 @@ import boto3
 
 from lab.aws import route53_snapshot
 from lab.faults import FaultRule
-from tests.support.gameday import ACCOUNT, abort, approve, phase_is, runbook, start, step_state, wait_for
+from tests.support.gameday import (
+    ACCOUNT,
+    abort,
+    approve,
+    final,
+    phase_is,
+    runbook,
+    start,
+    step_state,
+    wait_for,
+)
 
 
 def evacuate_step(duration: str | None = "3s", region: str = "us-east-1",
@@ -58,7 +68,7 @@ def test_refused_when_no_positive_weight_would_remain(aws, client, runner, task_
 
     async def scenario():
         handle = await start(client, runbook(evacuate_step()), task_queue)
-        return await handle.result()
+        return await final(handle)
 
     result = runner.run(scenario())
     assert result.outcome == "failed"

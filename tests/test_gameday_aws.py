@@ -9,6 +9,7 @@ from tests.support.gameday import (
     abort,
     approve,
     aws_zone_step,
+    final,
     phase_is,
     reject,
     runbook,
@@ -41,7 +42,7 @@ def test_happy_path_blackholes_then_restores_exactly(aws, client, runner, task_q
         await approve(handle)
         during = await wait_for(handle, step_state("blackhole-use1a", "active"), what="fault")
         snapshot = acl_snapshot()
-        result = await handle.result()
+        result = await final(handle)
         return during, snapshot, result
 
     during, snapshot_during, result = runner.run(scenario())
@@ -59,7 +60,7 @@ def test_happy_path_blackholes_then_restores_exactly(aws, client, runner, task_q
                                          (2, True, "deny", "", "::/0")])
     assert result.outcome == "completed"
     assert result.restored is True
-    assert result.hypothesis_held is True
+    assert result.hypothesis_held is None  # no steady state: not tested (contract §7)
     assert acl_snapshot() == before
 
 
@@ -70,7 +71,7 @@ def test_reject_changes_nothing(aws, client, runner, task_queue):
         handle = await start(client, runbook(), task_queue)
         await wait_for(handle, phase_is("awaiting_approval"))
         await reject(handle)
-        return await handle.result()
+        return await final(handle)
 
     result = runner.run(scenario())
     assert result.outcome == "rejected"
@@ -84,7 +85,7 @@ def test_approval_timeout_ends_the_run_with_nothing_injected(aws, client, runner
 
     async def scenario():
         handle = await start(client, runbook(approval_timeout="2s"), task_queue)
-        return await handle.result()
+        return await final(handle)
 
     result = runner.run(scenario())
     assert result.outcome == "rejected"
@@ -100,7 +101,7 @@ def test_an_approver_not_on_the_list_changes_nothing(aws, client, runner, task_q
         refused = await wait_for(handle, lambda s: any(e.kind == "approval_refused"
                                                        for e in s.events))
         await abort(handle, reason="done testing")
-        return refused, await handle.result()
+        return refused, await final(handle)
 
     refused, result = runner.run(scenario())
     assert refused.phase == "awaiting_approval"
@@ -119,7 +120,7 @@ def test_abort_signal_mid_fault_restores_everything(aws, client, runner, task_qu
         await wait_for(handle, step_state("blackhole-use1a", "active"))
         assert _blackholed(acl_snapshot(), _targets(aws))
         await abort(handle, reason="checkout is down")
-        return await handle.result()
+        return await final(handle)
 
     result = runner.run(scenario())
     assert result.outcome == "aborted"
@@ -137,7 +138,7 @@ def test_workflow_cancel_mid_fault_is_an_abort(aws, client, runner, task_queue):
         await approve(handle)
         await wait_for(handle, step_state("blackhole-use1a", "active"))
         await handle.cancel()
-        return await handle.result()
+        return await final(handle)
 
     result = runner.run(scenario())
     assert result.outcome == "aborted"

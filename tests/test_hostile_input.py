@@ -80,6 +80,6 @@ def test_a_null_approval_does_not_stop_the_run(aws, client, runner, task_queue):
 
     current, result = runner.run(scenario())
     refused = [e.detail for e in current.events if e.kind == "approval_refused"]
-    assert refused[1] == "malformed approve signal: approver: Input should be a valid string"
+    assert refused[1] == "5 is not an approver of this runbook"  # an identity is text (contract §7)
     assert result.outcome == "completed"
 

@@ -12,6 +12,7 @@ from tests.support.gameday import (
     abort,
     approve,
     aws_zone_step,
+    final,
     phase_is,
     runbook,
     step_state,
@@ -51,7 +52,7 @@ def test_a_gameday_that_restores_itself_releases_its_watchdog(aws, client, runne
         handle = await _start(client, runbook(aws_zone_step(duration="1s")), task_queue)
         await wait_for(handle, phase_is("awaiting_approval"))
         await approve(handle)
-        result = await handle.result()
+        result = await final(handle)
         watchdog = client.get_workflow_handle(f"{handle.id}-watchdog", result_type=WatchdogStatus)
         return result, await watchdog.result()
 
@@ -79,7 +80,7 @@ def test_at_the_deadline_the_watchdog_restores_even_a_running_gameday(aws, clien
             id=f"{handle.id}-second-watchdog", task_queue=task_queue)
         restored_while_running = acl_snapshot() == before
         await abort(handle)
-        return stuck, restored_while_running, await handle.result()
+        return stuck, restored_while_running, await final(handle)
 
     status, restored_while_running, result = runner.run(scenario(), timeout=120)
     assert "deadline" in status.fired

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import Notification
     from activities.probes import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.durations import format_duration
+    from gameday.identity import normalize_identity
     from gameday.plan import (
         Checkpoint,
         FaultRequest,
@@ -36,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from gameday.runbook import BlackholeRegionStep, FaultStep, ParallelGroup, WaitStep
     from gameday.status import (
+        CLOSED_PHASES,
+        GAMEDAY_FAILED,
+        MAX_PROBE_CHECKS,
         Abort,
         Approve,
         Event,
@@ -43,9 +47,12 @@ with workflow.unsafe.imports_passed_through():
         GameDayStatus,
         Outcome,
         Phase,
+        ProbeResult,
         Reject,
         StepStatus,
+        UpdateAnswer,
     )
+    from gameday.units import drift_unit_id, zone_unit_id
     from workflows.errors import describe
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
@@ -67,12 +74,19 @@ tracer = trace.get_tracer("gameday.workflow")
 
 PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
+PATCH_WATCH_UNTIL_RESTORE = "watch-until-the-hold-ends"
+"""Runs started before this change watched in windows of `WATCH_WINDOW` whatever the holds."""
 
+MAX_RUN = timedelta(days=7)
+"""The longest a GameDay may last (the runbook model bounds `max_duration` to it too): the
+deadline arithmetic never overflows, and no run is left waiting for ever."""
 
-def drift_unit_id(unit_id: str, round_: int) -> str:
-    """The id of resources found in a later drift check: within the 63 characters of a step id."""
-    suffix = f"-d{round_}"
-    return unit_id[: 63 - len(suffix)].rstrip("-") + suffix
+WORKFLOW_BUGS: tuple[type[BaseException], ...] = (
+    ArithmeticError, AssertionError, AttributeError, LookupError, TypeError, ValueError,
+)
+"""A bug in the workflow's code fails the execution (visible in Temporal, the watchdog restores)
+instead of failing its task again and again behind a phase that says `planning`. Deliberately not
+`Exception`: a non-determinism error must leave the run in place for a fixed worker to resume."""
 
 
 def _parse(model: type[Any], payload: Any) -> Any:
@@ -82,9 +96,16 @@ def _parse(model: type[Any], payload: Any) -> Any:
     try:
         return model.model_validate(payload)
     except ValidationError as error:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-                    for e in error.errors()[:3]]
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: "
+                    f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors()[:3]]
         return "; ".join(problems)
+
+
+def _malformed(model: type[Any], payload: Any) -> None:
+    """Update validators: refuse a payload that is not a `model`, in one sentence."""
+    parsed = _parse(model, payload)
+    if isinstance(parsed, str):
+        raise ValueError(f"malformed {model.__name__.lower()} request: {parsed}")
 
 
 def _first(error: BaseException) -> BaseException:
@@ -116,14 +137,27 @@ class SagaEntry:
     restored: bool = False
 
 
-@workflow.defn(name="GameDayWorkflow")
+def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
+    """Sentences naming each unit id that two units of a plan would share, for `(step id, unit id)`
+    pairs. Empty once `gameday validate` refuses colliding step ids; a cloud may still report an
+    unexpected zone name, and two units under one id would leave one of them to no dead man's
+    switch."""
+    owners: dict[str, list[str]] = {}
+    for step_id, unit_id in units:
+        owners.setdefault(unit_id, []).append(step_id)
+    return [f"unit id {unit_id} would be shared by steps {' and '.join(dict.fromkeys(steps))}"
+            if len(set(steps)) > 1 else f"unit id {unit_id} would be used twice by step {steps[0]}"
+            for unit_id, steps in owners.items() if len(steps) > 1]
+
+
+@workflow.defn(name="GameDayWorkflow", failure_exception_types=list(WORKFLOW_BUGS))
 class GameDayWorkflow:
     @workflow.init
     def __init__(self, input: GameDayInput) -> None:
         self._input = input
         self._runbook = input.runbook
         self._started = workflow.now()
-        self._deadline = self._started + self._runbook.max_duration
+        self._deadline = self._started + min(self._runbook.max_duration, MAX_RUN)
         self._phase: Phase = "planning"
         self._pending: str | None = None
         self._approvals: dict[str, list[str]] = {}
@@ -137,12 +171,17 @@ class GameDayWorkflow:
         self._outcome: Outcome | None = None
         self._reason: str | None = None
         self._hypothesis_held = True
+        self._probe_checks: list[ProbeResult] = []
+        self._probe_checks_dropped = 0
+        self._body: asyncio.Task[None] | None = None
         self._restore_failed = False
         self._ended: datetime | None = None
         self._watching: asyncio.Task[None] | None = None
         self._watchdog: workflow.ChildWorkflowHandle[Any, Any] | None = None
         self._notifications: list[asyncio.Task[None]] = []
         self._leased = False
+        self._unit_ids: set[str] = set()
+        self._hold_ends: dict[str, datetime] = {}
         self._drift_watches: list[asyncio.Task[None]] = []
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
@@ -156,11 +195,41 @@ class GameDayWorkflow:
 
     @workflow.run
     async def run(self, input: GameDayInput) -> GameDayStatus:
+        """The status once closed; a GameDay that failed, or left a fault it could not restore,
+        closes as Failed (`ApplicationError` of type `GameDayFailed`, the status as its detail)."""
+        try:
+            await self._conduct(input)
+        except Exception as error:
+            await self._close_after_bug(error)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        status = self.status()
+        if status.outcome == "failed" or not status.restored:
+            raise ApplicationError(status.reason or "the GameDay failed", status.model_dump(mode="json"),
+                                   type=GAMEDAY_FAILED, non_retryable=True)
+        return status
+
+    async def _close_after_bug(self, error: Exception) -> None:
+        """A bug in this workflow: stop the body, restore what the saga holds, close as failed. If
+        that fails too, the execution fails (`WORKFLOW_BUGS`) and the watchdog restores."""
+        workflow.logger.exception("GameDay workflow failed", exc_info=error)
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+            await self._settle(self._body)
+        reason = f"the GameDay workflow failed: {describe(error)}"
+        self._end("failed", reason)
+        try:
+            await self._compensate()
+            await self._finish()
+        except Exception as again:
+            workflow.logger.exception("GameDay workflow failed while closing", exc_info=again)
+            raise ApplicationError(reason, type=GAMEDAY_FAILED, non_retryable=True) from again
+
+    async def _conduct(self, input: GameDayInput) -> None:
         self._event("started", f"GameDay {self._runbook.name} started"
                     + (f" by {input.started_by}" if input.started_by else "")
                     + f"; every fault is restored by {self._deadline.isoformat()}")
         self._publish()
-        body = asyncio.create_task(self._carry_out())
+        body = self._body = asyncio.create_task(self._carry_out())
         try:
             await workflow.wait_condition(lambda: body.done() or self._abort is not None,
                                           timeout=self._remaining())
@@ -177,12 +246,15 @@ class GameDayWorkflow:
         await self._stop_watches(self._drift_watches)
         await self._compensate()
         await self._check_recovery()
-        return await self._finish()
+        await self._finish()
 
     def _remaining(self) -> timedelta:
         return max(self._deadline - workflow.now(), timedelta(milliseconds=1))
 
     async def _carry_out(self) -> None:
+        if self._runbook.max_duration > MAX_RUN:
+            raise Refused(f"max_duration {format_duration(self._runbook.max_duration)} is longer than "
+                          f"the {format_duration(MAX_RUN)} a GameDay may last; nothing was changed")
         await self._make_plan()
         await self._gate("start")
         self._set_phase("running")
@@ -244,37 +316,47 @@ class GameDayWorkflow:
         count = sum(len(r.resources) for r in resolved)
         self._event("planned", f"{len(resolved)} faults over {count} resources; plan {self._plan_hash}")
         problems = guardrail_problems(self._runbook, resolved)
-        if problems:
+        units = [(step.id, unit.id) for step in faults for unit, _ in self._units(step)]
+        collisions = unit_collisions(units)
+        if problems or collisions:
             for step in faults:
                 self._steps[step.id].state = "skipped"
-            raise Refused("refused by guardrails: " + "; ".join(problems))
-        early, self._early = self._early, []
-        for signal in early:
-            self.approve(signal)
+            if problems:
+                raise Refused("refused by guardrails: " + "; ".join(problems))
+            raise Refused(f"refused before any change: {'; '.join(collisions)}; rename the step")
+        self._unit_ids = {unit_id for _, unit_id in units}
 
     # --- approvals ----------------------------------------------------------------------------
+
+    def _approver_ids(self) -> list[str]:
+        """The runbook's approvers, normalised (contract §7)."""
+        return self._runbook.approver_ids()
 
     async def _gate(self, gate: str) -> None:
         """Wait for `approvals_required` distinct approvers of this gate, or a rejection."""
         needed = self._runbook.approvals_required
         what = "the start" if gate == "start" else f"step {gate}"
+        approvers = ", ".join(self._approver_ids())
         self._pending = gate
         if gate == "start":
             self._set_phase("awaiting_approval")
         else:
             self._steps[gate].state = "awaiting_approval"
-        self._event("approval_requested", f"{what} awaits {needed} approval(s) from "
-                    f"{', '.join(self._runbook.approvers)}", step=None if gate == "start" else gate)
+        self._event("approval_requested", f"{what} awaits {needed} approval(s) from {approvers}",
+                    step=None if gate == "start" else gate)
+        early, self._early = self._early, []
+        for signal in early:
+            self._record_approval(signal)
         self._publish()
         flag = "" if gate == "start" else f" --step {gate}"
         self._notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
-                     f"approval by {', '.join(self._runbook.approvers)}.\n"
+                     f"approval by {approvers}.\n"
                      f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
                      f"(or `gameday reject ... --reason ...`)")
         try:
             await workflow.wait_condition(
                 lambda: len(self._approvals.get(gate, [])) >= needed or self._rejection is not None,
-                timeout=self._runbook.approval_timeout,
+                timeout=min(self._runbook.approval_timeout, self._remaining()),
             )
         except TimeoutError:
             raise Rejected(f"no approval for {what} within "
@@ -287,7 +369,13 @@ class GameDayWorkflow:
         self._publish()
 
     def _is_approver(self, who: str) -> bool:
-        return who.strip().lower() in {a.strip().lower() for a in self._runbook.approvers}
+        return normalize_identity(who) in self._approver_ids()
+
+    def _closed(self) -> str | None:
+        """Why nothing can be asked of the run any more, or None while it runs."""
+        if self._phase in CLOSED_PHASES:
+            return f"the GameDay has already ended ({self._phase})"
+        return None
 
     @workflow.signal
     def approve(self, payload: Any) -> None:
@@ -300,9 +388,28 @@ class GameDayWorkflow:
         if self._phase == "planning":
             self._early.append(signal)
             return
+        self._record_approval(signal)
+
+    @workflow.update(name="approve")
+    async def approve_update(self, payload: Any) -> UpdateAnswer:
+        """The `approve` signal, answered: an approval sent while the run still plans waits here
+        until the plan exists, so that it is checked against that plan."""
+        signal = _parse(Approve, payload)
+        await workflow.wait_condition(lambda: self._phase != "planning")
+        return self._record_approval(signal)
+
+    @approve_update.validator
+    def _validate_approve(self, payload: Any) -> None:
+        _malformed(Approve, payload)
+
+    def _record_approval(self, signal: Approve) -> UpdateAnswer:
+        """Count the approval, or record why it does not count; the answer says which."""
         gate = signal.step or "start"
-        refusal = None
-        if not self._is_approver(signal.approver):
+        step = None if gate == "start" else gate
+        refusal = self._closed()
+        if refusal:
+            pass
+        elif not self._is_approver(signal.approver):
             refusal = f"{signal.approver} is not an approver of this runbook"
         elif gate != self._pending:
             waiting = self._pending or "nothing"
@@ -310,20 +417,20 @@ class GameDayWorkflow:
                       f"approval (awaiting: {waiting})"
         elif signal.plan_hash is not None and signal.plan_hash != self._plan_hash:
             refusal = f"plan hash {signal.plan_hash} does not match the plan {self._plan_hash}"
-        elif signal.approver.lower() in (a.lower() for a in self._approvals.get(gate, [])):
+        elif signal.approver in self._approvals.get(gate, []):
             refusal = f"{signal.approver} has already approved {gate}"
-        step = None if gate == "start" else gate
         if refusal:
             self._event("approval_refused", refusal, step=step, by=signal.approver,
                         request_id=signal.request_id)
-            return
+            return UpdateAnswer(accepted=False, kind="approval_refused", detail=refusal)
         self._approvals.setdefault(gate, []).append(signal.approver)
         if step:
             self._steps[step].approved_by.append(signal.approver)
         count = len(self._approvals[gate])
-        self._event("approved", f"{signal.approver} approved {gate} ({count}/"
-                    f"{self._runbook.approvals_required})" + (f": {signal.note}" if signal.note else ""),
-                    step=step, by=signal.approver, request_id=signal.request_id)
+        detail = (f"{signal.approver} approved {gate} ({count}/{self._runbook.approvals_required})"
+                  + (f": {signal.note}" if signal.note else ""))
+        self._event("approved", detail, step=step, by=signal.approver, request_id=signal.request_id)
+        return UpdateAnswer(accepted=True, kind="approved", detail=detail)
 
     @workflow.signal
     def reject(self, payload: Any) -> None:
@@ -331,17 +438,33 @@ class GameDayWorkflow:
         if isinstance(signal, str):
             self._event("rejection_refused", f"malformed reject signal: {signal}")
             return
-        if not self._is_approver(signal.approver):
-            self._event("rejection_refused", f"{signal.approver} is not an approver of this runbook",
-                        by=signal.approver, request_id=signal.request_id)
+        self._record_rejection(signal)
+
+    @workflow.update(name="reject")
+    def reject_update(self, payload: Any) -> UpdateAnswer:
+        """The `reject` signal, answered."""
+        signal = _parse(Reject, payload)
+        return self._record_rejection(signal)
+
+    @reject_update.validator
+    def _validate_reject(self, payload: Any) -> None:
+        _malformed(Reject, payload)
+
+    def _record_rejection(self, signal: Reject) -> UpdateAnswer:
+        refusal = self._closed()
+        if refusal:
+            pass
+        elif not self._is_approver(signal.approver):
+            refusal = f"{signal.approver} is not an approver of this runbook"
         elif self._pending is None and self._phase != "planning":
-            self._event("rejection_refused", "nothing awaits approval; use abort to stop the GameDay",
-                        by=signal.approver, request_id=signal.request_id)
-        else:
-            self._rejection = self._rejection or signal
-            self._event("rejected_by", f"{signal.approver} rejected"
-                        + (f": {signal.reason}" if signal.reason else ""),
-                        by=signal.approver, request_id=signal.request_id)
+            refusal = "nothing awaits approval; use abort to stop the GameDay"
+        if refusal:
+            self._event("rejection_refused", refusal, by=signal.approver, request_id=signal.request_id)
+            return UpdateAnswer(accepted=False, kind="rejection_refused", detail=refusal)
+        self._rejection = self._rejection or signal
+        detail = f"{signal.approver} rejected" + (f": {signal.reason}" if signal.reason else "")
+        self._event("rejected_by", detail, by=signal.approver, request_id=signal.request_id)
+        return UpdateAnswer(accepted=True, kind="rejected_by", detail=detail)
 
     @workflow.signal
     def abort(self, payload: Any) -> None:
@@ -352,18 +475,29 @@ class GameDayWorkflow:
             signal = Abort(by="unknown", reason=f"malformed abort signal ({signal})")
         self._request_abort(signal)
 
-    def _request_abort(self, signal: Abort) -> None:
-        if self._phase in ("completed", "aborted", "rejected", "failed"):
-            return
-        if self._abort is None:
-            self._abort = signal
-            self._event("abort_requested", f"{signal.by}: {signal.reason}", by=signal.by,
-                        request_id=signal.request_id)
-            self._notify("abort", f":rotating_light: GameDay *{self._runbook.name}* aborted by "
-                         f"{signal.by}: {signal.reason}. Every fault is being restored.")
-        else:
-            self._event("abort_repeated", f"{signal.by}: {signal.reason}", by=signal.by,
-                        request_id=signal.request_id)
+    @workflow.update(name="abort")
+    def abort_update(self, payload: Any) -> UpdateAnswer:
+        """The `abort` signal, answered; a malformed request is refused by the validator."""
+        signal = _parse(Abort, payload)
+        return self._request_abort(signal)
+
+    @abort_update.validator
+    def _validate_abort(self, payload: Any) -> None:
+        _malformed(Abort, payload)
+
+    def _request_abort(self, signal: Abort) -> UpdateAnswer:
+        closed = self._closed()
+        if closed:
+            return UpdateAnswer(accepted=False, kind="abort_refused", detail=closed)
+        detail = f"{signal.by}: {signal.reason}"
+        if self._abort is not None:
+            self._event("abort_repeated", detail, by=signal.by, request_id=signal.request_id)
+            return UpdateAnswer(accepted=True, kind="abort_repeated", detail=detail)
+        self._abort = signal
+        self._event("abort_requested", detail, by=signal.by, request_id=signal.request_id)
+        self._notify("abort", f":rotating_light: GameDay *{self._runbook.name}* aborted by "
+                     f"{signal.by}: {signal.reason}. Every fault is being restored.")
+        return UpdateAnswer(accepted=True, kind="abort_requested", detail=detail)
 
     # --- one step -----------------------------------------------------------------------------
 
@@ -405,6 +539,7 @@ class GameDayWorkflow:
         watch = self._watch_drift(step, group, len(entries))
         held = step.held_for
         if held is not None:
+            self._hold_ends[step.id] = workflow.now() + held
             await workflow.sleep(held, summary=f"{step.id}: hold the fault")
             await self._stop_watches([watch] if watch else [])
             await self._restore_step(step.id)
@@ -417,7 +552,7 @@ class GameDayWorkflow:
             return [(step, resolved)]
         units: list[tuple[FaultStep, ResolvedStep]] = []
         for zone in sorted({r.detail["zone"] for r in resolved.resources}):
-            unit = step.zone_step(zone)
+            unit = step.zone_step(zone).model_copy(update={"id": zone_unit_id(step.id, zone)})
             units.append((unit, ResolvedStep(
                 step_id=unit.id, action=unit.action,
                 scope=resolved.scope.model_copy(update={"zone": zone}),
@@ -433,7 +568,7 @@ class GameDayWorkflow:
         entries.append(entry)
         await self._tell_watchdog("record", checkpoint, required=True)
         await self._fault_activity("apply", checkpoint, APPLY_RETRY)
-        await self._tell_watchdog("applied", checkpoint.step_id)
+        await self._tell_watchdog("applied", checkpoint.unit_id)
 
     async def _prepare(self, step: FaultStep, resolved: ResolvedStep) -> Checkpoint:
         return await workflow.execute_activity(
@@ -499,15 +634,23 @@ class GameDayWorkflow:
                 continue
             round_ += 1
             extension = found.model_copy(update={"resources": new})
-            for index, (unit, resolved) in enumerate(self._units(step, extension)):
-                unit = unit.model_copy(update={"id": drift_unit_id(unit.id, round_)})
+            drifted = [(unit.model_copy(update={"id": drift_unit_id(unit.id, round_)}), resolved)
+                       for unit, resolved in self._units(step, extension)]
+            taken = sorted(unit.id for unit, _ in drifted if unit.id in self._unit_ids)
+            if taken:
+                self._event("drift_refused", f"{step.id}: unit id {', '.join(taken)} is already used "
+                            f"in this run; {len(new)} new resources left alone", step=step.id)
+                covered |= {r.id for r in new}
+                continue
+            self._unit_ids |= {unit.id for unit, _ in drifted}
+            for index, (unit, resolved) in enumerate(drifted):
                 resolved = resolved.model_copy(update={"step_id": unit.id})
                 try:
                     await self._inject(step.id, unit, units + index, resolved, group, [])
                 except ActivityError as error:
                     self._event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
                                 "restored with the rest", step=step.id)
-            units += len(self._units(step, extension))
+            units += len(drifted)
             covered |= {r.id for r in new}
             status.resources += len(new)
             self._event("drift", f"{step.id}: {len(new)} new resources brought under the fault "
@@ -623,11 +766,31 @@ class GameDayWorkflow:
         self._record_probes(report)
         return report
 
-    def _record_probes(self, report: CheckReport) -> None:
+    def _record_probes(self, report: CheckReport, keep: bool = True) -> None:
+        """An event per result; with `keep`, the results join the probe table too."""
         for result in report.results:
             verdict = "ok" if result.ok else "FAILED"
             self._event("probe", f"{result.name}: {verdict}, {result.value} "
                         f"({result.latency_ms:.0f} ms)")
+        if keep:
+            self._keep_checks(report.results)
+
+    def _keep_checks(self, results: list[ProbeResult]) -> None:
+        """Every check the run learns of, the last `MAX_PROBE_CHECKS` of them, counting the rest."""
+        self._probe_checks.extend(results)
+        excess = len(self._probe_checks) - MAX_PROBE_CHECKS
+        if excess > 0:
+            del self._probe_checks[:excess]
+            self._probe_checks_dropped += excess
+
+    def _watched_checks(self, report: WatchReport) -> list[ProbeResult]:
+        """Every check of a watch window, as the activity reports it; from a worker that predates
+        `results`, the checks whose verdict changed."""
+        results: list[ProbeResult] = list(getattr(report, "results", []))
+        self._probe_checks_dropped += getattr(report, "results_dropped", 0)
+        if results or not report.changes:
+            return results
+        return [r for change in report.changes for r in change.results]
 
     async def _check_baseline(self) -> None:
         """Before anything changes: a steady state that does not hold ends the run untouched."""
@@ -640,6 +803,22 @@ class GameDayWorkflow:
                 step.state = "skipped"
             raise Refused(f"the steady state does not hold before any fault: {report.failures()}")
 
+    def _watch_window(self) -> timedelta:
+        """Until the faults in effect are due to be restored, at most `WATCH_WINDOW`: a watch that
+        is cancelled because its faults were restored never reports its checks, one that ends on
+        time does."""
+        held = {step.id: step.held_for for step in self._runbook.fault_steps()}
+        now = workflow.now()
+        ends: list[datetime] = []
+        for step_id in {e.step_id for e in self._saga if not e.restored}:
+            if step_id in self._hold_ends:
+                ends.append(self._hold_ends[step_id])
+            elif held.get(step_id) is not None:  # still injecting: held at least this long
+                ends.append(now + held[step_id])  # type: ignore[operator]
+            else:
+                return WATCH_WINDOW
+        return min(WATCH_WINDOW, max(ends) - now) if ends else WATCH_WINDOW
+
     def _faults_in_effect(self) -> bool:
         return any(not e.restored for e in self._saga)
 
@@ -648,12 +827,22 @@ class GameDayWorkflow:
         steady = self._runbook.steady_state
         assert steady is not None
         failed = 0
+        until_restore = workflow.patched(PATCH_WATCH_UNTIL_RESTORE)
         while True:
             await workflow.wait_condition(self._faults_in_effect)
+            window = self._watch_window() if until_restore else WATCH_WINDOW
+            if window < steady.interval:
+                # the faults are restored within one interval: no watch of a single check
+                try:
+                    await workflow.wait_condition(lambda: not self._faults_in_effect(),
+                                                  timeout=steady.interval)
+                except TimeoutError:
+                    pass
+                continue
             watch = asyncio.create_task(workflow.execute_activity(
                 "probe.watch",
                 WatchRequest(probes=steady.probes, interval=steady.interval,
-                             tolerance=steady.tolerance, window=WATCH_WINDOW, failed_before=failed),
+                             tolerance=steady.tolerance, window=window, failed_before=failed),
                 result_type=WatchReport,
                 start_to_close_timeout=WATCH_WINDOW + steady.interval + timedelta(minutes=1),
                 heartbeat_timeout=max(steady.interval * 3, timedelta(seconds=30)),
@@ -674,7 +863,8 @@ class GameDayWorkflow:
                 await workflow.sleep(steady.interval)
                 continue
             for change in report.changes:
-                self._record_probes(change)
+                self._record_probes(change, keep=False)
+            self._keep_checks(self._watched_checks(report))
             failed = report.consecutive_failures
             if report.breached:
                 self._hypothesis_held = False
@@ -721,7 +911,7 @@ class GameDayWorkflow:
 
     async def _run_restore(self, entry: SagaEntry) -> None:
         status = self._steps[entry.step_id]
-        unit = entry.checkpoint.step_id
+        unit = entry.checkpoint.unit_id
         status.state = "restoring"
         self._event("restoring", f"{unit}: restoring {entry.checkpoint.resources} resources",
                     step=status.id)
@@ -762,7 +952,7 @@ class GameDayWorkflow:
                 except asyncio.CancelledError:
                     self._event("cancel_ignored", "cancellation during restore; restoring goes on")
 
-    async def _finish(self) -> GameDayStatus:
+    async def _finish(self) -> None:
         if self._outcome is None:
             self._end("failed", "the run ended without an outcome")
         assert self._outcome is not None
@@ -774,6 +964,9 @@ class GameDayWorkflow:
             self._end("failed", "a fault could not be restored")
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(self._outcome)])
         self._set_phase(self._outcome)
+        early, self._early = self._early, []
+        for signal in early:  # sent while planning, and planning never reached a gate
+            self._record_approval(signal)
         self._event("finished", f"outcome {self._outcome}; every fault restored: "
                     f"{self._all_restored()}")
         if self._all_restored():
@@ -781,12 +974,16 @@ class GameDayWorkflow:
             await self._release_leases()
         self._notify("end", f"GameDay *{self._runbook.name}* ended: {self._outcome}"
                      + (f" ({self._reason})" if self._reason else "")
-                     + f"; hypothesis held: {self._hypothesis_held}; every fault restored: "
+                     + f"; hypothesis held: {self._hypothesis_verdict()}; every fault restored: "
                      f"{self._all_restored()}.")
         if self._notifications:
             await workflow.wait(self._notifications)
         self._publish()
-        return self.status()
+
+    def _hypothesis_verdict(self) -> str:
+        if self._runbook.steady_state is None:
+            return "not tested"
+        return "yes" if self._hypothesis_held else "no"
 
     def _all_restored(self) -> bool:
         return all(e.restored for e in self._saga) and not self._restore_failed
@@ -810,9 +1007,12 @@ class GameDayWorkflow:
             approvals_required=self._runbook.approvals_required,
             outcome=self._outcome if closed else None,
             reason=self._reason,
-            hypothesis_held=self._hypothesis_held if closed else None,
+            hypothesis_held=(self._hypothesis_held if closed and self._runbook.steady_state is not None
+                             else None),
             restored=self._all_restored() if closed else None,
             ended_at=self._ended,
+            probe_checks=list(self._probe_checks),
+            probe_checks_dropped=self._probe_checks_dropped,
         )
 
     @workflow.query

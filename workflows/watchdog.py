@@ -48,7 +48,8 @@ class WatchdogStatus(BaseModel):
 
 
 def unit_of(checkpoint: Checkpoint) -> str:
-    return checkpoint.step_id
+    """The key of a checkpoint: its unit id, which no other unit of the run has (contract §7)."""
+    return checkpoint.unit_id
 
 
 @workflow.defn(name="GameDayWatchdog")
@@ -56,7 +57,9 @@ class GameDayWatchdog:
     @workflow.init
     def __init__(self, input: WatchdogInput) -> None:
         self._input = input
-        self._checkpoints: dict[str, Checkpoint] = {unit_of(c): c for c in input.checkpoints}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        for checkpoint in input.checkpoints:
+            self.record(checkpoint)
         self._restored: set[str] = set(input.restored)
         self._applied: set[str] = set(input.applied)
         self._released = False
@@ -64,7 +67,14 @@ class GameDayWatchdog:
 
     @workflow.signal
     def record(self, checkpoint: Checkpoint) -> None:
-        self._checkpoints[unit_of(checkpoint)] = checkpoint
+        """Keep every checkpoint: a second, different one under a unit id already recorded (the
+        GameDay refuses such plans, so it must not happen) is kept beside the first, never over it."""
+        unit = unit_of(checkpoint)
+        copy = 1
+        while unit in self._checkpoints and self._checkpoints[unit] != checkpoint:
+            copy += 1
+            unit = f"{unit_of(checkpoint)}#{copy}"
+        self._checkpoints[unit] = checkpoint
 
     @workflow.signal
     def applied(self, unit: str) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from gameday.runbook import Runbook
-from gameday.status import Abort, Approve, GameDayInput, GameDayStatus, Reject
+from gameday.status import Abort, Approve, GameDayInput, GameDayStatus, Reject, status_from_failure
 from workflows.gameday import GameDayWorkflow
 
 APPROVER = "ic@example.com"
@@ -55,6 +55,18 @@ async def start(client: Client, book: Runbook, task_queue: str,
         id=workflow_id or f"test-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
     )
+
+
+async def final(handle: WorkflowHandle[Any, Any]) -> GameDayStatus:
+    """The closed GameDay's status, whether it closed as Completed (its result) or as Failed
+    (contract §7: the `GameDayFailed` failure carries the status)."""
+    try:
+        return GameDayStatus.model_validate(await handle.result())
+    except WorkflowFailureError as error:
+        closed = status_from_failure(error)
+        if closed is None:
+            raise
+        return closed
 
 
 async def status(handle: WorkflowHandle[Any, Any]) -> GameDayStatus:
