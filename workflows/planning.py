@@ -71,7 +71,9 @@ class GameDayPlanWorkflow:
             if isinstance(outcome, ResolvedStep):
                 result.steps.append(outcome)
             elif isinstance(outcome, ActivityError):
-                result.problems.append(f"step {step.id}: {describe(outcome)}")
+                message = describe(outcome)
+                prefix = f"step {step.id}: "
+                result.problems.append(message if message.startswith(prefix) else prefix + message)
             elif isinstance(outcome, BaseException):
                 raise outcome
         result.problems += guardrail_problems(runbook, result.steps)

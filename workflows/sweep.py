@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import describe
     from workflows.routing import cloud_queue
 
-SWEEPABLE_CLOUDS = ("aws", "gcp", "azure")
 READ_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UserError", "Refused"])
 SWEEP_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=20))
 
@@ -30,7 +29,8 @@ class GameDaySweepWorkflow:
             "gameday.sweep_scope", result_type=SweepScope,
             start_to_close_timeout=timedelta(seconds=10))
         found: list[Leftover] = []
-        for cloud in SWEEPABLE_CLOUDS:
+        clouds, report.skipped = scope.clouds_to_sweep(input.clouds)
+        for cloud in clouds:
             try:
                 found += await workflow.execute_activity(
                     f"{cloud}.find_leftovers", scope, result_type=list[Leftover],
