@@ -9,6 +9,7 @@ zone gets several ACLs per VPC.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -31,6 +32,7 @@ from activities.base import (
     restore_errors,
     temporal_errors,
 )
+from activities.throttle import BUCKETS, BucketKey, Throttle, caller, paced
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -76,6 +78,22 @@ class BlackholeState(BaseModel):
     groups: list[AclGroup]
 
 
+@dataclass(frozen=True)
+class EntryChange:
+    """One deny-all entry that a gameday ACL lacks."""
+
+    acl_id: str
+    egress: bool
+    entry: dict[str, Any]
+
+
+def _entry_changes(acl_id: str, acl: dict[str, Any] | None) -> list[EntryChange]:
+    """The deny-all entries `acl` (as EC2 describes it; None: just created) does not have yet."""
+    have = {(e.get("Egress"), e.get("RuleNumber")) for e in (acl or {}).get("Entries", [])}
+    return [EntryChange(acl_id, egress, entry) for egress in (False, True) for entry in _DENY_ALL
+            if (egress, entry["RuleNumber"]) not in have]
+
+
 def _error(exc: Exception, doing: str) -> Exception:
     """Turn a boto error into a CloudError that says whether retrying can help."""
     if isinstance(exc, ClientError):
@@ -94,6 +112,36 @@ def _error(exc: Exception, doing: str) -> Exception:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def throttle_of(exc: Exception) -> Throttle | None:
+    """The throttle an AWS answer is (EC2's 503 `RequestLimitExceeded`, Route 53's
+    `Throttling` and `PriorRequestNotComplete`, any 429), or None."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if _code(exc) in _THROTTLED or status == 429:
+            return Throttle(retry_after=None)
+    return None
+
+
+def api_category(service: str, operation: str) -> str:
+    """The token bucket an AWS API call draws from (EC2 throttles per action family)."""
+    if service == "ec2":
+        if operation in ("create_tags", "delete_tags"):
+            return "ec2-tags"
+        if operation.startswith(("describe_", "get_")):
+            return "ec2-describe"
+        return "ec2-mutating"
+    if service in ("route53", "sts"):
+        return service
+    return "aws-other"
+
+
+def bucket_of(client: Any, operation: str) -> BucketKey:
+    """The bucket of one call of `client`: per account (the activity's), region and category."""
+    service = client.meta.service_model.service_name
+    region = "global" if service == "route53" else client.meta.region_name
+    return BucketKey("aws", caller().account, region or "", api_category(service, operation))
 
 
 def _tags(resource: dict[str, Any]) -> dict[str, str]:
@@ -128,7 +176,9 @@ class AwsApi:
 
     def __init__(self, session_factory: Any = boto3.session.Session):
         self._session_factory = session_factory
-        self._config = Config(retries={"max_attempts": 2, "mode": "standard"},
+        # No SDK retries: throttles wait for tokens in `_call` (never multiplied by botocore's
+        # own retries), everything else goes to Temporal's retry policy.
+        self._config = Config(retries={"max_attempts": 1, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -147,19 +197,35 @@ class AwsApi:
         return self.client("ec2", region)
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        """One call of a client method, paced by its token bucket; a throttled call waits and
+        is made again (see `activities.throttle.paced`)."""
         beat()
         try:
-            return fn(**kwargs)
+            return paced(bucket_of(fn.__self__, fn.__name__), lambda: fn(**kwargs), throttle_of)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, doing) from exc
 
     def _pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-        try:
+        """Every item of a paginated listing, each page paced; a throttled page starts the
+        listing again once the bucket lets it."""
+        bucket = bucket_of(client, operation)
+
+        def listing() -> list[dict[str, Any]]:
             items: list[dict[str, Any]] = []
-            for page in client.get_paginator(operation).paginate(**kwargs):
+            pages = iter(client.get_paginator(operation).paginate(**kwargs))
+            for number in itertools.count():
+                if number:  # `paced` took the first page's token
+                    who = caller()
+                    BUCKETS.bucket(bucket).take(who.priority, who.stopped)
+                page = next(pages, None)
+                if page is None:
+                    return items
                 beat()
                 items.extend(page.get(key, []))
-            return items
+            raise AssertionError("unreachable")
+
+        try:
+            return paced(bucket, listing, throttle_of)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, operation) from exc
 
@@ -284,14 +350,20 @@ class AwsZoneBlackhole(AwsApi):
             self.check_identity(scope)
             ec2 = self.ec2(scope.region)
             current = self.associations(ec2, (g.vpc_id for g in state.groups))
-            existing = {
-                (_tags(a).get(TAG_CHUNK), a["VpcId"]): a["NetworkAclId"]
-                for a in current.made_by(checkpoint.run_id, checkpoint.step_id)
-            }
+            ours = {(_tags(a).get(TAG_CHUNK), a["VpcId"]): a
+                    for a in current.made_by(checkpoint.run_id, checkpoint.step_id)}
+            existing = {key: acl["NetworkAclId"] for key, acl in ours.items()}
             missing = [g for g in state.groups if (str(g.chunk), g.vpc_id) not in existing]
-            for group, acl_id in fan_out(missing, lambda g: self._create_deny_all(ec2, checkpoint, g),
+            for group, acl_id in fan_out(missing, lambda g: self._create_acl(ec2, checkpoint, g),
                                          parallel_calls("aws")):
                 existing[(str(group.chunk), group.vpc_id)] = acl_id
+            # Every deny entry of every ACL, also of ACLs an earlier attempt made: one throttled
+            # CreateNetworkAclEntry must not leave an ACL that lets traffic through.
+            entries = [change for group in state.groups
+                       for change in _entry_changes(existing[(str(group.chunk), group.vpc_id)],
+                                                    ours.get((str(group.chunk), group.vpc_id)))]
+            for _ in fan_out(entries, self._set_entry(ec2), parallel_calls("aws")):
+                pass
             moves: list[tuple[str, str]] = []  # (association, deny-all ACL)
             for group in state.groups:
                 acl_id = existing[(str(group.chunk), group.vpc_id)]
@@ -313,7 +385,9 @@ class AwsZoneBlackhole(AwsApi):
                        AssociationId=change[0], NetworkAclId=change[1])
         return move
 
-    def _create_deny_all(self, ec2: Any, checkpoint: Checkpoint, group: AclGroup) -> str:
+    def _create_acl(self, ec2: Any, checkpoint: Checkpoint, group: AclGroup) -> str:
+        """Create one gameday ACL with its tags (the restore map among them); its entries
+        follow in `_set_entry`."""
         tags = {
             "Name": f"gameday-{checkpoint.step_id}-{group.chunk}"[:MAX_TAG_VALUE],
             TAG_MANAGED: "gameday",
@@ -327,18 +401,19 @@ class AwsZoneBlackhole(AwsApi):
             TagSpecifications=[{"ResourceType": "network-acl",
                                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
         )
-        acl_id = created["NetworkAcl"]["NetworkAclId"]
-        for egress in (False, True):
-            for entry in _DENY_ALL:
-                try:
-                    ec2.create_network_acl_entry(NetworkAclId=acl_id, Egress=egress, Protocol="-1",
-                                                 RuleAction="deny", **entry)
-                except ClientError as exc:
-                    if _code(exc) != "NetworkAclEntryAlreadyExists":
-                        raise _error(exc, "CreateNetworkAclEntry") from exc
-                except BotoCoreError as exc:
-                    raise _error(exc, "CreateNetworkAclEntry") from exc
-        return acl_id
+        return str(created["NetworkAcl"]["NetworkAclId"])
+
+    def _set_entry(self, ec2: Any) -> Callable[[EntryChange], None]:
+        """Create one deny entry; one that exists already (a lost answer) is as good."""
+        def set_entry(change: EntryChange) -> None:
+            try:
+                self._call("CreateNetworkAclEntry", ec2.create_network_acl_entry,
+                           NetworkAclId=change.acl_id, Egress=change.egress, Protocol="-1",
+                           RuleAction="deny", **change.entry)
+            except CloudError as exc:
+                if exc.code != "NetworkAclEntryAlreadyExists":
+                    raise
+        return set_entry
 
     def restore(self, request: FaultRequest) -> FaultResult:
         """Put every subnet back on the ACL it had, then delete gameday's ACLs. Safe to repeat."""
@@ -388,21 +463,21 @@ class AwsZoneBlackhole(AwsApi):
             result.changed += 1
         for acl_id in gameday_acl_ids:
             try:
-                ec2.delete_network_acl(NetworkAclId=acl_id)
-            except ClientError as exc:
-                if _code(exc) != "InvalidNetworkAclID.NotFound":
-                    raise _error(exc, f"DeleteNetworkAcl {acl_id}") from exc
-            except BotoCoreError as exc:
-                raise _error(exc, f"DeleteNetworkAcl {acl_id}") from exc
+                self._call(f"DeleteNetworkAcl {acl_id}", ec2.delete_network_acl,
+                           NetworkAclId=acl_id)
+            except CloudError as exc:
+                if exc.code != "InvalidNetworkAclID.NotFound":
+                    raise
         return result
 
     def _acl_exists(self, ec2: Any, acl_id: str) -> bool:
         try:
-            found = ec2.describe_network_acls(NetworkAclIds=[acl_id])
-        except ClientError as exc:
-            if _code(exc) == "InvalidNetworkAclID.NotFound":
+            found = self._call("DescribeNetworkAcls", ec2.describe_network_acls,
+                               NetworkAclIds=[acl_id])
+        except CloudError as exc:
+            if exc.code == "InvalidNetworkAclID.NotFound":
                 return False
-            raise _error(exc, "DescribeNetworkAcls") from exc
+            raise
         return bool(found.get("NetworkAcls"))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import HTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkInterface, NetworkSecurityGroup, SecurityRule
@@ -43,6 +46,7 @@ from activities.base import (
     restore_errors,
     temporal_errors,
 )
+from activities.throttle import BucketKey, Throttle, caller, paced
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.plan import (
     Checkpoint,
@@ -182,7 +186,7 @@ class AzureConnection:
 
     def _build(self, subscription: str, endpoint: str) -> ArmClients:
         settings: dict[str, Any] = {"retry_total": self.retry_total, "connection_timeout": 5,
-                                    "read_timeout": 30}
+                                    "read_timeout": 30, "per_retry_policies": [ArmPacing()]}
         credential: Any
         if endpoint:
             credential = StaticTokenCredential()
@@ -203,6 +207,60 @@ class AzureConnection:
             compute=ComputeManagementClient(credential, subscription, **settings),
             traffic=TrafficManagerManagementClient(credential, subscription, **settings),
         )
+
+
+class _Throttled(Exception):
+    def __init__(self, response: PipelineResponse[Any, Any], throttle: Throttle):
+        super().__init__("throttled by ARM")
+        self.response = response
+        self.throttle = throttle
+
+
+def _throttled(exc: Exception) -> Throttle | None:
+    return exc.throttle if isinstance(exc, _Throttled) else None
+
+
+class ArmPacing(HTTPPolicy):  # type: ignore[type-arg]
+    """Every ARM request takes a token of its subscription's read or write bucket first; a 429
+    that is throttling (not another operation holding the resource, which `_write` waits out)
+    waits, honouring `Retry-After`, and the request is sent again. Only when the bucket makes no
+    progress at all does the 429 reach the SDK, which raises it as usual."""
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        http = request.http_request
+        category = "arm-read" if http.method in ("GET", "HEAD") else "arm-write"
+        parts = http.url.split("/subscriptions/", 1)
+        subscription = parts[1].split("/", 1)[0].split("?", 1)[0] if len(parts) == 2 else ""
+        key = BucketKey("azure", subscription, caller().region, category)
+
+        def attempt() -> PipelineResponse[Any, Any]:
+            response = self.next.send(request)
+            throttle = _arm_throttle(response.http_response)
+            if throttle is not None:
+                raise _Throttled(response, throttle)
+            return response
+
+        try:
+            return paced(key, attempt, _throttled)
+        except _Throttled as exc:
+            return exc.response
+
+
+def _arm_throttle(response: Any) -> Throttle | None:
+    """The throttle an ARM answer is: a 429 whose code is not one of another operation's."""
+    if response.status_code != 429:
+        return None
+    try:
+        code = str((response.json() or {}).get("error", {}).get("code", ""))
+    except Exception:
+        code = ""
+    if code in _BUSY or code == "RetryableError":
+        return None
+    value = response.headers.get("Retry-After")
+    try:
+        return Throttle(retry_after=max(0.0, float(value)) if value is not None else None)
+    except ValueError:
+        return Throttle(retry_after=1.0)
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -253,12 +311,57 @@ def is_busy(exc: Exception) -> bool:
     return code in _BUSY or (code == "RetryableError" and bool(_detail_codes(exc) & _BUSY))
 
 
+def _arm_message(exc: HttpResponseError) -> str:
+    """ARM's own one-line message (azure-core's `message` is three lines: `(Code) text`,
+    `Code: …`, `Message: …`)."""
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) if error is not None else None
+    if not message:
+        try:
+            message = exc.response.json()["error"]["message"]  # type: ignore[union-attr]
+        except Exception:
+            message = (exc.message or str(exc)).splitlines()[0]
+    return " ".join(str(message).split())
+
+
+_ARM_PATH = re.compile(r"/subscriptions/(?P<subscription>[^/?]+)"
+                       r"(?:/resourceGroups/(?P<group>[^/?]+))?"
+                       r"(?:/providers/(?P<namespace>[^/?]+)/(?P<type>[^/?]+)/(?P<name>[^/?]+))?",
+                       re.IGNORECASE)
+_ARM_KINDS = {"networksecuritygroups": "network security group",
+              "networkinterfaces": "network interface", "virtualmachines": "virtual machine",
+              "trafficmanagerprofiles": "Traffic Manager profile"}
+
+
+def not_found_sentence(exc: HttpResponseError) -> str | None:
+    """One sentence naming what ARM did not find, from the error code and the request's URL;
+    None when the answer is not a 'not found'."""
+    code = error_code(exc)
+    if exc.status_code != 404 and not code.endswith("NotFound"):
+        return None
+    request = getattr(exc.response, "request", None)
+    found = _ARM_PATH.search(getattr(request, "url", "") or "")
+    if found is None:
+        return None
+    subscription, group = found["subscription"], found["group"]
+    if code == "SubscriptionNotFound" or group is None:
+        return f"subscription {subscription} does not exist, or the worker may not use it"
+    if code == "ResourceGroupNotFound" or found["name"] is None:
+        return f"resource group {group} does not exist in subscription {subscription}"
+    kind = _ARM_KINDS.get(found["type"].lower(), found["type"])
+    return f"{kind} {found['name']} does not exist in resource group {group}"
+
+
 def cloud_error(exc: Exception, doing: str) -> CloudError:
-    """Turn an azure-core error into a CloudError that says whether retrying can help."""
+    """Turn an azure-core error into a CloudError that says whether retrying can help, in one
+    sentence naming the resource (never azure-core's three-line message)."""
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         code = error_code(exc)
-        message = exc.message or str(exc)
+        message = _arm_message(exc)
+        missing = not_found_sentence(exc)
+        if missing is not None:
+            return CloudError(f"Azure refused {doing}: {missing}", retryable=False, code=code)
         if code == "PreconditionFailed":
             return CloudError(f"Azure resource changed while gameday was {doing}; reading it "
                               "again will do", retryable=True, retry_after=0.0, code=code)
@@ -531,8 +634,10 @@ class AzureZoneBlackhole:
             check_guardrails(checkpoint.step_id, scope, request.guardrails, checkpoint.resources)
             with self.connection.clients(scope.account) as arm:
                 blackhole = self._ensure_nsg(arm, checkpoint, state)
+                listed = NicReader(arm)
                 for done, record in enumerate(state.nics, start=1):
-                    outcome = self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg))
+                    outcome = self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg),
+                                             listed)
                     _tally(result, outcome, f"NIC {record.id} no longer exists; skipped")
                     progress(done, len(state.nics))
             return result
@@ -561,15 +666,19 @@ class AzureZoneBlackhole:
                       .begin_create_or_update(group, name, body).result())
         return made.id
 
-    def _move_nic(self, arm: ArmClients, nic_id: str, nsg: str | None,
-                  tag: str | None) -> bool | None:
+    def _move_nic(self, arm: ArmClients, nic_id: str, nsg: str | None, tag: str | None,
+                  listed: NicReader | None = None) -> bool | None:
         """Put the NIC on `nsg` and set (or, with None, remove) its restore tag, keeping every
-        other tag; True when changed, False when already so, None when the NIC is gone."""
+        other tag; True when changed, False when already so, None when the NIC is gone. The
+        first try starts from the NIC as `listed` shows it, when given (one listing per group
+        instead of one GET per NIC); its etag guards the write, and a stale one reads again."""
         _, group, name = id_parts(nic_id)
+        first = [listed]
 
         def update() -> bool | None:
-            nic = _find(f"reading NIC {name}",
-                        lambda: arm.network.network_interfaces.get(group, name))
+            reader = first.pop() if first else None
+            nic = reader.get(nic_id) if reader is not None else _find(
+                f"reading NIC {name}", lambda: arm.network.network_interfaces.get(group, name))
             if nic is None:
                 return None
             tags = dict(nic.tags or {})
@@ -601,16 +710,17 @@ class AzureZoneBlackhole:
         ours = nsg_id(scope.account, state.resource_group, state.nsg_name)
         with (cloud_span("azure.restore_blackhole_zone", scope, checkpoint.resources),
               self.connection.clients(scope.account) as arm):
+            listed = NicReader(arm)
             for done, record in enumerate(state.nics, start=1):
-                self._restore_nic(arm, record.id, record.nsg, result)
+                self._restore_nic(arm, record.id, record.nsg, result, listed)
                 progress(done, len(state.nics))
             self._delete_nsg(arm, state, ours, result)
             return result
 
     def _restore_nic(self, arm: ArmClients, nic_id: str, nsg: str | None,
-                     result: FaultResult) -> None:
+                     result: FaultResult, listed: NicReader | None = None) -> None:
         try:
-            outcome = self._move_nic(arm, nic_id, nsg, None)
+            outcome = self._move_nic(arm, nic_id, nsg, None, listed)
         except CloudError as exc:
             if exc.code != "InvalidResourceReference" or nsg is None:
                 raise
@@ -815,10 +925,11 @@ class AzureRegionEvacuation:
             try:
                 profile = arm.traffic.profiles.get(target.resource_group, profile_name)
             except ResourceNotFoundError as exc:
-                raise TargetNotFound(
-                    f"step {step_id}: Traffic Manager profile {profile_name} does not exist in "
-                    f"resource group {target.resource_group}"
-                ) from exc
+                missing = (not_found_sentence(exc) if error_code(exc) == "ResourceGroupNotFound"
+                           else None)
+                raise TargetNotFound(f"step {step_id}: " + (
+                    missing or f"Traffic Manager profile {profile_name} does not exist in "
+                               f"resource group {target.resource_group}")) from exc
             except AzureError as exc:
                 raise cloud_error(exc, f"reading profile {profile_name}") from exc
             endpoints = list(profile.endpoints or [])

@@ -15,8 +15,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import trace
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities.throttle import APPLY, RESTORE, CallAbandoned, caller, calling_as, run_as
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.guardrails import WorkerSite, refusals
 from gameday.plan import (
@@ -120,19 +121,24 @@ def fan_out(items: Iterable[T], work: Callable[[T], R], width: int) -> Iterator[
     The calling (activity) thread only waits and heartbeats progress every `FAN_OUT_TICK`, so a
     cancellation reaches it at once; nothing is queued beyond the calls in flight, so on an error
     or a cancellation no new call starts and the ones in flight finish before the error is raised.
-    `work` runs without the activity context: it must not heartbeat itself."""
+    `work` runs without the activity context (it must not heartbeat itself) but as the same
+    caller of the token buckets: once the fan-out stops (an error, a cancellation), a call of
+    `work` still waiting for a token is abandoned (`CallAbandoned`) instead of being made."""
     pending = list(items)
     total = len(pending)
     done = 0
     queue = iter(pending)
+    stop = threading.Event()
+    as_caller = caller().stopping_with(stop)
     with ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="gameday-fan-out") as pool:
         running: dict[Future[R], T] = {}
 
         def submit_next() -> bool:
             item = next(queue, _END)
-            if item is _END:
+            if item is _END or stop.is_set():
                 return False
-            running[pool.submit(work, item)] = item  # type: ignore[arg-type]
+            call = functools.partial(work, item)  # type: ignore[arg-type]
+            running[pool.submit(run_as, as_caller, call)] = item  # type: ignore[arg-type]
             return True
 
         for _ in range(max(1, width)):
@@ -149,6 +155,7 @@ def fan_out(items: Iterable[T], work: Callable[[T], R], width: int) -> Iterator[
                     submit_next()
                 progress(done, total)
         finally:
+            stop.set()
             for future in running:
                 future.cancel()
 
@@ -177,8 +184,10 @@ def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            with kept_alive():
+            with kept_alive(), calling_as(**_caller_of(args, APPLY)):
                 return fn(*args, **kwargs)
+        except CallAbandoned as exc:
+            raise CancelledError(str(exc)) from exc
         except TargetNotFound as exc:
             raise ApplicationError(str(exc), type="TargetNotFound", non_retryable=True) from exc
         except Refused as exc:
@@ -198,14 +207,54 @@ def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            with kept_alive():
+            with kept_alive(), calling_as(**_caller_of(args, RESTORE)):
                 return fn(*args, **kwargs)
+        except CallAbandoned as exc:
+            raise CancelledError(str(exc)) from exc
         except CloudError as exc:
             raise _cloud_failure(exc, retryable=True) from exc
         except UserError as exc:
             raise ApplicationError(str(exc), type="RestoreBlocked") from exc
 
     return wrapper
+
+
+def _scope_of(args: Iterable[Any]) -> Scope | None:
+    """The scope an activity's request acts on, whatever the request's type."""
+    for arg in args:
+        if isinstance(arg, FaultRequest):
+            return arg.checkpoint.scope
+        if isinstance(arg, PrepareRequest):
+            return arg.resolved.scope
+        if isinstance(arg, StepRequest):
+            try:
+                return Scope.of(arg.step.target)  # type: ignore[arg-type]
+            except Exception:
+                return None
+    return None
+
+
+def _cancellation_flag() -> Callable[[], bool]:
+    """Whether the running activity was cancelled, askable from any thread (a fan-out's)."""
+    if not activity.in_activity():
+        return lambda: False
+    context = contextvars.copy_context()
+    lock = threading.Lock()
+
+    def cancelled() -> bool:
+        with lock:  # a context is entered by one thread at a time
+            return context.run(activity.is_cancelled)
+
+    return cancelled
+
+
+def _caller_of(args: Iterable[Any], priority: int) -> dict[str, Any]:
+    """How an activity's calls queue for tokens: its priority, the account and region of its
+    scope, and its cancellation."""
+    scope = _scope_of(args)
+    return {"priority": priority, "account": scope.account if scope else "",
+            "region": scope.region if scope else "", "stops": (),
+            "cancelled": _cancellation_flag()}
 
 
 def _cloud_failure(exc: CloudError, retryable: bool) -> ApplicationError:

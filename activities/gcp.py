@@ -46,6 +46,7 @@ from activities.base import (
     restore_errors,
     temporal_errors,
 )
+from activities.throttle import BucketKey, Throttle, paced
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.plan import (
     Checkpoint,
@@ -130,20 +131,84 @@ def _retry_after(exc: exceptions.GoogleAPICallError) -> float | None:
         return None
 
 
+_RATE_LIMITED = {"rateLimitExceeded", "userRateLimitExceeded"}
+"""The reasons of Compute Engine's 403 (and 429) answers to a project over its rate quota."""
+
+
+def throttle_of(exc: Exception) -> Throttle | None:
+    """The throttle a Compute Engine answer is (429, or 403 `rateLimitExceeded`), or None."""
+    if isinstance(exc, exceptions.TooManyRequests) or (
+            isinstance(exc, exceptions.Forbidden) and _reasons(exc) & _RATE_LIMITED):
+        return Throttle(retry_after=_retry_after(exc))
+    return None
+
+
+def _reasons(exc: exceptions.GoogleAPICallError) -> set[str]:
+    """The `reason`s of an error: Compute Engine's `errors[].reason`, and the ErrorInfo's."""
+    found = {str(e.get("reason")) for e in exc.errors or [] if isinstance(e, dict)}
+    return found | ({exc.reason} if exc.reason else set())
+
+
+def bucket_of(method: Callable[..., Any], kwargs: dict[str, Any]) -> BucketKey:
+    """Compute Engine's quotas are per project: mutations (`*_unary`) and reads apart."""
+    project = kwargs["project"] if "project" in kwargs else getattr(kwargs.get("request"),
+                                                                    "project", "")
+    name = getattr(method, "__name__", "")
+    category = "gce-mutation" if name.endswith("_unary") else "gce-read"
+    return BucketKey("gcp", str(project), "global", category)
+
+
+_RESOURCE_PATH = re.compile(
+    r"/projects/(?P<project>[^/?:\s]+)"
+    r"(?:/(?:(?P<scope>zones|regions)/(?P<where>[^/?:\s]+)|global))?"
+    r"(?:/(?P<collection>[A-Za-z]+)(?:/(?P<name>[^/?:\s]+))?)?")
+_KINDS = {"instances": "instance", "firewalls": "firewall rule", "networks": "network",
+          "backendServices": "backend service", "operations": "operation",
+          "instanceGroups": "instance group", "zones": "zone", "regions": "region"}
+
+
+def _not_found(exc: exceptions.GoogleAPICallError) -> str:
+    """One sentence naming what a 404 did not find, read from the request's URL (which the
+    SDK's message starts with: `GET http://…/projects/p/zones/z/instances`)."""
+    found = _RESOURCE_PATH.search(exc.message or "")
+    if found is None:
+        return "a resource it names does not exist"
+    project, scope, where = found["project"], found["scope"], found["where"]
+    collection, name = found["collection"], found["name"]
+    if scope and where and (collection is None or name is None):
+        return f"{_KINDS[scope]} {where} does not exist in project {project}"
+    if collection in _KINDS and name:
+        place = f" in {_KINDS[scope]} {where}" if scope and where else ""
+        return f"{_KINDS[collection]} {name} does not exist{place} in project {project}"
+    return f"project {project} does not exist, or the worker may not use it"
+
+
+def _server_message(exc: exceptions.GoogleAPICallError) -> str:
+    """The server's own message, without the method and URL the SDK puts before it."""
+    message = exc.message or ""
+    if re.match(r"[A-Z]+ https?://", message) and ": " in message:
+        message = message.split(": ", 1)[1]
+    return " ".join(message.split())
+
+
 def _error(exc: BaseException, doing: str) -> CloudError:
-    """A CloudError for a failed SDK call that says whether retrying can help."""
+    """A CloudError for a failed SDK call that says whether retrying can help, in one sentence
+    that names the resource (never the raw `404 GET http://…`)."""
     if isinstance(exc, exceptions.GoogleAPICallError):
         code = str(exc.code or "")
         reason = exc.reason or code
-        if isinstance(exc, exceptions.TooManyRequests):
+        if isinstance(exc, exceptions.NotFound):
+            return CloudError(f"GCP refused {doing}: {_not_found(exc)}", retryable=False,
+                              code=reason)
+        if isinstance(exc, exceptions.TooManyRequests) or throttle_of(exc) is not None:
             retry_after = _retry_after(exc)
-            return CloudError(f"GCP throttled {doing}: {exc.message}", retryable=True,
+            return CloudError(f"GCP throttled {doing}: {_server_message(exc)}", retryable=True,
                               retry_after=THROTTLED_RETRY_AFTER if retry_after is None
                               else retry_after, code=reason)
         if isinstance(exc, _RETRYABLE) or (exc.code or 0) >= 500:
-            return CloudError(f"GCP failed {doing}: {exc.message}", retryable=True,
-                              retry_after=_retry_after(exc), code=reason)
-        return CloudError(f"GCP refused {doing}: {code} {exc.message}", retryable=False,
+            return CloudError(f"GCP failed {doing}: {code} {_server_message(exc)}",
+                              retryable=True, retry_after=_retry_after(exc), code=reason)
+        return CloudError(f"GCP refused {doing}: {code} {_server_message(exc)}", retryable=False,
                           code=reason)
     return CloudError(f"GCP did not answer {doing}: {exc}", retryable=True)
 
@@ -161,18 +226,22 @@ TRANSIENT_ATTEMPTS = 6
 
 
 def _call(method: Callable[..., Any], *, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> Any:
-    """One SDK call, the SDK's own retries off. A transient failure (429, 5xx, no answer) is tried
-    again here a few times, heartbeating between, so that one throttled call does not throw away
-    the progress of an activity over many instances; anything else, or a failure that persists,
-    goes to Temporal's retries. Safe because gameday's mutations are idempotent (`requestId`) or
-    fingerprint-guarded, and callers treat 409, 404 and 412 as they must."""
+    """One SDK call, the SDK's own retries off, paced by the project's token bucket: a throttled
+    call waits and is made again for as long as the bucket makes progress. Another transient
+    failure (5xx, no answer) is tried again here a few times, heartbeating between, so that one
+    such failure does not throw away the progress of an activity over many instances; anything
+    else, or a failure that persists, goes to Temporal's retries. Safe because gameday's
+    mutations are idempotent (`requestId`) or fingerprint-guarded, and callers treat 409, 404
+    and 412 as they must."""
+    bucket = bucket_of(method, kwargs)
     for attempt in range(TRANSIENT_ATTEMPTS):
         beat()
         try:
-            return method(**kwargs, retry=None, timeout=timeout)
+            return paced(bucket, lambda: method(**kwargs, retry=None, timeout=timeout), throttle_of)
         except _SDK_FAILURES as exc:
             error = _error(exc, "a call")
-            if not error.retryable or attempt == TRANSIENT_ATTEMPTS - 1:
+            stalled = throttle_of(exc) is not None  # `paced` waited as long as it may
+            if stalled or not error.retryable or attempt == TRANSIENT_ATTEMPTS - 1:
                 raise
             if activity.in_activity():
                 activity.heartbeat({"retrying": error.code or "transient", "attempt": attempt + 1})

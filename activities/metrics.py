@@ -3,7 +3,11 @@
 - `gameday.faults.active` (up/down counter): +1 when a fault's first apply attempt starts (a
   half-applied fault is in effect too), -1 when its restore succeeds;
 - `gameday.restore.duration` (histogram, s): how long each restore activity took;
-- `gameday.probe.checks` (counter): steady-state checks, by probe and verdict.
+- `gameday.probe.checks` (counter): steady-state checks, by probe and verdict;
+- `gameday.cloud.throttles` (counter): throttle answers of the clouds, by cloud and API category
+  (recorded by `activities.throttle`, which waits them out);
+- `gameday.cloud.token_wait` (histogram, s): how long calls waited for a token, by cloud, API
+  category and priority (`restore` or `apply`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ RESTORE_DURATION = meter.create_histogram("gameday.restore.duration", unit="s",
                                           description="time a restore activity took")
 PROBE_CHECKS = meter.create_counter("gameday.probe.checks", unit="{check}",
                                     description="steady-state checks by probe and verdict")
+THROTTLES = meter.create_counter("gameday.cloud.throttles", unit="{answer}",
+                                 description="throttle answers of the clouds' APIs")
+TOKEN_WAIT = meter.create_histogram("gameday.cloud.token_wait", unit="s",
+                                    description="time a cloud call waited for its token")
 
 
 class GameDayMetrics(Interceptor):

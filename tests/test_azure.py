@@ -14,10 +14,12 @@ from activities.azure import (
     AzureConnection,
     AzureRegionEvacuation,
     AzureZoneBlackhole,
+    _listing,
     from_restore_tag,
     gameday_nsg_name,
     restore_tag,
 )
+from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest
 from lab.azure.clients import ArmClients
@@ -40,6 +42,7 @@ def lab(servers: Servers) -> Iterator[AzureLab]:
     """The lab topology, freshly seeded; emulator settings and faults put back afterwards."""
     seeded = AzureLab(servers)
     seeded.seed()
+    BUCKETS.clear()  # no test inherits another's throttled buckets
     yield seeded
     assert servers.azure is not None
     with servers.azure.lock:
@@ -56,12 +59,12 @@ def arm(lab: AzureLab) -> Iterator[ArmClients]:
 
 
 def zone_step(**target: Any) -> dict[str, Any]:
-    return {"id": "cut-eastus-1", "action": "blackhole_zone",
+    return {"id": "cut-eastus-1", "action": "blackhole_zone", "duration": "5m",
             "target": {"cloud": "azure", "subscription": SUB, "resource_group": RG,
                        "region": "eastus", "zone": "1", "tags": {"gameday": "enabled"}, **target}}
 
 
-def evacuate_step(duration: str | None = None) -> dict[str, Any]:
+def evacuate_step(duration: str | None = "5m") -> dict[str, Any]:
     step: dict[str, Any] = {
         "id": "evacuate-eastus", "action": "evacuate_region",
         "target": {"cloud": "azure", "subscription": SUB, "resource_group": RG,
@@ -198,15 +201,21 @@ def test_a_write_held_by_another_operation_is_retried(lab: AzureLab, arm: ArmCli
     assert nsg_of(arm, "web-1-nic0") == "web-nsg"
 
 
-def test_throttling_is_a_retryable_error_with_retry_after(lab: AzureLab, servers: Servers) -> None:
+def test_throttling_that_never_ends_is_a_retryable_error_with_retry_after(
+        lab: AzureLab, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttled write waits (Retry-After) and is sent again; only when no write succeeds for
+    the stall limit does the throttle reach Temporal, still retryable, with its Retry-After."""
+    monkeypatch.setenv(STALL_VARIABLE, "1")
     fault = AzureZoneBlackhole(AzureConnection(retry_total=0))
     request = prepared(fault, zone_step())
     servers.azure_faults(FaultRule(match=AzureLab.apply_call, status=429,
-                                   code="TooManyRequests", retry_after=7))
+                                   code="TooManyRequests", retry_after=2))
     with pytest.raises(CloudError) as caught:
         fault.apply(request)
-    assert (caught.value.retryable, caught.value.retry_after) == (True, 7.0)
+    assert (caught.value.retryable, caught.value.retry_after) == (True, 2.0)
+    assert len([c for c in lab.calls(AzureLab.apply_call) if c["injected"]]) >= 2  # waited, sent again
     servers.azure_faults()
+    BUCKETS.clear()
     fault.restore(request)
 
 
@@ -338,3 +347,24 @@ def test_clients_follow_the_environment(lab: AzureLab) -> None:
     with AzureConnection().clients(SUB) as made:
         assert {vm.name for vm in made.compute.virtual_machines.list(RG)} >= {"web-1", "app-1"}
 
+
+
+# --- errors a user reads -------------------------------------------------------------------------
+
+
+def test_a_missing_resource_group_is_one_sentence_naming_it(lab: AzureLab, arm: ArmClients) -> None:
+    """azure-core's message is three lines (`(ResourceGroupNotFound) …`, `Code: …`,
+    `Message: …`); the user reads one sentence naming the group (issue 12, defect 9)."""
+    with pytest.raises(CloudError) as raised:
+        _listing("listing the NSGs of resource group shop-x",
+                 lambda: arm.network.network_security_groups.list("shop-x"))
+    assert str(raised.value) == ("Azure refused listing the NSGs of resource group shop-x: "
+                                 f"resource group shop-x does not exist in subscription {SUB}")
+    assert not raised.value.retryable
+
+    step = evacuate_step()
+    step["target"]["resource_group"] = "shop-x"
+    with pytest.raises(TargetNotFound) as missing:
+        prepared(AzureRegionEvacuation(), step)
+    assert str(missing.value) == (f"step evacuate-eastus: resource group shop-x does not exist "
+                                  f"in subscription {SUB}")

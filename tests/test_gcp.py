@@ -16,10 +16,13 @@ from activities.gcp import (
     Compute,
     GcpRegionEvacuation,
     GcpZoneBlackhole,
+    _call,
+    _translated,
     blackhole_tag,
     compute_clients,
     deny_rule_name,
 )
+from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest
 from gameday.runbook import BlackholeZoneStep, EvacuateRegionStep, Guardrails
@@ -42,6 +45,7 @@ def gcp(servers: Servers) -> Iterator[Compute]:
     """A freshly seeded lab project; the clients gameday itself uses."""
     servers.reset_gcp()
     seed_gcp(servers.gcp.url, PROJECT)
+    BUCKETS.clear()  # no test inherits another's throttled buckets
     yield compute_clients()
     servers.gcp_faults()
 
@@ -221,12 +225,17 @@ def test_apply_rechecks_the_guardrails(gcp: Compute) -> None:
     assert not any(name.startswith("gameday-") for name in _firewalls(gcp))
 
 
-def test_throttling_is_a_retryable_error_with_retry_after(gcp: Compute, servers: Servers) -> None:
+def test_throttling_that_never_ends_is_a_retryable_error_with_retry_after(
+        gcp: Compute, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttled call waits (Retry-After) and is made again; only when no call succeeds for the
+    stall limit does the throttle reach Temporal, still retryable, with its Retry-After."""
+    monkeypatch.setenv(STALL_VARIABLE, "1")
     fault, checkpoint = _blackhole_prepared()
-    servers.gcp_faults(FaultRule(match="/global/firewalls", status=429, retry_after=3))
+    servers.gcp_faults(FaultRule(match="/global/firewalls", status=429, retry_after=2))
     with pytest.raises(CloudError) as raised:
         fault.apply(FaultRequest(checkpoint=checkpoint, guardrails=GUARDRAILS))
-    assert (raised.value.retryable, raised.value.retry_after) == (True, 3.0)
+    assert (raised.value.retryable, raised.value.retry_after) == (True, 2.0)
+    assert len([c for c in servers.gcp_calls() if c["injected"]]) >= 2  # waited, made again
 
 
 @settings(max_examples=200, deadline=None)
@@ -310,3 +319,20 @@ def test_evacuation_end_to_end_with_a_throttled_fail_back(gcp: Compute, servers:
     throttled = [c for c in servers.gcp_calls() if c["injected"]]
     assert len(throttled) == 2
     assert _scalers(gcp) == before
+
+
+# --- errors a user reads ------------------------------------------------------------------------
+
+
+def test_a_missing_zone_or_instance_is_one_sentence_naming_it(gcp: Compute) -> None:
+    """The SDK says `404 GET http://…/zones/us-central1-q/instances: …`; the user reads which
+    resource of which project does not exist (issue 12, defect 9)."""
+    with pytest.raises(CloudError) as raised, _translated("listing instances in us-central1-q"):
+        _call(gcp.instances.list, project=PROJECT, zone="us-central1-q")
+    assert str(raised.value) == ("GCP refused listing instances in us-central1-q: zone "
+                                 "us-central1-q does not exist in project gameday-lab")
+    with pytest.raises(CloudError) as raised, _translated("reading instance nope"):
+        _call(gcp.instances.get, project=PROJECT, zone=ZONE, instance="nope")
+    assert str(raised.value) == ("GCP refused reading instance nope: instance nope does not "
+                                 "exist in zone us-central1-a in project gameday-lab")
+    assert not raised.value.retryable
