@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from gameday.codec import DATA_CONVERTER
 from lab.services import free_port
+from tests.faults.generated import GENERATED, generated_tally
 from tests.faults.harness import TALLY, Clouds, Orchestrator, RestartableTemporal, WorkerProcess, tally_line
 from tests.support.clouds import CLOUD_LABS
 from tests.support.runner import AsyncRunner
@@ -20,6 +21,14 @@ from tests.support.servers import Servers
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if GENERATED:
+        terminalreporter.section("generated runbooks")
+        for generated in GENERATED:
+            terminalreporter.write_line(generated.summary())
+            for line in generated.problems + generated.double_counted + generated.leaks[:20]:
+                terminalreporter.write_line(f"    {line}")
+        for line in generated_tally(GENERATED):
+            terminalreporter.write_line(line)
     if not TALLY:
         return
     terminalreporter.section("fault runs")

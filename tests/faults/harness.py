@@ -25,7 +25,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import TerminatedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gameday.status import CLOSED_PHASES, GameDayInput, GameDayStatus
+from gameday.status import CLOSED_PHASES, GameDayInput, GameDayStatus, status_from_failure
 from lab.faults import FaultRule
 from lab.services import Service, start_temporal
 from tests.support.clouds import CloudLab
@@ -352,7 +352,10 @@ async def _result(handle: WorkflowHandle[Any, Any], deadline: float,
         except WorkflowFailureError as error:
             if isinstance(error.cause, TerminatedError):
                 return None, True
-            raise
+            carried = status_from_failure(error)  # closed as Failed (contract §7)
+            if carried is None:
+                raise
+            return carried, False
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return None, False

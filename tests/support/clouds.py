@@ -291,3 +291,27 @@ class AzureLab:
 
 
 CLOUD_LABS: dict[str, type] = {"aws": AwsLab, "gcp": GcpLab, "azure": AzureLab}
+
+
+def traffic_snapshot(servers: Servers) -> dict[str, Any]:
+    """What an `evacuate_region` changes, as each cloud's API shows it: every Route 53 record set,
+    every backend service of the lab's GCP project, every endpoint of the lab's Traffic Manager
+    profiles (the zone labs' `snapshot()` covers what a blackhole changes)."""
+    from lab.aws.seed import route53_snapshot
+
+    url = f"{servers.gcp.url}/compute/v1/projects/{GcpLab.project}/global/backendServices"
+    response = httpx.get(url, params={"maxResults": 500})
+    response.raise_for_status()
+    services = {s["name"]: sorted((b["group"], b.get("capacityScaler"), b.get("balancingMode"))
+                                  for b in s.get("backends", []))
+                for s in response.json().get("items", [])}
+    clients = AzureLab(servers)._connect()
+    try:
+        profiles = {
+            profile.name: {e.name: (str(e.endpoint_status), e.weight, e.priority, e.endpoint_location)
+                           for e in profile.endpoints or []}
+            for profile in clients.traffic.profiles.list_by_resource_group(AzureLab.resource_group)
+        }
+    finally:
+        clients.close()
+    return {"aws": route53_snapshot(), "gcp": services, "azure": profiles}
