@@ -96,6 +96,8 @@ class GameDayStatus(Model):
     runbook: str
     phase: Phase
     pending_approval: str | None = None
+    pending_approvals: list[str] = Field([], description="every gate awaiting approval, oldest first "
+                                         "(steps of one parallel group may wait together)")
     steps: list[StepStatus]
     active_faults: list[str] = []
     plan_hash: str | None = None

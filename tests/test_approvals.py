@@ -76,3 +76,28 @@ def test_a_rejection_in_another_spelling_is_the_approver_s(aws, client, runner, 
     assert "rejected by ic@example.com: freeze" in (result.reason or "")
     refused = [e.detail for e in result.events if e.kind == "rejection_refused"]
     assert len(refused) == 1 and "must not be blank" in refused[0]
+
+
+def test_two_gated_steps_of_one_parallel_group_can_both_be_approved(aws, client, runner, task_queue):
+    """Both gates wait at once (found by the generated runbooks): approving one must not refuse the
+    other, and each is approved on its own."""
+    before = acl_snapshot()
+    group = {"parallel": [aws_zone_step("cut-a", "us-east-1a", duration="1s", approval="required"),
+                          aws_zone_step("cut-b", "us-east-1b", duration="1s", approval="required")]}
+
+    async def scenario():
+        handle = await start(client, runbook(group), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await handle.signal("approve", {"approver": APPROVER})
+        waiting = await wait_for(handle, lambda s: sorted(s.pending_approvals) == ["cut-a", "cut-b"],
+                                 what="both gates awaiting approval")
+        await handle.signal("approve", {"approver": APPROVER, "step": "cut-b"})
+        await handle.signal("approve", {"approver": APPROVER, "step": "cut-a"})
+        return waiting, await final(handle)
+
+    waiting, result = runner.run(scenario())
+    assert waiting.pending_approval in ("cut-a", "cut-b")
+    assert _refusals(result) == []
+    assert {s.id: s.approved_by for s in result.steps} == {"cut-a": [APPROVER], "cut-b": [APPROVER]}
+    assert (result.outcome, result.restored) == ("completed", True)
+    assert acl_snapshot() == before

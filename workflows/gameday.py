@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
@@ -68,6 +68,7 @@ APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(second
                           maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
 WATCH_WINDOW = timedelta(minutes=5)
+FAULT_ACTIVITY_TIMEOUT = timedelta(hours=2)
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 tracer = trace.get_tracer("gameday.workflow")
 
@@ -75,6 +76,8 @@ tracer = trace.get_tracer("gameday.workflow")
 PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
 PATCH_WATCH_UNTIL_RESTORE = "watch-until-the-hold-ends"
+PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
+"""Runs started before this change began restoring only once every apply had stopped."""
 """Runs started before this change watched in windows of `WATCH_WINDOW` whatever the holds."""
 
 MAX_RUN = timedelta(days=7)
@@ -135,6 +138,8 @@ class SagaEntry:
     """Position of the unit within its step (zone order); restores go newest unit first."""
     restore: asyncio.Task[None] | None = None
     restored: bool = False
+    applying: bool = False
+    """Its apply is running (or being cancelled): a restore now must be repeated once it stopped."""
 
 
 def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
@@ -159,7 +164,9 @@ class GameDayWorkflow:
         self._started = workflow.now()
         self._deadline = self._started + min(self._runbook.max_duration, MAX_RUN)
         self._phase: Phase = "planning"
-        self._pending: str | None = None
+        self._pending: list[str] = []
+        """Gates awaiting approval, oldest first: the start, or steps (a parallel group may gate
+        several at once)."""
         self._approvals: dict[str, list[str]] = {}
         self._early: list[Approve] = []
         self._rejection: Reject | None = None
@@ -201,7 +208,8 @@ class GameDayWorkflow:
             await self._conduct(input)
         except Exception as error:
             await self._close_after_bug(error)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._shielded(asyncio.create_task(workflow.wait_condition(workflow.all_handlers_finished)),
+                             "cancellation while closing; the run closes with its own outcome")
         status = self.status()
         if status.outcome == "failed" or not status.restored:
             raise ApplicationError(status.reason or "the GameDay failed", status.model_dump(mode="json"),
@@ -238,12 +246,26 @@ class GameDayWorkflow:
                 f"max_duration {format_duration(self._runbook.max_duration)} reached")))
         except asyncio.CancelledError:
             self._request_abort(Abort(by="temporal", reason="the workflow was cancelled"))
+        early: asyncio.Task[None] | None = None
         if not body.done():
             body.cancel()
+            if workflow.patched(PATCH_RESTORE_AT_ONCE):
+                # restores first: an apply learns of its cancellation only through its next
+                # heartbeat, and its cloud calls are not worth waiting for; whatever it did
+                # meanwhile is undone by a second restore once it has stopped
+                early = asyncio.create_task(self._compensate())
         await self._settle(body)
+        # a cancellation from here on (the run is already stopping) must not cut off the restore,
+        # the recovery check or the close-out: they run in a task of their own
+        await self._shielded(asyncio.create_task(self._close_out(early)),
+                             "cancellation while closing; restoring and closing go on")
+
+    async def _close_out(self, early: asyncio.Task[None] | None) -> None:
         if self._watching is not None and not self._watching.done():
             self._watching.cancel()
         await self._stop_watches(self._drift_watches)
+        if early is not None:
+            await self._shielded(early)
         await self._compensate()
         await self._check_recovery()
         await self._finish()
@@ -337,7 +359,7 @@ class GameDayWorkflow:
         needed = self._runbook.approvals_required
         what = "the start" if gate == "start" else f"step {gate}"
         approvers = ", ".join(self._approver_ids())
-        self._pending = gate
+        self._pending.append(gate)
         if gate == "start":
             self._set_phase("awaiting_approval")
         else:
@@ -362,7 +384,7 @@ class GameDayWorkflow:
             raise Rejected(f"no approval for {what} within "
                            f"{format_duration(self._runbook.approval_timeout)}") from None
         finally:
-            self._pending = None
+            self._pending.remove(gate)
         if self._rejection is not None:
             by, why = self._rejection.approver, self._rejection.reason
             raise Rejected(f"{what} was rejected by {by}" + (f": {why}" if why else ""))
@@ -411,8 +433,8 @@ class GameDayWorkflow:
             pass
         elif not self._is_approver(signal.approver):
             refusal = f"{signal.approver} is not an approver of this runbook"
-        elif gate != self._pending:
-            waiting = self._pending or "nothing"
+        elif gate not in self._pending:
+            waiting = ", ".join(self._pending) or "nothing"
             refusal = f"{'the start' if gate == 'start' else 'step ' + gate} is not awaiting " \
                       f"approval (awaiting: {waiting})"
         elif signal.plan_hash is not None and signal.plan_hash != self._plan_hash:
@@ -456,7 +478,7 @@ class GameDayWorkflow:
             pass
         elif not self._is_approver(signal.approver):
             refusal = f"{signal.approver} is not an approver of this runbook"
-        elif self._pending is None and self._phase != "planning":
+        elif not self._pending and self._phase != "planning":
             refusal = "nothing awaits approval; use abort to stop the GameDay"
         if refusal:
             self._event("rejection_refused", refusal, by=signal.approver, request_id=signal.request_id)
@@ -567,7 +589,11 @@ class GameDayWorkflow:
         self._saga.append(entry)
         entries.append(entry)
         await self._tell_watchdog("record", checkpoint, required=True)
-        await self._fault_activity("apply", checkpoint, APPLY_RETRY)
+        entry.applying = True
+        try:
+            await self._fault_activity("apply", checkpoint, APPLY_RETRY)
+        finally:
+            entry.applying = False  # the apply waits for its cancellation: no call of it can land
         await self._tell_watchdog("applied", checkpoint.unit_id)
 
     async def _prepare(self, step: FaultStep, resolved: ResolvedStep) -> Checkpoint:
@@ -592,7 +618,9 @@ class GameDayWorkflow:
             FaultRequest(checkpoint=checkpoint, guardrails=self._runbook.guardrails),
             task_queue=cloud_queue(scope.cloud),
             result_type=FaultResult,
-            start_to_close_timeout=timedelta(minutes=30),
+            # at a cloud's rate limit a large zone takes long (10,000 subnets at EC2's 5 mutations
+            # a second: ~35 min); the heartbeat timeout, not this, notices a dead worker
+            start_to_close_timeout=FAULT_ACTIVITY_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -622,6 +650,8 @@ class GameDayWorkflow:
             try:
                 found = await resolve_step(step, self._runbook, only_new=True)
             except ActivityError as error:
+                if is_cancelled_exception(error):
+                    raise  # the hold is over: the watch must stop, not look again
                 self._event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
                 continue
             new = [r for r in found.resources if r.id not in covered]
@@ -648,6 +678,8 @@ class GameDayWorkflow:
                 try:
                     await self._inject(step.id, unit, units + index, resolved, group, [])
                 except ActivityError as error:
+                    if is_cancelled_exception(error):
+                        raise
                     self._event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
                                 "restored with the rest", step=step.id)
             units += len(drifted)
@@ -913,8 +945,9 @@ class GameDayWorkflow:
         status = self._steps[entry.step_id]
         unit = entry.checkpoint.unit_id
         status.state = "restoring"
-        self._event("restoring", f"{unit}: restoring {entry.checkpoint.resources} resources",
-                    step=status.id)
+        raced = entry.applying
+        self._event("restoring", f"{unit}: restoring {entry.checkpoint.resources} resources"
+                    + (" while its apply stops" if raced else ""), step=status.id)
         self._publish()
         try:
             result = await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
@@ -925,6 +958,11 @@ class GameDayWorkflow:
             self._event("restore_failed", f"{unit}: {status.error}; run `gameday sweep "
                         "--restore` or restore by hand", step=status.id)
             self._publish()
+            return
+        if raced:
+            entry.restore = None  # restored again once its apply has stopped (`_compensate`)
+            self._event("restored", f"{unit}: {result.changed} changed back while its apply was "
+                        "stopping; restored again once it has stopped", step=status.id)
             return
         entry.restored = True
         await self._tell_watchdog("restored", unit)
@@ -945,12 +983,17 @@ class GameDayWorkflow:
         self._set_phase("restoring")
         for group in sorted({e.group for e in pending}, reverse=True):
             steps = list(dict.fromkeys(e.step_id for e in reversed(pending) if e.group == group))
-            restores = asyncio.gather(*(self._restore_step(step_id) for step_id in steps))
-            while not restores.done():
-                try:
-                    await asyncio.shield(restores)
-                except asyncio.CancelledError:
-                    self._event("cancel_ignored", "cancellation during restore; restoring goes on")
+            await self._shielded(asyncio.gather(*(self._restore_step(step_id) for step_id in steps)))
+
+    async def _shielded(self, work: asyncio.Future[Any],
+                        ignored: str = "cancellation during restore; restoring goes on") -> None:
+        """Wait for work (restores, the close-out) that no cancellation of the workflow may stop."""
+        while not work.done():
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                self._event("cancel_ignored", ignored)
+        work.result()
 
     async def _finish(self) -> None:
         if self._outcome is None:
@@ -996,7 +1039,8 @@ class GameDayWorkflow:
         return GameDayStatus(
             runbook=self._runbook.name,
             phase=self._phase,
-            pending_approval=self._pending,
+            pending_approval=self._pending[0] if self._pending else None,
+            pending_approvals=list(self._pending),
             steps=list(self._steps.values()),
             active_faults=[s.id for s in self._steps.values() if s.state in ("active", "restoring")
                            and s.cloud is not None],
@@ -1047,9 +1091,9 @@ class GameDayWorkflow:
         if restoring:
             lines.append(f"restoring: {', '.join(restoring)} (a restore retries until it succeeds; "
                          "its last failure shows under Pending Activities)")
-        if self._pending:
-            flag = "" if self._pending == "start" else f" --step {self._pending}"
-            lines.append(f"awaiting approval of {self._pending}: `gameday approve "
+        for gate in self._pending:
+            flag = "" if gate == "start" else f" --step {gate}"
+            lines.append(f"awaiting approval of {gate}: `gameday approve "
                          f"{workflow.info().workflow_id} --as <approver>{flag}`")
         following = [s.id for s in self._steps.values() if s.state == "pending"]
         if following and self._phase == "running":
