@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from gameday.guardrails import refusals
     from gameday.plan import ResolvedStep, StepRequest, activity_name, plan_hash
-    from gameday.runbook import FaultStep, Runbook
+    from gameday.runbook import FaultStep, ParallelGroup, Runbook, WaitStep
     from gameday.status import GameDayInput
     from workflows.errors import describe
     from workflows.routing import HEARTBEAT, cloud_queue
@@ -53,6 +53,32 @@ def guardrail_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[s
     problems: list[str] = []
     for step in resolved:
         problems += refusals(step.step_id, step.scope, runbook.guardrails, len(step.resources))
+    return problems + overlap_problems(runbook, resolved)
+
+
+def overlap_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[str]:
+    """Two faults of one run that may be in effect at once must not change the same resource: the
+    second would checkpoint the first's fault as the state to restore, and one of them would then
+    leave it behind. Steps of one item are in effect together; an earlier step is still in effect
+    in a later item when it is held until the run ends (no duration)."""
+    placed: dict[str, tuple[int, bool]] = {}
+    for index, item in enumerate(runbook.steps):
+        for step in item.parallel if isinstance(item, ParallelGroup) else [item]:
+            if not isinstance(step, WaitStep):
+                placed[step.id] = (index, step.held_for is None)
+    touched = {r.step_id: {resource.id for resource in r.resources} for r in resolved}
+    problems = []
+    ordered = [r.step_id for r in resolved if r.step_id in placed]
+    for position, first in enumerate(ordered):
+        for second in ordered[position + 1:]:
+            (item_a, to_end_a), (item_b, to_end_b) = placed[first], placed[second]
+            together = item_a == item_b or (to_end_a if item_a < item_b else to_end_b)
+            shared = sorted(touched[first] & touched[second])
+            if together and shared:
+                problems.append(
+                    f"steps {first} and {second} would both change {len(shared)} resources while "
+                    f"both are in effect (e.g. {shared[0]}); give them disjoint targets, or give the "
+                    "earlier one a duration so that it is restored before the later one starts")
     return problems
 
 
