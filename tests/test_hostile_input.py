@@ -12,12 +12,19 @@ from gameday.loader import parse_runbook
 from lab.aws import acl_snapshot
 from tests.support.gameday import aws_zone_step, phase_is, runbook, start, wait_for
 
+
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    # a named function, not a lambda: hypothesis parses a lambda's source to describe it, and
+    # CPython 3.11's ast.parse can fail there ("AST constructor recursion depth mismatch")
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["name", "steps", "approvers", "max_duration", "guardrails", "id", "action",
+                         "target", "cloud", "zone", "duration", "approver", "step", "reason", "by",
+                         "x"]), children, max_size=5)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["name", "steps", "approvers", "max_duration", "guardrails",
-                                       "id", "action", "target", "cloud", "zone", "duration",
-                                       "approver", "step", "reason", "by", "x"]), children, max_size=5),
+    _containers,
     max_leaves=12,
 )
 
