@@ -102,7 +102,7 @@ class Lab:
             log.unlink()
         started: list[Service] = []
         try:
-            endpoints = self._start(started, seed)
+            endpoints = self._start(started, seed, realistic)
             if realistic:
                 self.set_realistic(RealisticConfig(enabled=True))
             return endpoints
@@ -112,7 +112,7 @@ class Lab:
             self.state_file.unlink(missing_ok=True)
             raise
 
-    def _start(self, started: list[Service], seed: bool) -> dict[str, Any]:
+    def _start(self, started: list[Service], seed: bool, realistic: bool = False) -> dict[str, Any]:
         temporal_port, ui_port = self._port(TEMPORAL_PORT), self._port(UI_PORT)
         started.append(start_temporal(self.directory, temporal_port, ui_port))
         moto = start_moto(self.directory, free_port())
@@ -149,6 +149,8 @@ class Lab:
             "GAMEDAY_SWEEP_GCP_PROJECTS": "gameday-lab",
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
         }
+        if realistic:
+            env["GAMEDAY_RATE_LIMITS"] = "on"  # workers pace to the clouds' rates, as on a real cloud
         shop_port = self._port(SHOP_PORT)  # the lab runbooks probe GAMEDAY_SHOP_URL, default 8270
         env["GAMEDAY_SHOP_URL"] = endpoints["shop"] = f"http://{LOOPBACK}:{shop_port}"
         started.append(start_module("shop", "lab.shop", ["--port", str(shop_port)], shop_port,
