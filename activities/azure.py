@@ -42,6 +42,8 @@ from temporalio import activity
 from activities.base import (
     check_guardrails,
     cloud_span,
+    fan_out,
+    parallel_calls,
     progress,
     restore_errors,
     temporal_errors,
@@ -478,9 +480,14 @@ class NicReader:
     def __init__(self, arm: ArmClients):
         self._arm = arm
         self._groups: dict[str, dict[str, NetworkInterface]] = {}
+        self._lock = threading.Lock()  # NICs move in parallel: one listing per group all the same
 
     def get(self, nic_id: str) -> NetworkInterface | None:
         """The NIC as ARM lists it now, or None when it does not exist."""
+        with self._lock:
+            return self._get(nic_id)
+
+    def _get(self, nic_id: str) -> NetworkInterface | None:
         _, group, name = id_parts(nic_id)
         key = group.lower()
         if key not in self._groups:
@@ -625,7 +632,8 @@ class AzureZoneBlackhole:
         return cache[key]
 
     def apply(self, request: FaultRequest) -> FaultResult:
-        """Ensure the deny-all NSG, then move each NIC onto it, one NIC at a time."""
+        """Ensure the deny-all NSG, then move the NICs onto it, `parallel_calls("azure")` at a time
+        (ARM holds each NIC while it updates it; the NSG is only referenced)."""
         checkpoint = request.checkpoint
         scope = checkpoint.scope
         state = BlackholeState.model_validate(checkpoint.state)
@@ -635,9 +643,12 @@ class AzureZoneBlackhole:
             with self.connection.clients(scope.account) as arm:
                 blackhole = self._ensure_nsg(arm, checkpoint, state)
                 listed = NicReader(arm)
-                for done, record in enumerate(state.nics, start=1):
-                    outcome = self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg),
-                                             listed)
+
+                def move(record: NicRecord) -> bool | None:
+                    return self._move_nic(arm, record.id, blackhole, restore_tag(record.nsg), listed)
+
+                moves = fan_out(state.nics, move, parallel_calls("azure"))
+                for done, (record, outcome) in enumerate(moves, start=1):
                     _tally(result, outcome, f"NIC {record.id} no longer exists; skipped")
                     progress(done, len(state.nics))
             return result
@@ -711,8 +722,17 @@ class AzureZoneBlackhole:
         with (cloud_span("azure.restore_blackhole_zone", scope, checkpoint.resources),
               self.connection.clients(scope.account) as arm):
             listed = NicReader(arm)
-            for done, record in enumerate(state.nics, start=1):
-                self._restore_nic(arm, record.id, record.nsg, result, listed)
+
+            def put_back(record: NicRecord) -> FaultResult:
+                one = FaultResult()  # each move tallies apart: they run in parallel
+                self._restore_nic(arm, record.id, record.nsg, one, listed)
+                return one
+
+            moves = fan_out(state.nics, put_back, parallel_calls("azure"))
+            for done, (_, one) in enumerate(moves, start=1):
+                result.changed += one.changed
+                result.unchanged += one.unchanged
+                result.notes += one.notes
                 progress(done, len(state.nics))
             self._delete_nsg(arm, state, ours, result)
             return result

@@ -102,10 +102,12 @@ at the next tick."""
 
 T = TypeVar("T")
 
-PARALLEL_CALLS = {"aws": 8, "gcp": 8}
+PARALLEL_CALLS = {"aws": 8, "gcp": 8, "azure": 4}
 """Resources one activity changes at once, per cloud: inside the clouds' default write quotas
-even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS). Azure has none: ARM
-serializes writes that touch one NSG, so its NICs move one at a time."""
+even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS); the token buckets of
+`activities.throttle` pace them to the clouds' rates. ARM holds a NIC while it updates it and
+refuses a NIC update only while the NSG it references is itself being written, so NICs move onto
+a finished NSG in parallel; writes to one NSG stay one at a time."""
 
 
 def parallel_calls(cloud: str) -> int:
