@@ -63,25 +63,35 @@ def _step_cloud(step: str) -> str:
     return step.rsplit("-", 1)[-1]
 
 
-async def full_run(client: Any, lab: Any, env: dict[str, str], t: topo.Topology, timeout: float
-                   ) -> dict[str, Any]:
-    from gameday.status import Abort, Approve, GameDayInput
+async def _start_realistic(client: Any, lab: Any, env: dict[str, str], t: topo.Topology, kind: str,
+                           clear: str, timeout: float) -> Any:
+    """A bench GameDay under the realistic mode, approved once the endpoints' `clear` (their
+    `limits` counters or `calls` log) were reset, so its figures count only what it does."""
+    from gameday.status import Approve, GameDayInput
     from workflows.gameday import GameDayWorkflow
 
-    config = RealisticConfig(enabled=True)
-    lab.set_realistic(config)
+    lab.set_realistic(RealisticConfig(enabled=True))
     handle = await client.start_workflow(
         GameDayWorkflow.run, GameDayInput(runbook=bench_runbook(t, "3h"), source="bench",
                                           started_by="bench", watchdog_poll=timedelta(seconds=5)),
-        id=f"bench-realistic-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=env["GAMEDAY_TASK_QUEUE"])
+        id=f"bench-{kind}-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=env["GAMEDAY_TASK_QUEUE"])
     await _wait(handle, lambda s: s.phase == "awaiting_approval", timeout, "the approval gate")
     for cloud in CLOUDS:
-        admin(env, cloud, "DELETE", "limits")
+        admin(env, cloud, "DELETE", clear)
     await handle.signal(GameDayWorkflow.approve, Approve(approver="ic@example.com"))
+    return handle
+
+
+async def full_run(client: Any, lab: Any, env: dict[str, str], t: topo.Topology, timeout: float
+                   ) -> dict[str, Any]:
+    from gameday.status import Abort
+    from workflows.gameday import GameDayWorkflow
+
+    handle = await _start_realistic(client, lab, env, t, "realistic", "limits", timeout)
     await _wait(handle, lambda s: sum(e.kind == "injected" for e in s.events) == 3, timeout,
                 "all three faults injected")
     inject_reports = {cloud: admin(env, cloud, "GET", "limits") for cloud in CLOUDS}
-    lab.set_realistic(config)  # full buckets again, as after a hold of burst / refill
+    lab.set_realistic(RealisticConfig(enabled=True))  # full buckets again, as after a hold of burst / refill
     await handle.signal(GameDayWorkflow.abort, Abort(by="bench", reason="measure the restore"))
     final = await asyncio.wait_for(handle.result(), timeout)
     restore_reports = {cloud: admin(env, cloud, "GET", "limits") for cloud in CLOUDS}
@@ -109,18 +119,10 @@ async def full_run(client: Any, lab: Any, env: dict[str, str], t: topo.Topology,
 async def saturated_abort(client: Any, lab: Any, env: dict[str, str], t: topo.Topology,
                           timeout: float) -> dict[str, Any]:
     """Abort while the AWS inject saturates its bucket: abort → first call of each restore."""
-    from gameday.status import Abort, Approve, GameDayInput
+    from gameday.status import Abort
     from workflows.gameday import GameDayWorkflow
 
-    lab.set_realistic(RealisticConfig(enabled=True))
-    handle = await client.start_workflow(
-        GameDayWorkflow.run, GameDayInput(runbook=bench_runbook(t, "3h"), source="bench",
-                                          started_by="bench", watchdog_poll=timedelta(seconds=5)),
-        id=f"bench-saturated-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=env["GAMEDAY_TASK_QUEUE"])
-    await _wait(handle, lambda s: s.phase == "awaiting_approval", timeout, "the approval gate")
-    for cloud in CLOUDS:
-        admin(env, cloud, "DELETE", "calls")
-    await handle.signal(GameDayWorkflow.approve, Approve(approver="ic@example.com"))
+    handle = await _start_realistic(client, lab, env, t, "saturated", "calls", timeout)
     deadline = time.monotonic() + timeout
     saturated = False
     while time.monotonic() < deadline:
