@@ -59,6 +59,11 @@ def bound(report: dict[str, Any]) -> tuple[float, int, int]:
     return slowest, served, report["throttled_total"]
 
 
+def _is_read(call: dict[str, Any]) -> bool:
+    """A call that changes nothing: EC2 `Describe*`, or an HTTP GET (Compute Engine, ARM)."""
+    return str(call.get("key", "")).startswith("Describe") or call.get("method") == "GET"
+
+
 def _step_cloud(step: str) -> str:
     return step.rsplit("-", 1)[-1]
 
@@ -165,9 +170,12 @@ async def saturated_abort(client: Any, lab: Any, env: dict[str, str], t: topo.To
         raise RuntimeError(f"no abort signal in the history of {handle.id}")
     firsts: dict[str, float | None] = {}
     for cloud in CLOUDS:
-        began = restore_started.get(cloud)
+        # the first read once the restore was scheduled: the saturating apply only writes by then,
+        # and every restore begins by reading the zone. (The history's ActivityTaskStarted is the
+        # last attempt's start, so a first attempt that met the stopping apply would hide.)
+        began = restore_scheduled.get(cloud)
         calls = [c["at"] for c in admin(env, cloud, "GET", "calls")["calls"]
-                 if began is not None and c["at"] >= began]
+                 if began is not None and c["at"] >= began and _is_read(c)]
         firsts[cloud] = round((min(calls) - abort_at) * 1000, 1) if calls else None
     return {"id": handle.id, "saturated": saturated,
             "throttles_before_abort": saturation["throttled_total"],
