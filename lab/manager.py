@@ -9,7 +9,9 @@ limits, over-limit calls answered as each cloud does (`lab.realistic`).
 
 State (pids, ports, variables) lives in one JSON file in the lab's directory
 (`GAMEDAY_LAB_DIR`, default `~/.local/state/gameday/lab`), so `status`, `env` and `down` work
-from any shell.
+from any shell. The lab also prepares a private gcloud configuration in `<directory>/gcloud`
+(`lab.gcp.gcloud`) and exports it as `CLOUDSDK_CONFIG`, so after `eval "$(gameday lab env)"`
+the operator's own `gcloud compute ...` shows the lab.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from gameday.config import WORKER_ROLES
 from gameday.errors import UserError
+from lab.gcp.gcloud import write_gcloud_config
 from lab.realistic import RealisticConfig
 from lab.services import (
     LOOPBACK,
@@ -148,6 +151,8 @@ class Lab:
             "GAMEDAY_SWEEP_AWS_REGIONS": "us-east-1",
             "GAMEDAY_SWEEP_GCP_PROJECTS": "gameday-lab",
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
+            "CLOUDSDK_CONFIG": str(write_gcloud_config(self.directory / "gcloud",
+                                                       endpoints["gcp_endpoint"])),
         }
         if realistic:
             env["GAMEDAY_RATE_LIMITS"] = "on"  # workers pace to the clouds' rates, as on a real cloud

@@ -1,4 +1,6 @@
-"""Zonal unmanaged instance groups and global backend services.
+"""Zonal unmanaged instance groups and global backend services, with their aggregated lists;
+managed instance groups are not emulated, so their collections (which gcloud reads even to list
+unmanaged groups) are served empty.
 
 Backend services check `fingerprint` on patch and update (missing or stale → 412
 conditionNotMet); each backend keeps `group` (normalised to a full URL), `balancingMode`
@@ -12,9 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from lab.emulator import ApiError, Request, Response
-from lab.gcp.core import GLOBAL, NAME, ZONE, Outcome, merge_patch
+from lab.gcp.catalogue import REGIONS, ZONES
+from lab.gcp.core import GLOBAL, NAME, PROJECT, REGION, ZONE, Outcome, merge_patch
 from lab.gcp.instances import InstancesApi
-from lab.gcp.listing import list_body
+from lab.gcp.listing import aggregated_body, list_body
 from lab.gcp.operations import OpFailure, now
 
 _SERVICE_OUTPUT = ("kind", "id", "creationTimestamp", "selfLink", "name")
@@ -30,7 +33,17 @@ class BalancingApi(InstancesApi):
         self.add_route("POST", groups + "/" + NAME + "/addInstances", self.add_instances)
         self.add_route("POST", groups + "/" + NAME + "/removeInstances", self.remove_instances)
         self.add_route("POST", groups + "/" + NAME + "/listInstances", self.list_group_instances)
+        self.add_route("GET", PROJECT + "/aggregated/instanceGroups", self.aggregated_groups)
+        managers = ZONE + "/instanceGroupManagers"
+        self.add_route("GET", managers, lambda r: self.no_managers(r, f"zones/{self.zone(r)}"))
+        self.add_route("GET", managers + "/" + NAME, self.get_manager)
+        self.add_route("GET", REGION + "/instanceGroupManagers",
+                       lambda r: self.no_managers(r, f"regions/{self.region(r)}"))
+        self.add_route("GET", REGION + "/instanceGroupManagers/" + NAME, self.get_manager)
+        self.add_route("GET", PROJECT + "/aggregated/instanceGroupManagers",
+                       self.aggregated_managers)
         services = GLOBAL + "/backendServices"
+        self.add_route("GET", PROJECT + "/aggregated/backendServices", self.aggregated_services)
         self.add_route("GET", services, self.list_services)
         self.add_route("POST", services, self.insert_service)
         self.add_route("GET", services + "/" + NAME, self.get_service)
@@ -57,6 +70,36 @@ class BalancingApi(InstancesApi):
                                        self.link(f"projects/{project}/zones/{zone}/"
                                                  "instanceGroups"),
                                        groups.values(), len(groups)))
+
+    def aggregated_groups(self, request: Request) -> Response:
+        project = request.params["project"]
+        return Response(200, aggregated_body(
+            request, "compute#instanceGroupAggregatedList",
+            self.link(f"projects/{project}/aggregated/instanceGroups"), "instanceGroups",
+            [(f"regions/{region}", []) for region in REGIONS]
+            + [(f"zones/{zone}", list(self.state.groups.get((project, zone), {}).values()))
+               for zone in ZONES]))
+
+    def no_managers(self, request: Request, scope: str) -> Response:
+        project = request.params["project"]
+        return Response(200, list_body(request, "compute#instanceGroupManagerList",
+                                       self.link(f"projects/{project}/{scope}/"
+                                                 "instanceGroupManagers"), [], 0))
+
+    def get_manager(self, request: Request) -> Response:
+        scope = (f"zones/{self.zone(request)}" if "zone" in request.params
+                 else f"regions/{self.region(request)}")
+        raise self.not_found(f"projects/{request.params['project']}/{scope}/"
+                             f"instanceGroupManagers/{request.params['name']}")
+
+    def aggregated_managers(self, request: Request) -> Response:
+        project = request.params["project"]
+        return Response(200, aggregated_body(
+            request, "compute#instanceGroupManagerAggregatedList",
+            self.link(f"projects/{project}/aggregated/instanceGroupManagers"),
+            "instanceGroupManagers",
+            [(f"regions/{region}", []) for region in REGIONS]
+            + [(f"zones/{zone}", []) for zone in ZONES]))
 
     def get_group(self, request: Request) -> Response:
         return Response(200, self._group(request))
@@ -190,9 +233,12 @@ class BalancingApi(InstancesApi):
         group = self._group(request)
         members = self.state.members[(project, zone, group["name"])]
 
+        instances = self.state.instances.get((project, zone), {})
+
         def items() -> Iterator[dict[str, Any]]:
             for name in members:
-                yield {"instance": self.instance_link(project, zone, name), "status": "RUNNING"}
+                status = instances[name]["status"] if name in instances else "TERMINATED"
+                yield {"instance": self.instance_link(project, zone, name), "status": status}
 
         body = list_body(request, "compute#instanceGroupsListInstances",
                          group["selfLink"] + "/listInstances", items(), len(members))
@@ -213,6 +259,14 @@ class BalancingApi(InstancesApi):
         return Response(200, list_body(request, "compute#backendServiceList",
                                        self.link(f"projects/{project}/global/backendServices"),
                                        services.values(), len(services)))
+
+    def aggregated_services(self, request: Request) -> Response:
+        project = request.params["project"]
+        return Response(200, aggregated_body(
+            request, "compute#backendServiceAggregatedList",
+            self.link(f"projects/{project}/aggregated/backendServices"), "backendServices",
+            [("global", list(self.state.backend_services.get(project, {}).values()))]
+            + [(f"regions/{region}", []) for region in REGIONS]))
 
     def get_service(self, request: Request) -> Response:
         return Response(200, self._service(request))

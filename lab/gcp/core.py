@@ -233,11 +233,12 @@ class ComputeCore(Emulator):
     # --- mutations -------------------------------------------------------------------------
 
     def mutate(self, request: Request, scope: str, op_type: str,
-               apply: Callable[[], Outcome]) -> Response:
+               apply: Callable[[], Outcome], on_done: Callable[[], None] | None = None) -> Response:
         """Run `apply` once per `requestId` and answer with the Operation that records it.
 
         `apply` raises `ApiError` for what fails synchronously (409, 412, 400, 404 of the target)
-        and returns an `OpFailure` for what the operation reports as failed.
+        and returns an `OpFailure` for what the operation reports as failed; `on_done` runs when
+        the operation is DONE (not when it failed or replays a `requestId`).
         """
         project = request.params["project"]
         request_id = request.arg("requestId")
@@ -246,7 +247,8 @@ class ComputeCore(Emulator):
             return Response(200, previous)
         target_link, target_id, failure = apply()
         return Response(200, self.operations.create(project, scope, op_type, target_link,
-                                                    target_id, failure, request_id))
+                                                    target_id, failure, request_id,
+                                                    None if failure else on_done))
 
     def use_network(self, project: str, name: str, delta: int) -> None:
         key = (project, name)

@@ -1,10 +1,12 @@
-"""`ComputeEmulator`: the Compute Engine v1 REST API subset gameday uses, served over HTTP.
+"""`ComputeEmulator`: the Compute Engine v1 REST API subset gameday and gcloud use, over HTTP.
 
 Point the real client at it with
 `client_options=ClientOptions(api_endpoint=emulator.url)` and `credentials=AnonymousCredentials()`.
 Any project id is accepted; zones and regions come from `lab.gcp.catalogue`. Self links use
 `https://www.googleapis.com/compute/v1/` (like the real API); references in request bodies may
-be full URLs with any prefix, `global/networks/N`-style partial paths or bare names.
+be full URLs with any prefix, `global/networks/N`-style partial paths or bare names. gcloud
+works against it with the configuration of `lab.gcp.gcloud` (its batch endpoint is served by
+`lab.gcp.batch`); docs/lab.md lists what is served and the test that proves it.
 
 Known deviations from Compute Engine:
 - a mutation takes effect when its operation is created; the operation then reads PENDING →
@@ -12,8 +14,14 @@ Known deviations from Compute Engine:
 - a bad reference (an instance's or firewall's network, a group member, a backend's group)
   and deleting a network or group still in use fail the operation, not the HTTP call;
 - setTags, setLabels and backend-service patch/update answer 412 for a missing fingerprint too;
-- no subnetworks API (instances show the auto-mode subnetwork link); addresses come from the
-  region's auto-mode range in insertion order and keep counting past the /20;
+- subnetworks are read-only: one per region for each auto-mode network, none for custom-mode
+  networks; addresses come from the region's auto-mode range in insertion order and keep
+  counting past the /20;
+- a power operation (stop, start, suspend, resume, reset) reaches its final status only when its
+  operation is read DONE (`get` twice or `wait`); an operation nobody polls leaves the instance
+  in STOPPING, STAGING or SUSPENDING;
+- managed instance groups are not emulated (their lists are served empty, `get` is 404);
+- region quotas are fixed, generous limits with usage counted from the project's resources;
 - only zonal unmanaged instance groups; backend services accept only zonal groups;
 - `orderBy` is ignored (lists keep insertion order); see `lab.gcp.filters` for `filter`;
 - `requestId` must be a UUID and makes every mutation idempotent per project, forever.
@@ -22,12 +30,14 @@ Known deviations from Compute Engine:
 from __future__ import annotations
 
 from lab.gcp.balancing import BalancingApi
+from lab.gcp.batch import BatchApi
 from lab.gcp.locations import LocationsApi
 
 
-class ComputeEmulator(BalancingApi, LocationsApi):
-    """Networks, firewalls, instances, instance groups, backend services, zones, regions and
-    operations, with fault injection and the `/_emulator/` admin API of `lab.emulator`."""
+class ComputeEmulator(BatchApi, BalancingApi, LocationsApi):
+    """Networks, subnetworks, firewalls, instances, instance groups, backend services, zones,
+    regions and operations, the batch endpoint, with fault injection and the `/_emulator/`
+    admin API of `lab.emulator`."""
 
     def register(self) -> None:
         self.register_locations()

@@ -1,29 +1,49 @@
 """The `filter` query parameter of Compute Engine list calls, parsed once and applied per resource.
 
-Supported grammar (a subset of Compute Engine's):
+The grammar is Compute Engine's documented one (the `filter` field of every `list` and
+`aggregatedList` request):
 
-- a comparison `FIELD OP VALUE`; FIELD is a dotted path into the resource JSON
-  (`name`, `status`, `labels.gameday`, `tags.items`, `networkInterfaces.network`, `priority`);
-  a path through a list matches when any element matches;
-- OP is `=` / `!=` (exact string match, `*` is a wildcard), `:` (substring; `:*` means the
-  field is present), `eq` / `ne` (the value is a regular expression matching the whole field),
-  `<`, `<=`, `>`, `>=` (numeric when both sides are numbers, string order otherwise);
-- VALUE is a bare word or a single- or double-quoted string; booleans compare as `true`/`false`;
-- comparisons may be parenthesised and joined by whitespace or `AND` (conjunction) or `OR`;
-  as in Compute Engine, `OR` binds tighter than `AND`; `NOT` negates the term after it.
+    filter      = conjunction
+    conjunction = disjunction { ["AND"] disjunction }      juxtaposition means AND
+    disjunction = term { "OR" term }                       OR binds tighter than AND
+    term        = ("NOT" | "-") term | "(" conjunction ")" | comparison
+    comparison  = FIELD OP VALUE
+
+- FIELD is a dotted path into the resource JSON (`name`, `status`, `labels.env`, `tags.items`,
+  `networkInterfaces.network`, `scheduling.automaticRestart`); a path through a list matches
+  when any element matches.
+- `=` / `!=`: equality (numbers numerically, booleans as `true`/`false` in any case, `*` in the
+  value is a wildcard); `!=` also holds when the field is absent.
+- `:` (has): `FIELD:*` holds when the field is present; on a map it tests a key
+  (`labels:env`), on a string a substring, on a list any element.
+- `<`, `<=`, `>`, `>=`: numeric when both sides are numbers, string order otherwise.
+- `eq` / `ne`: the value is an RE2 regular expression that must match the whole field (Compute
+  anchors it); `ne` also holds when the field is absent. RE2 is served by Python's `re` in ASCII
+  mode, with RE2's `\\z`, `\\Q...\\E` and `[[:alpha:]]`-style classes translated.
+- VALUE is a bare word (which may hold balanced parentheses, as in `name eq (web|api)-.*`) or a
+  single- or double-quoted string. Inside quotes a backslash is part of the text: gcloud sends
+  `name eq ".*\\bweb\\-1\\b.*"` and means the regex `.*\\bweb\\-1\\b.*`; only `\\"` (`\\'`) keeps the
+  quote from ending the string. For `=`, `!=` and `:` a backslash escapes the next character.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 Predicate = Callable[[dict[str, Any]], bool]
 
 _FIELD = re.compile(r"[A-Za-z_][\w.-]*")
-_OP = re.compile(r"(!=|<=|>=|=|<|>|:|eq(?=[\s'\"])|ne(?=[\s'\"]))")
+_OP = re.compile(r"!=|<=|>=|=|<|>|:|(?:eq|ne)(?=[\s'\"(]|$)")
+_KEYWORDS = ("AND", "OR", "NOT")
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
+    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
+    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+}
 
 
 class FilterError(ValueError):
@@ -35,7 +55,7 @@ def compile_filter(text: str | None) -> Predicate:
     if not text or not text.strip():
         return _always
     parser = _Parser(text)
-    predicate = parser.expression()
+    predicate = parser.conjunction()
     parser.skip_space()
     if not parser.at_end():
         raise FilterError(f"unexpected text at {parser.pos}: {text[parser.pos:]!r}")
@@ -44,6 +64,12 @@ def compile_filter(text: str | None) -> Predicate:
 
 def _always(_: dict[str, Any]) -> bool:
     return True
+
+
+@dataclass(frozen=True)
+class _Value:
+    text: str
+    quoted: bool
 
 
 class _Parser:
@@ -71,7 +97,7 @@ class _Parser:
         self.skip_space()
         return not self.at_end() and self.text[self.pos] != ")"
 
-    def expression(self) -> Predicate:
+    def conjunction(self) -> Predicate:
         terms = [self.disjunction()]
         while True:
             explicit = self.keyword("AND")
@@ -92,12 +118,14 @@ class _Parser:
 
     def term(self) -> Predicate:
         self.skip_space()
-        if self.keyword("NOT"):
+        if self.at_end():
+            raise FilterError("expected a comparison at the end of the filter")
+        if self.keyword("NOT") or self._minus():
             inner = self.term()
             return lambda item: not inner(item)
         if self.text.startswith("(", self.pos):
             self.pos += 1
-            inner = self.expression()
+            inner = self.conjunction()
             self.skip_space()
             if not self.text.startswith(")", self.pos):
                 raise FilterError(f"missing ')' at {self.pos}")
@@ -105,9 +133,16 @@ class _Parser:
             return inner
         return self.comparison()
 
+    def _minus(self) -> bool:
+        """AIP-160's `-FIELD...` negation (a `-` right before a field name)."""
+        if self.text.startswith("-", self.pos) and _FIELD.match(self.text, self.pos + 1):
+            self.pos += 1
+            return True
+        return False
+
     def comparison(self) -> Predicate:
         field = _FIELD.match(self.text, self.pos)
-        if not field:
+        if not field or field.group() in _KEYWORDS:
             raise FilterError(f"expected a field name at {self.pos}")
         self.pos = field.end()
         self.skip_space()
@@ -116,30 +151,38 @@ class _Parser:
             raise FilterError(f"expected an operator after {field.group()!r}")
         self.pos = op.end()
         self.skip_space()
-        value = self.value()
-        return _comparison(field.group().split("."), op.group(), value)
+        return _comparison(field.group().split("."), op.group(), self.value())
 
-    def value(self) -> str:
-        if self.at_end():
-            raise FilterError("missing value")
+    def value(self) -> _Value:
+        if self.at_end() or self.text[self.pos] == ")":
+            raise FilterError(f"missing value at {self.pos}")
         quote = self.text[self.pos]
         if quote in "'\"":
             end = self.pos + 1
-            chars: list[str] = []
             while end < len(self.text) and self.text[end] != quote:
-                if self.text[end] == "\\" and end + 1 < len(self.text):
-                    end += 1
-                chars.append(self.text[end])
-                end += 1
+                end += 2 if self.text[end] == "\\" else 1
             if end >= len(self.text):
                 raise FilterError("unterminated quoted value")
+            raw = self.text[self.pos + 1:end]
             self.pos = end + 1
-            return "".join(chars)
-        start = self.pos
-        while not self.at_end() and not self.text[self.pos].isspace() \
-                and self.text[self.pos] != ")":
+            return _Value(raw, quoted=True)
+        start, depth = self.pos, 0
+        while not self.at_end():
+            char = self.text[self.pos]
+            if char.isspace() and depth == 0:
+                break
+            if char == "\\":
+                self.pos += 2
+                continue
+            if char == "(":
+                depth += 1
+            elif char == ")":
+                if depth == 0:
+                    break
+                depth -= 1
             self.pos += 1
-        return self.text[start:self.pos]
+        self.pos = min(self.pos, len(self.text))
+        return _Value(self.text[start:self.pos], quoted=False)
 
 
 def _leaves(value: Any, path: list[str]) -> Iterator[Any]:
@@ -169,46 +212,110 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _comparison(path: list[str], op: str, value: str) -> Predicate:
-    test: Callable[[str], bool]
-    if op in ("=", "!="):
-        test = _glob(value) if "*" in value else value.__eq__
+def _unescape(text: str) -> str:
+    """A literal's text with `\\X` read as `X` (for the non-regex operators)."""
+    return re.sub(r"\\(.)", r"\1", text, flags=re.DOTALL)
+
+
+def _comparison(path: list[str], op: str, value: _Value) -> Predicate:
+    test: Callable[[Any], bool]
+    if op in ("eq", "ne"):
+        pattern = re2(value.text)
+        test = lambda leaf: pattern.fullmatch(_text(leaf)) is not None  # noqa: E731
+    elif op in ("=", "!="):
+        test = _equals(_unescape(value.text))
     elif op == ":":
-        if value == "*":
+        wanted = _unescape(value.text)
+        if wanted == "*" and not value.quoted:
             return lambda item: any(True for _ in _leaves(item, path))
-        test = lambda text: value in text  # noqa: E731
-    elif op in ("eq", "ne"):
-        try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise FilterError(f"bad regular expression {value!r}: {exc}") from exc
-        test = lambda text: pattern.fullmatch(text) is not None  # noqa: E731
+        test = lambda leaf: wanted in leaf if isinstance(leaf, dict) else wanted in _text(leaf)  # noqa: E731
     else:
-        test = _ordering(op, value)
+        test = _ordering(op, _unescape(value.text))
     negate = op in ("!=", "ne")
 
     def predicate(item: dict[str, Any]) -> bool:
-        found = any(test(_text(leaf)) for leaf in _leaves(item, path))
+        found = any(test(leaf) for leaf in _leaves(item, path))
         return not found if negate else found
 
     return predicate
 
 
-def _glob(pattern: str) -> Callable[[str], bool]:
-    return lambda text: fnmatch.fnmatchcase(text, pattern)
+def _equals(wanted: str) -> Callable[[Any], bool]:
+    number = _number(wanted)
+    wildcard = re.compile(".*".join(re.escape(part) for part in wanted.split("*")), re.DOTALL)
+
+    def test(leaf: Any) -> bool:
+        if isinstance(leaf, bool):
+            return wanted.lower() == _text(leaf)
+        if isinstance(leaf, int | float) and number is not None:
+            return float(leaf) == number
+        text = _text(leaf)
+        return wildcard.fullmatch(text) is not None
+
+    return test
 
 
-def _ordering(op: str, value: str) -> Callable[[str], bool]:
+def _ordering(op: str, value: str) -> Callable[[Any], bool]:
     compare: Callable[[Any, Any], bool] = {
         "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
         ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
     }[op]
     number = _number(value)
 
-    def test(text: str) -> bool:
+    def test(leaf: Any) -> bool:
+        text = _text(leaf)
         mine = _number(text)
         if number is not None and mine is not None:
             return compare(mine, number)
         return compare(text, value)
 
     return test
+
+
+def re2(pattern: str) -> re.Pattern[str]:
+    """`pattern`, in RE2 syntax, compiled with Python's `re` (ASCII classes, as RE2 has)."""
+    try:
+        return re.compile(_python_regex(pattern), re.ASCII)
+    except (re.error, ValueError) as exc:
+        raise FilterError(f"bad regular expression {pattern!r}: {exc}") from exc
+
+
+def _python_regex(pattern: str) -> str:
+    """RE2's spellings that Python's `re` lacks, rewritten: `\\Q...\\E`, `\\z`, `[:class:]`."""
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        if pattern.startswith("\\Q", index):
+            end = pattern.find("\\E", index + 2)
+            end = len(pattern) if end < 0 else end
+            out.append(re.escape(pattern[index + 2:end]))
+            index = end + 2
+        elif pattern.startswith("\\z", index):
+            out.append("\\Z")
+            index += 2
+        elif pattern.startswith("\\", index):
+            out.append(pattern[index:index + 2])
+            index += 2
+        elif in_class and pattern.startswith("[:", index) and (found := re.match(
+                r"\[:(\^?)([a-z]+):\]", pattern[index:])) and found.group(2) in _POSIX_CLASSES:
+            if found.group(1):
+                raise ValueError(f"negated class {found.group()} is not supported")
+            out.append(_POSIX_CLASSES[found.group(2)])
+            index += found.end()
+        else:
+            if pattern[index] == "[" and not in_class:
+                in_class = True
+                out.append(pattern[index])
+                index += 1
+                if pattern.startswith("^", index):
+                    out.append("^")
+                    index += 1
+                if pattern.startswith("]", index):  # a leading ] is a literal member
+                    out.append("\\]")
+                    index += 1
+                continue
+            if pattern[index] == "]" and in_class:
+                in_class = False
+            out.append("\\[" if in_class and pattern[index] == "[" else pattern[index])
+            index += 1
+    return "".join(out)

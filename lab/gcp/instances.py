@@ -1,17 +1,23 @@
 """VM instances (zonal resources, zonal operations): insert, get, list, aggregatedList, delete,
-setTags and setLabels, with fingerprints checked like Compute Engine (412 conditionNotMet)."""
+setTags, setLabels and setMetadata, with fingerprints checked like Compute Engine (412
+conditionNotMet), and the power operations stop, start, suspend, resume and reset.
+
+An instance has Compute Engine's shape: a boot disk (`disks[]`), `metadata` with its fingerprint,
+`scheduling` and the project's default compute service account, unless the insert gave them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from lab.emulator import ApiError, Request, Response
 from lab.gcp.catalogue import ZONES, network_ip
 from lab.gcp.core import NAME, PROJECT, ZONE, Outcome
-from lab.gcp.listing import list_body, page, request_filter
+from lab.gcp.listing import aggregated_body, list_body
 from lab.gcp.networking import NetworkingApi
 from lab.gcp.operations import OpFailure, now
 
@@ -29,6 +35,10 @@ class InstancesApi(NetworkingApi):
         self.add_route("DELETE", base + "/" + NAME, self.delete_instance)
         self.add_route("POST", base + "/" + NAME + "/setTags", self.set_tags)
         self.add_route("POST", base + "/" + NAME + "/setLabels", self.set_labels)
+        self.add_route("POST", base + "/" + NAME + "/setMetadata", self.set_metadata)
+        for action in _POWER:
+            self.add_route("POST", base + "/" + NAME + "/" + action,
+                           lambda request, action=action: self.power(request, action))
         self.add_route("GET", PROJECT + "/aggregated/instances", self.aggregated_instances)
 
     def instance_link(self, project: str, zone: str, name: str) -> str:
@@ -59,36 +69,11 @@ class InstancesApi(NetworkingApi):
 
     def aggregated_instances(self, request: Request) -> Response:
         project = request.params["project"]
-        accept = request_filter(request)
-        scopes = [(zone, self.state.instances[(project, zone)]) for zone in ZONES
-                  if (project, zone) in self.state.instances]
-
-        def pairs() -> Iterator[tuple[str, dict[str, Any]]]:
-            for zone, instances in scopes:
-                for instance in instances.values():
-                    yield zone, instance
-
-        chosen, token = page(request, pairs(), sum(len(i) for _, i in scopes),
-                             lambda pair: accept(pair[1]))
-        found: dict[str, list[dict[str, Any]]] = {}
-        for zone, instance in chosen:
-            found.setdefault(zone, []).append(instance)
-        items: dict[str, Any] = {}
-        for zone in ZONES:
-            if zone in found:
-                items[f"zones/{zone}"] = {"instances": found[zone]}
-            else:
-                items[f"zones/{zone}"] = {"warning": {
-                    "code": "NO_RESULTS_ON_PAGE",
-                    "message": f"There are no results for scope 'zones/{zone}' on this page.",
-                    "data": [{"key": "scope", "value": f"zones/{zone}"}]}}
-        body: dict[str, Any] = {
-            "kind": "compute#instanceAggregatedList", "id": f"projects/{project}/aggregated/"
-            "instances", "items": items,
-            "selfLink": self.link(f"projects/{project}/aggregated/instances")}
-        if token:
-            body["nextPageToken"] = token
-        return Response(200, body)
+        scopes = [(f"zones/{zone}", list(self.state.instances.get((project, zone), {}).values()))
+                  for zone in ZONES]
+        return Response(200, aggregated_body(
+            request, "compute#instanceAggregatedList",
+            self.link(f"projects/{project}/aggregated/instances"), "instances", scopes))
 
     # --- mutations -------------------------------------------------------------------------
 
@@ -126,6 +111,14 @@ class InstancesApi(NetworkingApi):
                 "labelFingerprint": self.fingerprint(),
                 "fingerprint": self.fingerprint(),
                 "cpuPlatform": "Intel Cascade Lake",
+                "disks": _disks(self.link, project, zone, name, body.get("disks") or [{}]),
+                "metadata": {"kind": "compute#metadata", "fingerprint": self.fingerprint(),
+                             **({"items": body["metadata"]["items"]}
+                                if (body.get("metadata") or {}).get("items") else {})},
+                "scheduling": {**_SCHEDULING, **(body.get("scheduling") or {})},
+                "serviceAccounts": body.get("serviceAccounts") or [{
+                    "email": f"{project_number(project)}-compute@developer.gserviceaccount.com",
+                    "scopes": list(_DEFAULT_SCOPES)}],
                 "canIpForward": bool(body.get("canIpForward", False)),
                 "deletionProtection": bool(body.get("deletionProtection", False)),
                 "startRestricted": False,
@@ -222,6 +215,103 @@ class InstancesApi(NetworkingApi):
             return instance["selfLink"], instance["id"], None
 
         return self.mutate(request, f"zones/{self.zone(request)}", "setLabels", apply)
+
+
+    def set_metadata(self, request: Request) -> Response:
+        body = self.body(request)
+        items = body.get("items") or []
+        if not isinstance(items, list) or any(not isinstance(item, dict) or "key" not in item
+                                              for item in items):
+            raise ApiError(400, "invalid", "Invalid value for field 'resource.items': each "
+                                           "metadata item needs a 'key'.")
+
+        def apply() -> Outcome:
+            instance = self._instance(request)
+            if not self.same_fingerprint(body.get("fingerprint"), instance["metadata"]["fingerprint"]):
+                raise self.stale("metadata")
+            metadata = {"kind": "compute#metadata", "fingerprint": self.fingerprint()}
+            if items:
+                metadata["items"] = [{"key": item["key"], "value": item.get("value", "")}
+                                     for item in items]
+            self._store(request, {**instance, "metadata": metadata})
+            return instance["selfLink"], instance["id"], None
+
+        return self.mutate(request, f"zones/{self.zone(request)}", "setMetadata", apply)
+
+    def power(self, request: Request, action: str) -> Response:
+        """stop, start, suspend, resume or reset: the transitional status now, the final one
+        when the operation is DONE; an instance already where the action leads is left as is."""
+        project, zone, name = request.params["project"], self.zone(request), request.params["name"]
+        sources, transitional, final = _POWER[action]
+        stamp = {"stop": "lastStopTimestamp", "start": "lastStartTimestamp",
+                 "resume": "lastStartTimestamp", "suspend": "lastSuspendedTimestamp"}.get(action)
+
+        def apply() -> Outcome:
+            instance = self._instance(request)
+            status = instance["status"]
+            if status != final or action == "reset":
+                if status not in sources:
+                    raise ApiError(400, "resourceNotReady",
+                                   f"The resource 'projects/{project}/zones/{zone}/instances/"
+                                   f"{name}' is not ready (it is {status}; {action} needs "
+                                   f"{' or '.join(sorted(sources))}).")
+                self._store(request, {**instance, "status": transitional})
+            return instance["selfLink"], instance["id"], None
+
+        def finish() -> None:
+            instance = self.state.instances.get((project, zone), {}).get(name)
+            if instance is not None and instance["status"] == transitional:
+                changed = {**instance, "status": final}
+                if stamp:
+                    changed[stamp] = now()
+                self.state.instances[(project, zone)][name] = changed
+
+        return self.mutate(request, f"zones/{zone}", action, apply, finish)
+
+
+_POWER: dict[str, tuple[frozenset[str], str, str]] = {
+    "stop": (frozenset({"RUNNING", "STAGING", "PROVISIONING", "SUSPENDED", "REPAIRING"}),
+             "STOPPING", "TERMINATED"),
+    "start": (frozenset({"TERMINATED"}), "STAGING", "RUNNING"),
+    "suspend": (frozenset({"RUNNING"}), "SUSPENDING", "SUSPENDED"),
+    "resume": (frozenset({"SUSPENDED"}), "STAGING", "RUNNING"),
+    "reset": (frozenset({"RUNNING"}), "RUNNING", "RUNNING"),
+}
+"""action → (statuses it starts from, status while its operation runs, status when DONE)."""
+
+_SCHEDULING = {"onHostMaintenance": "MIGRATE", "automaticRestart": True, "preemptible": False,
+               "provisioningModel": "STANDARD"}
+_DEFAULT_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_only",
+                   "https://www.googleapis.com/auth/logging.write",
+                   "https://www.googleapis.com/auth/monitoring.write",
+                   "https://www.googleapis.com/auth/service.management.readonly",
+                   "https://www.googleapis.com/auth/servicecontrol",
+                   "https://www.googleapis.com/auth/trace.append")
+
+
+def project_number(project: str) -> int:
+    """A stable 12-digit project number for `project` (the emulator has no resource manager)."""
+    return 100_000_000_000 + int(hashlib.sha256(project.encode()).hexdigest(), 16) % 900_000_000_000
+
+
+def _disks(link: Callable[[str], str], project: str, zone: str, name: str,
+           requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attached disks of a new instance: each requested disk (the first is the boot disk
+    unless stated), with a `source` in the zone named after the instance."""
+    disks = []
+    for index, disk in enumerate(requested):
+        params = disk.get("initializeParams") or {}
+        disk_name = params.get("diskName") or (name if index == 0 else f"{name}-{index}")
+        source = disk.get("source") or link(f"projects/{project}/zones/{zone}/disks/{disk_name}")
+        disks.append({
+            "kind": "compute#attachedDisk", "type": disk.get("type") or "PERSISTENT",
+            "mode": disk.get("mode") or "READ_WRITE", "source": source,
+            "deviceName": disk.get("deviceName") or f"persistent-disk-{index}", "index": index,
+            "boot": bool(disk.get("boot", index == 0)),
+            "autoDelete": bool(disk.get("autoDelete", True)), "interface": "SCSI",
+            "diskSizeGb": str(params.get("diskSizeGb") or 10), "architecture": "X86_64",
+        })
+    return disks
 
 
 def _tag_items(tags: dict[str, Any]) -> list[str]:

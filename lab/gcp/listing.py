@@ -78,3 +78,37 @@ def list_body(request: Request, kind: str, self_link: str,
     if token:
         body["nextPageToken"] = token
     return body
+
+
+def aggregated_body(request: Request, kind: str, self_link: str, field: str,
+                    scopes: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """A `compute#...AggregatedList` answer: one filtered page over `scopes` (each scope name,
+    such as `zones/us-central1-a`, `regions/us-central1` or `global`, with its resources, in
+    order), every scope keyed in `items`, those without results on the page with Compute's
+    `NO_RESULTS_ON_PAGE` warning."""
+    accept = request_filter(request)
+
+    def pairs() -> Iterable[tuple[str, dict[str, Any]]]:
+        for scope, resources in scopes:
+            for resource in resources:
+                yield scope, resource
+
+    chosen, token = page(request, pairs(), sum(len(resources) for _, resources in scopes),
+                         lambda pair: accept(pair[1]))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for scope, resource in chosen:
+        found.setdefault(scope, []).append(resource)
+    items: dict[str, Any] = {}
+    for scope, _ in scopes:
+        if scope in found:
+            items[scope] = {field: found[scope]}
+        else:
+            items[scope] = {"warning": {
+                "code": "NO_RESULTS_ON_PAGE",
+                "message": f"There are no results for scope '{scope}' on this page.",
+                "data": [{"key": "scope", "value": scope}]}}
+    body: dict[str, Any] = {"kind": kind, "id": self_link.split("/compute/v1/", 1)[-1],
+                            "items": items, "selfLink": self_link}
+    if token:
+        body["nextPageToken"] = token
+    return body

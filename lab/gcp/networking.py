@@ -1,13 +1,19 @@
-"""Networks and VPC firewall rules (global resources, global operations)."""
+"""Networks and VPC firewall rules (global resources, global operations), and the subnetworks of
+auto-mode networks (read-only: one per region, named after the network, in the region's
+auto-mode range, as Compute Engine creates them)."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import ipaddress
 from typing import Any
 
 from lab.emulator import ApiError, Request, Response
-from lab.gcp.core import GLOBAL, NAME, ComputeCore, Outcome, merge_patch
-from lab.gcp.listing import list_body
+from lab.gcp.catalogue import REGIONS
+from lab.gcp.core import GLOBAL, NAME, PROJECT, REGION, ComputeCore, Outcome, merge_patch
+from lab.gcp.listing import aggregated_body, list_body
 from lab.gcp.operations import OpFailure, now
 
 _FIREWALL_OUTPUT = ("kind", "id", "creationTimestamp", "selfLink", "name", "network")
@@ -25,6 +31,9 @@ class NetworkingApi(ComputeCore):
         self.add_route("PATCH", GLOBAL + "/firewalls/" + NAME, self.patch_firewall)
         self.add_route("PUT", GLOBAL + "/firewalls/" + NAME, self.update_firewall)
         self.add_route("DELETE", GLOBAL + "/firewalls/" + NAME, self.delete_firewall)
+        self.add_route("GET", REGION + "/subnetworks", self.list_subnetworks)
+        self.add_route("GET", REGION + "/subnetworks/" + NAME, self.get_subnetwork)
+        self.add_route("GET", PROJECT + "/aggregated/subnetworks", self.aggregated_subnetworks)
 
     # --- networks --------------------------------------------------------------------------
 
@@ -103,6 +112,50 @@ class NetworkingApi(ComputeCore):
             return network["selfLink"], network["id"], None
 
         return self.mutate(request, "global", "delete", apply)
+
+    # --- subnetworks ------------------------------------------------------------------------
+
+    def subnetworks(self, project: str, region: str) -> list[dict[str, Any]]:
+        """The subnetworks in `region`: one per auto-mode network."""
+        info = REGIONS[region]
+        gateway = str(ipaddress.IPv4Network(info.ip_range).network_address + 1)
+        subnets = []
+        for network in self.state.networks.get(project, {}).values():
+            if not network.get("autoCreateSubnetworks"):
+                continue
+            path = f"projects/{project}/regions/{region}/subnetworks/{network['name']}"
+            subnets.append({
+                "kind": "compute#subnetwork",
+                "id": str(int(hashlib.sha256(path.encode()).hexdigest(), 16) % 10**19),
+                "creationTimestamp": network["creationTimestamp"], "name": network["name"],
+                "network": network["selfLink"], "ipCidrRange": info.ip_range,
+                "gatewayAddress": gateway, "region": self.link(f"projects/{project}/regions/{region}"),
+                "selfLink": self.link(path), "privateIpGoogleAccess": False,
+                "fingerprint": base64.b64encode(hashlib.sha256(path.encode()).digest()[:8]).decode(),
+                "purpose": "PRIVATE", "stackType": "IPV4_ONLY",
+            })
+        return subnets
+
+    def list_subnetworks(self, request: Request) -> Response:
+        project, region = request.params["project"], self.region(request)
+        subnets = self.subnetworks(project, region)
+        return Response(200, list_body(request, "compute#subnetworkList",
+                                       self.link(f"projects/{project}/regions/{region}/"
+                                                 "subnetworks"), subnets, len(subnets)))
+
+    def get_subnetwork(self, request: Request) -> Response:
+        project, region, name = request.params["project"], self.region(request), request.params["name"]
+        for subnet in self.subnetworks(project, region):
+            if subnet["name"] == name:
+                return Response(200, subnet)
+        raise self.not_found(f"projects/{project}/regions/{region}/subnetworks/{name}")
+
+    def aggregated_subnetworks(self, request: Request) -> Response:
+        project = request.params["project"]
+        return Response(200, aggregated_body(
+            request, "compute#subnetworkAggregatedList",
+            self.link(f"projects/{project}/aggregated/subnetworks"), "subnetworks",
+            [(f"regions/{region}", self.subnetworks(project, region)) for region in REGIONS]))
 
     # --- firewalls -------------------------------------------------------------------------
 

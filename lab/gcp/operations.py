@@ -2,7 +2,9 @@
 
 A new operation is PENDING; each `get` moves it one step (the first get says RUNNING, the next
 DONE); `wait` makes it DONE at once; `list` shows it as it is. The emulator applies a mutation's
-effect when it creates the operation, so the resource is visible no later than DONE. A failed
+effect when it creates the operation, so the resource is visible no later than DONE; a power
+operation moves its instance to the transitional status (STOPPING, STAGING, SUSPENDING) at once
+and to the final one (TERMINATED, RUNNING, SUSPENDED) when the operation is DONE. A failed
 operation ends DONE with `error.errors[]`, `httpErrorStatusCode` and `httpErrorMessage`.
 A `requestId` seen before in the project returns the operation it created, unchanged.
 """
@@ -45,6 +47,7 @@ class OperationStore:
         self._next_id = next_id
         self._ops: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._failures: dict[tuple[str, str, str], OpFailure] = {}
+        self._on_done: dict[tuple[str, str, str], Callable[[], None]] = {}
         self._requests: dict[tuple[str, str], tuple[str, str]] = {}
         self._seq = itertools.count(1)
 
@@ -63,7 +66,10 @@ class OperationStore:
         return self._ops[(project, found[0])][found[1]]
 
     def create(self, project: str, scope: str, op_type: str, target_link: str, target_id: str,
-               failure: OpFailure | None = None, request_id: str | None = None) -> dict[str, Any]:
+               failure: OpFailure | None = None, request_id: str | None = None,
+               on_done: Callable[[], None] | None = None) -> dict[str, Any]:
+        """A new PENDING operation; `on_done` runs (under the emulator's lock) when it is DONE,
+        for the effects Compute Engine shows only then (an instance's STOPPING → TERMINATED)."""
         seq = next(self._seq)
         name = f"operation-{seq:013d}-{uuid.uuid4().hex[:12]}"
         op: dict[str, Any] = {
@@ -86,6 +92,8 @@ class OperationStore:
         self._ops.setdefault((project, scope), {})[name] = op
         if failure is not None:
             self._failures[(project, scope, name)] = failure
+        if on_done is not None:
+            self._on_done[(project, scope, name)] = on_done
         if request_id:
             self._requests[(project, request_id)] = (scope, name)
         return op
@@ -112,6 +120,9 @@ class OperationStore:
                 op["error"] = {"errors": [{"code": failure.code, "message": failure.message}]}
                 op["httpErrorStatusCode"] = failure.status
                 op["httpErrorMessage"] = HTTPStatus(failure.status).phrase.upper()
+            effect = self._on_done.pop((project, scope, name), None)
+            if effect is not None:
+                effect()
         ops[name] = op
         return op
 
