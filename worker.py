@@ -26,6 +26,7 @@ from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import CLOUDS, cloud_activities
 from activities.metrics import GameDayMetrics
@@ -51,6 +52,11 @@ STICKY_TIMEOUT = timedelta(seconds=2)
 """How long a workflow task waits for the worker that has its run cached before any worker of the
 queue may take it (temporalio's default is 10 s). A worker that was SIGKILLed still looks cached
 to the server: each of its runs' next tasks, an abort among them, waits this long for it."""
+
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("cryptography"))
+"""Signed approvals are verified inside the workflow: `cryptography`'s native module must be
+imported once, outside the sandbox (re-importing it in a sandbox aborts the interpreter)."""
 
 
 def cloud_limits(cloud: str) -> tuple[int, float]:
@@ -96,7 +102,8 @@ def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor,
 
         workers.append(Worker(client, task_queue=task_queue, workflows=all_workflows(),
                               activities=[*general_activities(), *RunStateActivities(client).all()],
-                              sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT, **common))
+                              sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+                              workflow_runner=WORKFLOW_RUNNER, **common))
     for cloud, activities in cloud_activities([r for r in roles if r in CLOUDS]).items():
         concurrent, rate = cloud_limits(cloud)
         workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}", activities=activities,

@@ -184,6 +184,8 @@ def run(
         typer.echo(handle.id)
         if planned.pending_approval:
             flag = "" if planned.pending_approval == "start" else f" --step {planned.pending_approval}"
+            if runbook.approvals == "signed":
+                flag += " --sign-with <your key file>"
             typer.echo(f"awaiting approval: gameday approve {handle.id} --as <approver>{flag}", err=True)
         else:
             typer.echo(f"{planned.phase}: gameday status {handle.id}", err=True)
@@ -223,6 +225,10 @@ def approve(
     step: Annotated[str | None, typer.Option(help="approve this step's gate, not the start")] = None,
     note: Annotated[str | None, typer.Option(help="a note for the record")] = None,
     plan_hash: Annotated[str | None, typer.Option(help="approve only this exact plan")] = None,
+    sign_with: Annotated[Path | None, typer.Option(
+        "--sign-with", metavar="KEYFILE",
+        help="sign the approval with this SSH key (a private key, or a public key whose private key "
+        "is in ssh-agent) via ssh-keygen -Y sign; implies --plan-hash")] = None,
     timeout: Timeout = 15,
 ) -> None:
     """Approve the start (or a gated step) of a GameDay; exit 0 only when the approval counted."""
@@ -232,7 +238,7 @@ def approve(
 
     async def go() -> Any:
         return await operations.approve(await _client(), run_id, approver, step, note, plan_hash,
-                                        timeout)
+                                        timeout, sign_with=sign_with)
 
     typer.echo(_run(go()).detail)
 

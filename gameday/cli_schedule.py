@@ -106,7 +106,7 @@ def create(
     typer.echo(f"schedule {summary.id} created ({state}): GameDay {runbook.name}, "
                f"time zone {summary.time_zone}")
     _print_next(summary)
-    typer.echo(f"each run waits for approval from {', '.join(runbook.approvers)}", err=True)
+    typer.echo(f"each run waits for approval from {', '.join(runbook.approver_ids())}", err=True)
 
 
 @schedule_app.command("list")

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -85,7 +86,7 @@ def start_options(runbook: Runbook, settings: Settings) -> dict[str, Any]:
         ]),
         "static_summary": f"GameDay {runbook.name}",
         "static_details": (runbook.description or "") + f"\n\nsteps: {steps}\n\napprovers: "
-        + ", ".join(runbook.approvers),
+        + ", ".join(runbook.approver_ids()),
     }
 
 
@@ -335,11 +336,26 @@ async def _confirmed(handle: WorkflowHandle[Any, Any], name: str, payload: Any, 
 
 
 async def approve(client: Client, run_id: str, approver: str, step: str | None, note: str | None,
-                  plan_hash: str | None, timeout: float = 15) -> UpdateAnswer:
-    """The approval as the workflow recorded it; a `UserError` unless it counted."""
+                  plan_hash: str | None, timeout: float = 15,
+                  sign_with: Path | None = None) -> UpdateAnswer:
+    """The approval as the workflow recorded it; a `UserError` unless it counted.
+
+    With `sign_with`, the approval is signed over this run, gate and plan (contract §8): the plan
+    hash is `plan_hash` if given, else the one the run's `status` shows once it has planned."""
+    from gameday.signatures import approval_text
+    from gameday.signing import sign_approval
+
     handle = await _running(client, run_id)
+    signature = signed_text = None
+    if sign_with is not None:
+        if plan_hash is None:
+            plan_hash = (await wait_until_planned(client, handle, timeout)).plan_hash
+        if plan_hash is None:
+            raise UserError(f"GameDay {run_id} shows no plan hash to sign; check `gameday status {run_id}`")
+        signed_text = approval_text(handle.id, step or "start", plan_hash)
+        signature = await asyncio.to_thread(sign_approval, signed_text, sign_with)
     payload = Approve(approver=approver, step=step, note=note, plan_hash=plan_hash,
-                      request_id=uuid.uuid4().hex)
+                      request_id=uuid.uuid4().hex, signature=signature, signed_text=signed_text)
     return await _confirmed(handle, "approve", payload, "approval", timeout)
 
 

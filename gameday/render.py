@@ -58,9 +58,10 @@ def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
                   + (f", outcome {status.outcome}" if status.outcome else ""))
     if status.reason:
         console.print("reason: " + escape(first_sentence(status.reason)))
-    if status.pending_approval:
-        flag = "" if status.pending_approval == "start" else f" --step {status.pending_approval}"
-        console.print(f"awaiting approval of [bold]{status.pending_approval}[/bold]: "
+    for gate in status.pending_approvals or ([status.pending_approval] if status.pending_approval else []):
+        flag = "" if gate == "start" else f" --step {gate}"
+        flag += " --sign-with <your key file>" if status.approvals == "signed" else ""
+        console.print(f"awaiting approval of [bold]{gate}[/bold]: "
                       f"gameday approve {run_id} --as <approver>{flag}")
     if status.plan_hash:
         console.print(f"plan: {status.plan_hash}")

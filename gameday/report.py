@@ -118,11 +118,22 @@ class ProbeCheck(Model):
     """`check`: from the status's `probe_checks`; `event`: parsed from a `probe` event."""
 
 
+class Approval(Model):
+    """One approval that counted; `fingerprint` is the key that signed it (`SHA256:…`, as
+    `ssh-keygen -l` prints it), None for an approval asserted without a signature."""
+
+    by: str
+    at: datetime
+    fingerprint: str | None = None
+
+
 class Gate(Model):
     gate: str
     """`start`, or the id of the step whose gate it is."""
     requested_at: datetime | None = None
     approved_by: list[str] = []
+    approvals: list[Approval] = []
+    """Each approval that counted, oldest first, with the key that signed it."""
     approved_at: datetime | None = None
     """When the last counted approval came in."""
     wait_seconds: float | None = None
@@ -423,6 +434,7 @@ def _gates(events: list[Event]) -> list[Gate]:
             gate.requested_at = event.at
         elif event.kind == "approved" and event.by:
             gate.approved_by.append(event.by)
+            gate.approvals.append(Approval(by=event.by, at=event.at, fingerprint=event.fingerprint))
             gate.approved_at = event.at
         elif event.kind == "approval_refused":
             gate.refusals += 1
@@ -848,6 +860,14 @@ def _td(value: object, cls: str | None = None, raw: bool = False) -> str:
     return f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>"
 
 
+def _approvers_cell(gate: Gate) -> str:
+    """Who approved, each with the fingerprint of the key that signed (an auditor checks it with
+    `ssh-keygen -l -f their.pub`)."""
+    return "<br>".join(
+        _e(a.by) + (f'<span class="act">{_e(a.fingerprint)}</span>' if a.fingerprint else "")
+        for a in gate.approvals)
+
+
 def render_html(report: Report) -> str:
     outcome = report.outcome or report.phase
     fg, bg = OUTCOME_COLOURS.get(outcome, ("#1d4ed8", "#dbeafe"))
@@ -930,7 +950,7 @@ def render_html(report: Report) -> str:
 
     gate_rows = [[
         _td(g.gate, "mono"), _td(_clock(g.requested_at) if g.requested_at else None, "t"),
-        _td(", ".join(g.approved_by) or None),
+        _td(_approvers_cell(g), raw=True) if g.approvals else _td(", ".join(g.approved_by) or None),
         _td(_clock(g.approved_at) if g.approved_at else None, "t"),
         _td(_span(g.wait_seconds), "t"),
         _td(f"{g.rejected_by} at {_clock(g.rejected_at)}" if g.rejected_by else None),

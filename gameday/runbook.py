@@ -24,7 +24,9 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -32,6 +34,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gameday.durations import Duration, format_duration
 from gameday.identity import Identity, normalize_identity
+from gameday.signatures import PublicKey, SignatureRefused, parse_public_key
 from gameday.units import UnitStep, unit_id_problems, zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
@@ -419,14 +422,53 @@ class Notify(Strict):
 Loc = tuple[str | int, ...]
 
 
+def _public_key(line: str) -> str:
+    try:
+        parse_public_key(line)
+    except SignatureRefused as refused:
+        raise ValueError(str(refused)) from None
+    return line.strip()
+
+
+SshPublicKey = Annotated[str, AfterValidator(_public_key)]
+"""One OpenSSH public key line, as `~/.ssh/id_ed25519.pub` holds it (contract §8)."""
+
+
+class KeyedApprover(Strict):
+    """An approver whose approvals are checked against their own key (contract §8)."""
+
+    id: Identity
+    key: SshPublicKey = Field(description="OpenSSH public key: ssh-ed25519, ecdsa-sha2-nistp256/384/521 "
+                              "or ssh-rsa (2048 bits or more)")
+
+
+_IDENTITY: TypeAdapter[str] = TypeAdapter(Identity)
+
+
+def _approver(value: Any, handler: Any) -> Any:
+    """A mapping is a keyed approver, anything else an identity: one error per mistake, at its
+    own field, instead of one per member of the union."""
+    if isinstance(value, dict | KeyedApprover):
+        return KeyedApprover.model_validate(value)
+    return _IDENTITY.validate_python(value)
+
+
+Approver = Annotated[Identity | KeyedApprover, WrapValidator(_approver)]
+"""An identity alone (`approvals: asserted`, v1), or `{id, key}`."""
+
+
 class Runbook(Strict):
     """A whole GameDay, as the incident commander approves it."""
 
     name: str = Field(pattern=SLUG)
     description: str | None = None
-    approvers: list[Identity] = Field(
+    approvers: list[Approver] = Field(
         min_length=1, description="identities allowed to approve, compared without case and "
-        "surrounding spaces")
+        "surrounding spaces; {id, key} with an OpenSSH public key for signed approvals")
+    approvals: Literal["asserted", "signed"] = Field(
+        "asserted", description="signed: an approval counts only with a signature by the approver's "
+        "key over this run, gate and plan (`gameday approve --sign-with KEYFILE`); asserted: the "
+        "identity alone")
     approvals_required: Count = Field(1, ge=1, description="distinct approvers needed per gate")
     approval_timeout: Duration = timedelta(minutes=30)
     max_duration: Duration = Field(description="at most 168h (7 days): every fault is restored by "
@@ -469,7 +511,15 @@ class Runbook(Strict):
 
     def approver_ids(self) -> list[str]:
         """The approvers' identities, normalised (contract §7): what signals are compared with."""
-        return [normalize_identity(a) for a in self.approvers]
+        return [a.id if isinstance(a, KeyedApprover) else normalize_identity(a) for a in self.approvers]
+
+    def approver_key(self, identity: str) -> PublicKey | None:
+        """The key listed for this approver (any spelling of the identity), or None."""
+        wanted = normalize_identity(identity)
+        for approver in self.approvers:
+            if isinstance(approver, KeyedApprover) and approver.id == wanted:
+                return parse_public_key(approver.key)
+        return None
 
     def all_steps(self) -> list[FaultStep | WaitStep]:
         steps: list[FaultStep | WaitStep] = []
@@ -506,9 +556,30 @@ class Runbook(Strict):
                 problems.append((("approvers", index), f"{identity} is listed more than once "
                                  "(approvers are compared without case and surrounding spaces)"))
             seen.add(identity)
+        problems += self._key_problems()
         if self.approvals_required > len(seen):
             problems.append((("approvals_required",), f"approvals_required is {self.approvals_required} "
                              f"but only {len(seen)} distinct approvers are listed"))
+        return problems
+
+    def _key_problems(self) -> list[tuple[Loc, str]]:
+        """Signed approvals need a key per approver, and a key per person: a quorum of distinct
+        approvers must be a quorum of distinct keys."""
+        problems: list[tuple[Loc, str]] = []
+        owners: dict[bytes, str] = {}
+        for index, approver in enumerate(self.approvers):
+            if not isinstance(approver, KeyedApprover):
+                if self.approvals == "signed":
+                    who = normalize_identity(approver)
+                    problems.append((("approvers", index), f"{who} has no key, and approvals: signed "
+                                     f"needs one per approver; write it as {{id: {who}, key: "
+                                     "\"ssh-ed25519 AAAA...\"}"))
+                continue
+            blob = parse_public_key(approver.key).blob
+            if blob in owners and owners[blob] != approver.id:
+                problems.append((("approvers", index, "key"), f"this key is also listed for "
+                                 f"{owners[blob]}; each approver needs a key of their own"))
+            owners.setdefault(blob, approver.id)
         return problems
 
     def _unit_id_problems(self) -> list[tuple[Loc, str]]:

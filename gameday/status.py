@@ -43,6 +43,13 @@ class Approve(Model):
     note: str | None = None
     plan_hash: str | None = None
     request_id: str | None = Field(None, description="echoed in the event, so a CLI can see its answer")
+    signature: str | None = Field(
+        None, max_length=16_384, description="armored `ssh-keygen -Y sign -n gameday` signature of "
+        "`gameday-approval:v1:<workflow id>:<gate>:<plan hash>` (contract §8)")
+    signed_text: str | None = Field(
+        None, max_length=1024, description="the text the signer signed: never what counts (the "
+        "workflow checks the signature over its own text), only to say why a signature for another "
+        "run, gate or plan is refused")
 
 
 class Reject(Model):
@@ -75,6 +82,8 @@ class Event(Model):
     step: str | None = None
     by: str | None = None
     request_id: str | None = None
+    fingerprint: str | None = None
+    """An `approved` event of a signed approval: the approver's key as `ssh-keygen -l` prints it."""
 
 
 class StepStatus(Model):
@@ -105,6 +114,8 @@ class GameDayStatus(Model):
     started_at: datetime
     deadline: datetime
     approvals_required: int = 1
+    approvals: Literal["asserted", "signed"] = "asserted"
+    """signed: approvals count only with the approver's signature (`approve --sign-with`)."""
     outcome: Outcome | None = None
     reason: str | None = None
     hypothesis_held: bool | None = None

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         plan_hash,
     )
     from gameday.runbook import BlackholeRegionStep, FaultStep, ParallelGroup, WaitStep
+    from gameday.signatures import SignatureRefused, approval_text, proves, verify, what_differs
     from gameday.status import (
         CLOSED_PHASES,
         GAMEDAY_FAILED,
@@ -370,7 +371,7 @@ class GameDayWorkflow:
         for signal in early:
             self._record_approval(signal)
         self._publish()
-        flag = "" if gate == "start" else f" --step {gate}"
+        flag = ("" if gate == "start" else f" --step {gate}") + self._sign_flag()
         self._notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
                      f"approval by {approvers}.\n"
                      f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
@@ -392,6 +393,21 @@ class GameDayWorkflow:
 
     def _is_approver(self, who: str) -> bool:
         return normalize_identity(who) in self._approver_ids()
+
+    def _gate_board(self, gate: str) -> list[str]:
+        """For the board: who approved this gate so far (with their keys) and the last refusal."""
+        mine = [e for e in self._events if (e.step or "start") == gate
+                and e.kind in ("approved", "approval_refused")]
+        counted = [f"{e.by}" + (f" (key {e.fingerprint})" if e.fingerprint else "")
+                   for e in mine if e.kind == "approved"]
+        refused = [e for e in mine if e.kind == "approval_refused"]
+        lines = [f"approved by {', '.join(counted)}"] if counted else []
+        if refused:
+            lines.append(f"refused approvals of {gate}: {len(refused)}; the last: {refused[-1].detail}")
+        return lines
+
+    def _sign_flag(self) -> str:
+        return " --sign-with <your key file>" if self._runbook.approvals == "signed" else ""
 
     def _closed(self) -> str | None:
         """Why nothing can be asked of the run any more, or None while it runs."""
@@ -428,6 +444,7 @@ class GameDayWorkflow:
         """Count the approval, or record why it does not count; the answer says which."""
         gate = signal.step or "start"
         step = None if gate == "start" else gate
+        fingerprint: str | None = None
         refusal = self._closed()
         if refusal:
             pass
@@ -441,18 +458,53 @@ class GameDayWorkflow:
             refusal = f"plan hash {signal.plan_hash} does not match the plan {self._plan_hash}"
         elif signal.approver in self._approvals.get(gate, []):
             refusal = f"{signal.approver} has already approved {gate}"
+        else:
+            refusal, fingerprint = self._signature_check(signal, gate)
         if refusal:
             self._event("approval_refused", refusal, step=step, by=signal.approver,
                         request_id=signal.request_id)
+            self._publish()
             return UpdateAnswer(accepted=False, kind="approval_refused", detail=refusal)
         self._approvals.setdefault(gate, []).append(signal.approver)
         if step:
             self._steps[step].approved_by.append(signal.approver)
         count = len(self._approvals[gate])
         detail = (f"{signal.approver} approved {gate} ({count}/{self._runbook.approvals_required})"
+                  + (f" with key {fingerprint}" if fingerprint else "")
                   + (f": {signal.note}" if signal.note else ""))
-        self._event("approved", detail, step=step, by=signal.approver, request_id=signal.request_id)
+        self._event("approved", detail, step=step, by=signal.approver, request_id=signal.request_id,
+                    fingerprint=fingerprint)
+        self._publish()
         return UpdateAnswer(accepted=True, kind="approved", detail=detail)
+
+    def _signature_check(self, signal: Approve, gate: str) -> tuple[str | None, str | None]:
+        """(why the approval does not count, or None; the fingerprint of the key that signed it).
+
+        Contract §8: with `approvals: signed` only a signature by the approver's listed key over
+        this run, gate and plan counts. A signature sent under `asserted` is checked too when the
+        approver has a key: a signature that fails is never taken as an approval. Pure computation
+        over the history's inputs, so a replay decides exactly as the first run did."""
+        key = self._runbook.approver_key(signal.approver)
+        who, run_id = signal.approver, workflow.info().workflow_id
+        if self._runbook.approvals != "signed" and (key is None or signal.signature is None):
+            return None, None
+        if key is None:
+            return f"approvals of this runbook must be signed, and {who} has no key listed", None
+        if signal.signature is None:
+            flag = "" if gate == "start" else f" --step {gate}"
+            return (f"approvals of this runbook must be signed, and {who}'s approval of {gate} carries "
+                    f"no signature (gameday approve {run_id} --as {who}{flag} --sign-with KEYFILE)"), None
+        text = approval_text(run_id, gate, self._plan_hash or "")
+        try:
+            verify(signal.signature, text, key)
+        except SignatureRefused as refused:
+            reason = str(refused)
+            claimed = signal.signed_text
+            if claimed and claimed != text and proves(signal.signature, claimed, key):
+                reason = (f"the signature by key {key.fingerprint} is genuine but "
+                          + what_differs(claimed, run_id, gate, self._plan_hash or ""))
+            return f"{who}'s signature for {gate} does not count: {reason}", None
+        return None, key.fingerprint
 
     @workflow.signal
     def reject(self, payload: Any) -> None:
@@ -1049,6 +1101,7 @@ class GameDayWorkflow:
             started_at=self._started,
             deadline=self._deadline,
             approvals_required=self._runbook.approvals_required,
+            approvals=self._runbook.approvals,
             outcome=self._outcome if closed else None,
             reason=self._reason,
             hypothesis_held=(self._hypothesis_held if closed and self._runbook.steady_state is not None
@@ -1092,9 +1145,10 @@ class GameDayWorkflow:
             lines.append(f"restoring: {', '.join(restoring)} (a restore retries until it succeeds; "
                          "its last failure shows under Pending Activities)")
         for gate in self._pending:
-            flag = "" if gate == "start" else f" --step {gate}"
+            flag = ("" if gate == "start" else f" --step {gate}") + self._sign_flag()
             lines.append(f"awaiting approval of {gate}: `gameday approve "
                          f"{workflow.info().workflow_id} --as <approver>{flag}`")
+            lines += self._gate_board(gate)
         following = [s.id for s in self._steps.values() if s.state == "pending"]
         if following and self._phase == "running":
             lines.append(f"next: {following[0]}")
