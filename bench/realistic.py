@@ -192,6 +192,9 @@ async def bench_one(n: int, repeats: int, timeout: float) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix=f"gameday-bench-realistic-{n}-"))
     lab = Lab(directory, fixed_ports=False)
     print(f"\n=== N={n} realistic: lab in {directory}", flush=True)
+    # the lab's workers pace to the clouds' documented rates, as against a real cloud (where no
+    # emulator endpoint is set) and as `gameday lab up --realistic` makes them
+    os.environ["GAMEDAY_RATE_LIMITS"] = "on"
     lab.up(seed=False)
     try:
         env = lab.status()["env"]
