@@ -141,7 +141,9 @@ def bucket_of(client: Any, operation: str) -> BucketKey:
     """The bucket of one call of `client`: per account (the activity's), region and category."""
     service = client.meta.service_model.service_name
     region = "global" if service == "route53" else client.meta.region_name
-    return BucketKey("aws", caller().account, region or "", api_category(service, operation))
+    # EC2 keeps one bucket per API action, of its category's size and rate
+    action = operation if service == "ec2" else ""
+    return BucketKey("aws", caller().account, region or "", api_category(service, operation), action)
 
 
 def _tags(resource: dict[str, Any]) -> dict[str, str]:

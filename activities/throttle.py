@@ -1,5 +1,6 @@
 """Throttling is back-pressure, not failure: client-side token buckets shared by every activity of
-the worker process, one per (cloud, account, region, API category).
+the worker process, one per (cloud, account, region, API category), and per API action where the
+cloud keeps one per action (EC2).
 
 Each bucket is paced to the cloud's documented rate (`DEFAULT_RATES`, raised by
 `GAMEDAY_RATE_<CATEGORY>` for raised quotas), halves its rate on every throttle answer and
@@ -119,9 +120,13 @@ class BucketKey(NamedTuple):
     account: str
     region: str
     category: str
+    """Names the rate (`configured_rate`)."""
+    action: str = ""
+    """Set where the cloud keeps a bucket per API action of the category (EC2), else empty."""
 
     def __str__(self) -> str:
-        return f"{self.cloud} {self.category} in {self.account or '-'}/{self.region or '-'}"
+        what = f"{self.category} {self.action}" if self.action else self.category
+        return f"{self.cloud} {what} in {self.account or '-'}/{self.region or '-'}"
 
 
 @dataclass
