@@ -59,6 +59,11 @@ def bound(report: dict[str, Any]) -> tuple[float, int, int]:
     return slowest, served, report["throttled_total"]
 
 
+REFILL_HOLD = 60.0
+"""Seconds in which every bucket refills from empty (the longest burst / refill: Compute Engine's
+1,500 / 25): both sides of a phase start with full buckets, as they would after a real hold."""
+
+
 def _is_read(call: dict[str, Any]) -> bool:
     """A call that changes nothing: EC2 `Describe*`, or an HTTP GET (Compute Engine, ARM)."""
     return str(call.get("key", "")).startswith("Describe") or call.get("method") == "GET"
@@ -81,6 +86,7 @@ async def _start_realistic(client: Any, lab: Any, env: dict[str, str], t: topo.T
                                           started_by="bench", watchdog_poll=timedelta(seconds=5)),
         id=f"bench-{kind}-n{t.n}-{uuid.uuid4().hex[:8]}", task_queue=env["GAMEDAY_TASK_QUEUE"])
     await _wait(handle, lambda s: s.phase == "awaiting_approval", timeout, "the approval gate")
+    await asyncio.sleep(REFILL_HOLD)  # the worker's buckets refill after the previous GameDay
     for cloud in CLOUDS:
         admin(env, cloud, "DELETE", clear)
     await handle.signal(GameDayWorkflow.approve, Approve(approver="ic@example.com"))
@@ -96,7 +102,8 @@ async def full_run(client: Any, lab: Any, env: dict[str, str], t: topo.Topology,
     await _wait(handle, lambda s: sum(e.kind == "injected" for e in s.events) == 3, timeout,
                 "all three faults injected")
     inject_reports = {cloud: admin(env, cloud, "GET", "limits") for cloud in CLOUDS}
-    lab.set_realistic(RealisticConfig(enabled=True))  # full buckets again, as after a hold of burst / refill
+    await asyncio.sleep(REFILL_HOLD)  # a hold: the worker's buckets and the clouds' refill alike
+    lab.set_realistic(RealisticConfig(enabled=True))
     await handle.signal(GameDayWorkflow.abort, Abort(by="bench", reason="measure the restore"))
     final = await asyncio.wait_for(handle.result(), timeout)
     restore_reports = {cloud: admin(env, cloud, "GET", "limits") for cloud in CLOUDS}
