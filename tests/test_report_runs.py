@@ -118,7 +118,7 @@ def test_the_probe_table_and_time_to_detect_of_a_breach(aws, client, runner, tas
     injected = final.steps[0].injected_at
     assert step.detect_seconds == pytest.approx((step.detected_at - injected).total_seconds(),
                                                 abs=0.001)
-    assert 2.0 < step.detect_seconds < 2.5 + 1 + 1.5  # the break, an interval, a check's latency
+    assert 2.0 < step.detect_seconds < 2.5 + 15  # the break, then an interval and a check, however busy
     page = render_html(report)
     assert "Time to detect" in page and 'data-marker="detected"' in page
     assert all(c.source == "check" for c in report.probe_checks)  # the status's, not events

@@ -3,6 +3,7 @@ a runbook or a cloud would make them, no fault is left behind by the dead man's 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -62,22 +63,22 @@ def test_a_plan_whose_units_would_share_an_id_closes_failed_before_any_change(aw
     async def scenario():
         handle = await client.start_workflow("GameDayWorkflow", document,
                                              id=f"units-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            described = await handle.describe()
-            if described.status != WorkflowExecutionStatus.RUNNING:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
                 break
             try:
                 phase = (await handle.query(GameDayWorkflow.status)).phase
             except Exception:
                 phase = None
             assert phase != "awaiting_approval", "a plan with colliding unit ids awaits approval"
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
+        error = None
         try:
             await handle.result()
-        except WorkflowFailureError as error:
-            return described.status, error
-        return described.status, None
+        except WorkflowFailureError as failure:
+            error = failure
+        return (await handle.describe()).status, error
 
     closed, error = runner.run(scenario())
     assert closed == WorkflowExecutionStatus.FAILED

@@ -10,7 +10,7 @@ from gameday.status import GameDayInput
 from lab.faults import FaultRule
 from tests.faults.harness import WATCHDOG_POLL, diff
 from tests.support.clouds import GcpLab
-from tests.support.gameday import approve, phase_is, runbook, step_state, wait_for
+from tests.support.gameday import approve, phase_is, runbook, step_state, terminate, wait_for
 from workflows.gameday import GameDayWorkflow
 
 
@@ -37,7 +37,7 @@ def test_a_step_whose_drift_check_is_in_flight_is_restored_at_its_duration(serve
                                     what="the step restored after its 3s")
         finally:
             lab.faults()
-            await handle.terminate(reason="repro over")
+            await terminate(handle, "repro over")
         return time.monotonic() - started, status
 
     orchestrator.worker.ensure_running()

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from gameday.runbook import Runbook
 from gameday.status import Abort, Approve, GameDayInput, GameDayStatus, Reject, status_from_failure
@@ -70,20 +77,45 @@ async def final(handle: WorkflowHandle[Any, Any]) -> GameDayStatus:
 
 
 async def status(handle: WorkflowHandle[Any, Any]) -> GameDayStatus:
-    return await handle.query(GameDayWorkflow.status)
+    """The `status` query; once the run has closed, its final status (as `gameday status` does: a
+    query on a closed run is answered by replaying it, which the SDK can fail)."""
+    try:
+        return await handle.query(GameDayWorkflow.status)
+    except (WorkflowQueryFailedError, RPCError):
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            raise
+        return await final(handle)
 
 
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Callable[[GameDayStatus], bool],
                    timeout: float = 60, what: str = "condition") -> GameDayStatus:
+    """Poll the status until `predicate` holds; a query a busy worker failed to answer is asked
+    again until the deadline."""
     deadline = time.monotonic() + timeout
-    last = None
+    last: GameDayStatus | None = None
+    refused: Exception | None = None
     while time.monotonic() < deadline:
-        last = await status(handle)
-        if predicate(last):
-            return last
+        try:
+            last = await status(handle)
+        except (WorkflowQueryFailedError, RPCError) as error:
+            refused = error
+        else:
+            if predicate(last):
+                return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}; last status: "
-                         f"{last.model_dump_json(indent=1) if last else None}")
+                         f"{last.model_dump_json(indent=1) if last else None}"
+                         + (f"; last query refused: {refused}" if refused else ""))
+
+
+async def terminate(handle: WorkflowHandle[Any, Any], reason: str) -> None:
+    """Terminate the run unless it has already closed."""
+    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        try:
+            await handle.terminate(reason=reason)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
 
 
 async def approve(handle: WorkflowHandle[Any, Any], step: str | None = None,
