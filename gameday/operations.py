@@ -421,6 +421,10 @@ async def running_gamedays(client: Client) -> list[str]:
     return [execution.id async for execution in client.list_workflows(query)]
 
 
+ABORT_ALL_LISTINGS = 3
+ABORT_ALL_RELIST = 1.0
+
+
 async def abort_all(client: Client, by: str, reason: str,
                     on_done: Callable[[str, GameDayStatus | None, float | None], None],
                     timeout: float = 300,
@@ -430,8 +434,12 @@ async def abort_all(client: Client, by: str, reason: str,
     Each run is reported with the seconds from the moment this command sent its abort until the
     run closed (its faults restored): a worker that is slow to pick the abort up shows in the
     figure. A run that has not closed within `timeout` is reported with no status; a run whose
-    abort was refused, or that closed without a status, goes to `on_error` with the sentence."""
-    ids = await running_gamedays(client)
+    abort was refused, or that closed without a status, goes to `on_error` with the sentence.
+
+    The listing of running GameDays (Temporal's visibility) can lag a start by a moment, so it is
+    read `ABORT_ALL_LISTINGS` times, `ABORT_ALL_RELIST` seconds apart, and each run that appears is
+    aborted as soon as it does: the first aborts are sent at once, a run started just before the
+    command is not missed."""
 
     async def one(run_id: str) -> GameDayStatus | None:
         handle = client.get_workflow_handle(run_id, result_type=GameDayStatus)
@@ -456,7 +464,16 @@ async def abort_all(client: Client, by: str, reason: str,
         on_done(run_id, final, time.monotonic() - sent)
         return final
 
-    results = await asyncio.gather(*(one(run_id) for run_id in ids))
+    seen: set[str] = set()
+    aborts: list[asyncio.Future[GameDayStatus | None]] = []
+    for listing in range(ABORT_ALL_LISTINGS):
+        if listing:
+            await asyncio.sleep(ABORT_ALL_RELIST)
+        for run_id in await running_gamedays(client):
+            if run_id not in seen:
+                seen.add(run_id)
+                aborts.append(asyncio.ensure_future(one(run_id)))
+    results = await asyncio.gather(*aborts)
     return [r for r in results if r is not None]
 
 
