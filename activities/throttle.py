@@ -73,7 +73,7 @@ DEFAULT_RATES: dict[str, Rate] = {
     "route53": Rate(5, 5),            # Route 53: 5 requests per second per account
     "sts": Rate(100, 20),
     "aws-other": Rate(50, 5),
-    "gce-mutation": Rate(100, 25),    # Compute Engine: 1,500 mutations per minute per project
+    "gce-mutation": Rate(1500, 25),   # Compute Engine: 1,500 mutations per minute per project
     "gce-read": Rate(200, 50),
     "arm-write": Rate(200, 10),       # ARM: writes per subscription and Region
     "arm-read": Rate(250, 25),
