@@ -6,14 +6,9 @@ from __future__ import annotations
 import os
 
 import httpx
-from pydantic import BaseModel
 from temporalio import activity
 
-
-class Notification(BaseModel):
-    webhook: str
-    text: str
-    workflow_id: str
+from gameday.status import Notification
 
 
 def ui_link(workflow_id: str) -> str | None:

@@ -12,8 +12,8 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecut
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from gameday.leases import LeaseAnswer, LeaseBatch, LeaseBatchAnswer, LeaseRequest, LeaseState, leases_id
 from gameday.sweep import SweepScope
-from workflows.leases import LeaseAnswer, LeaseBatch, LeaseBatchAnswer, LeaseRequest, LeaseState, leases_id
 
 MAX_BATCH = 200
 """Requests per Update: a few hundred bytes each, far below Temporal's payload limits."""

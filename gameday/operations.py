@@ -114,7 +114,7 @@ async def start_gameday(client: Client, runbook: Runbook, source: str, run_id: s
 
 
 async def plan(client: Client, runbook: Runbook, source: str, timeout: float) -> Any:
-    from workflows.planning import PlanResult
+    from gameday.plan import PlanResult
 
     settings = Settings.from_env()
     try:

@@ -134,3 +134,13 @@ ActivityVerb = Literal["resolve", "prepare", "apply", "restore"]
 def activity_name(cloud: str, verb: ActivityVerb, action: str) -> str:
     """Activities are named by cloud, verb and action, e.g. `aws.apply_blackhole_zone`."""
     return f"{cloud}.{verb}_{action}"
+
+
+class PlanResult(BaseModel):
+    """The read-only plan workflow's answer (`gameday plan`)."""
+
+    runbook: str
+    steps: list[ResolvedStep] = []
+    plan_hash: str | None = None
+    problems: list[str] = []
+    """Why the GameDay would be refused: unresolvable targets and guardrail refusals."""

@@ -160,3 +160,11 @@ class UpdateAnswer(Model):
     accepted: bool
     kind: str
     detail: str
+
+
+class Notification(BaseModel):
+    """A message for the runbook's webhook (the `notify.post` activity)."""
+
+    webhook: str
+    text: str
+    workflow_id: str

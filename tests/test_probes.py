@@ -189,10 +189,10 @@ def test_a_watch_reports_every_checks_result_not_only_the_changes(runner):
 def test_a_watch_keeps_at_most_the_bound_and_counts_the_rest(runner, monkeypatch):
     from datetime import timedelta
 
-    import activities.probes as probes
-    from activities.probes import WatchRequest
+    import gameday.probing as probing
+    from gameday.probing import WatchRequest
 
-    monkeypatch.setattr(probes, "MAX_WATCH_RESULTS", 5)
+    monkeypatch.setattr(probing, "MAX_WATCH_RESULTS", 5)
     server = Responder(lambda path, query: (200, "", 0.0))
     try:
         report = _watch(runner, WatchRequest(

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.guardrails import refusals
-    from gameday.plan import ResolvedStep, StepRequest, activity_name, plan_hash
+    from gameday.plan import PlanResult, ResolvedStep, StepRequest, activity_name, plan_hash
     from gameday.runbook import FaultStep, ParallelGroup, Runbook, WaitStep
     from gameday.status import GameDayInput
     from workflows.errors import describe
@@ -21,14 +20,6 @@ with workflow.unsafe.imports_passed_through():
 
 RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
                             non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
-
-
-class PlanResult(BaseModel):
-    runbook: str
-    steps: list[ResolvedStep] = []
-    plan_hash: str | None = None
-    problems: list[str] = []
-    """Why the GameDay would be refused: unresolvable targets and guardrail refusals."""
 
 
 async def resolve_step(step: FaultStep, runbook: Runbook, only_new: bool = False) -> ResolvedStep:
