@@ -102,7 +102,7 @@ at the next tick."""
 
 T = TypeVar("T")
 
-PARALLEL_CALLS = {"aws": 8, "gcp": 8, "azure": 8}
+PARALLEL_CALLS = {"aws": 8, "gcp": 8, "azure": 4}
 """Resources one activity changes at once, per cloud: inside the clouds' default write quotas
 even with a few activities of a cloud in flight (see worker.CLOUD_LIMITS); the token buckets of
 `activities.throttle` pace them to the clouds' rates. ARM holds a NIC while it updates it and
