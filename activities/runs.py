@@ -12,6 +12,7 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecut
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.sweep_scope import sweep_scope_from_env
 from gameday.leases import LeaseAnswer, LeaseBatch, LeaseBatchAnswer, LeaseRequest, LeaseState, leases_id
 from gameday.sweep import SweepScope
 
@@ -134,4 +135,4 @@ class RunStateActivities:
 @activity.defn(name="gameday.sweep_scope")
 def sweep_scope() -> SweepScope:
     """Where this worker sweeps, from its own environment."""
-    return SweepScope.from_env()
+    return sweep_scope_from_env()

@@ -339,7 +339,7 @@ def test_python_dash_m_serves_and_prints_its_url(clouds: None, servers: Servers)
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        eventually(url, "/health", 200, timeout=10)
+        eventually(url, "/health", 200, timeout=30)
     finally:
         process.terminate()
         process.wait(10)
