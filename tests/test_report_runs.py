@@ -125,6 +125,20 @@ def test_the_probe_table_and_time_to_detect_of_a_breach(aws, client, runner, tas
     assert len(report.probe_checks) == len(final.probe_checks)
     passed_while_in_effect = [c for c in report.probe_checks if c.ok and injected < c.at < broken]
     assert len(passed_while_in_effect) >= 2  # every check, not only the changes
+    [restoring] = [e for e in final.events if e.kind == "restoring"]
+    assert (step.restore_basis, step.restore_started_at) == ("event", restoring.at)
+    assert restoring.at >= report.abort.at  # the breach's abort, then the restore
+
+    # a run recorded before `probe_checks` existed: its checks are only the `probe` events the
+    # workflow writes (the baseline, each change of verdict, the recovery), timed when recorded
+    older = build_report("older", final.model_copy(update={"probe_checks": []}))
+    assert older.probe_checks and all(c.source == "event" for c in older.probe_checks)
+    assert len(older.probe_checks) < len(report.probe_checks)
+    [older_step] = older.steps
+    assert older_step.detected_by == "checkout: HTTP 503, expected 200"
+    assert older_step.detected_at is not None and older_step.detected_at >= step.detected_at
+    assert any("when the workflow recorded" in note for note in older.notes)
+    assert "Time to detect" in render_html(older)
 
 
 def test_the_report_of_a_failed_run(aws, client, runner, task_queue, health, servers, tmp_path):
