@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: install test faults demo lab lint clean
+.PHONY: install test faults demo lab lint histories clean
 
 install: $(VENV)/.installed
 
@@ -26,14 +26,23 @@ test: install
 faults: install
 	GAMEDAY_FAULT_RUNS=40 GAMEDAY_GENERATED_RUNS=$(or $(GENERATED_RUNS),200) $(BIN)/pytest tests/faults -q -s
 
+# Re-record tests/replay/histories (real runs against the lab, ~3 minutes); record from a clean
+# clone of the code that is deployed, after a change no GameDay in flight can meet.
+histories: install
+	$(BIN)/python -m tests.replay.record
+
 demo: install
 	$(BIN)/python -m lab.demo
 
 lab: install
 	$(BIN)/python -m lab.manager foreground
 
+# ruff; the layers of DESIGN.md's table (import-linter, contracts in pyproject.toml); the type
+# checker over the product code (mypy with pydantic's plugin).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache reports
