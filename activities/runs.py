@@ -78,7 +78,7 @@ class LeaseDesk:
                     future.set_result(result)
 
     async def _decide(self, task_queue: str, batch: LeaseBatch) -> LeaseBatchAnswer:
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             "GameDayLeases", LeaseState(), id=leases_id(task_queue), task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary="which GameDay holds which zone")

@@ -207,5 +207,5 @@ def delete(schedule_id: ScheduleId) -> None:
 if __name__ == "__main__":  # `python -m gameday.cli_schedule ...`, with gameday's error handling
     from gameday import cli
 
-    cli.app = schedule_app
+    cli.app = schedule_app  # type: ignore[has-type]
     cli.main()

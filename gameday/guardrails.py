@@ -87,9 +87,9 @@ def refusals(
     if site and site.cloud == cloud and site.region:
         zone, region = where.zone, where.region
         if region == site.region and (zone is None or site.zone is None or zone == site.zone):
-            where = f"zone {site.zone}" if site.zone else f"region {site.region}"
+            own = f"zone {site.zone}" if site.zone else f"region {site.region}"
             reasons.append(
-                f"step {step_id}: the target contains the worker's own {where}; gameday never "
+                f"step {step_id}: the target contains the worker's own {own}; gameday never "
                 "cuts off the hands that restore"
             )
     return reasons

@@ -153,7 +153,7 @@ class GameDayWatchdog:
             checkpoint = self._checkpoints[unit]
             scope = checkpoint.scope
             result = await workflow.execute_activity(
-                activity_name(scope.cloud, "restore", checkpoint.action),  # type: ignore[arg-type]
+                activity_name(scope.cloud, "restore", checkpoint.action),
                 FaultRequest(checkpoint=checkpoint, guardrails=self._input.guardrails),
                 task_queue=cloud_queue(scope.cloud),
                 result_type=FaultResult,
