@@ -96,20 +96,31 @@ def build_workers(client: Client, task_queue: str, executor: ThreadPoolExecutor,
     workers = []
     if "workflows" in roles:
         # A cloud-only process loads no workflow code.
-        from activities import general_activities
-        from activities.runs import RunStateActivities
         from workflows import all_workflows
 
         workers.append(Worker(client, task_queue=task_queue, workflows=all_workflows(),
-                              activities=[*general_activities(), *RunStateActivities(client).all()],
+                              activities=role_activities(client, "workflows"),
                               sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
                               workflow_runner=WORKFLOW_RUNNER, **common))
-    for cloud, activities in cloud_activities([r for r in roles if r in CLOUDS]).items():
+    for cloud in (r for r in roles if r in CLOUDS):
         concurrent, rate = cloud_limits(cloud)
-        workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}", activities=activities,
+        workers.append(Worker(client, task_queue=f"{task_queue}-{cloud}",
+                              activities=role_activities(client, cloud),
                               max_concurrent_activities=concurrent,
                               max_task_queue_activities_per_second=rate, **common))
     return workers
+
+
+def role_activities(client: Client, role: str) -> list[Any]:
+    """The activities a role serves: for `workflows` the general ones and the run-state ones; for
+    a cloud, the activities `activities.registry` generates from its faults (only that cloud's
+    package, and so its SDK, is imported)."""
+    if role == "workflows":
+        from activities import general_activities
+        from activities.runs import RunStateActivities
+
+        return [*general_activities(), *RunStateActivities(client).all()]
+    return cloud_activities([role])[role]
 
 
 async def take_over_runs(client: Client, task_queue: str) -> int:

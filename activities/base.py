@@ -1,5 +1,7 @@
-"""What every cloud module shares: the guardrail re-check, progress heartbeats, spans, and the
-translation of domain errors into Temporal's retry behaviour at the activity's edge."""
+"""What every cloud package shares: the guardrail re-check, progress heartbeats, fan-out, spans, and
+the translation of domain errors into Temporal's retry behaviour at the activity's edge. The
+adapter of `activities.registry` is the one place that applies the re-check, the spans and the
+error mapping to every fault."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from temporalio import activity
@@ -21,11 +23,8 @@ from activities.throttle import APPLY, RESTORE, CallAbandoned, caller, calling_a
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError
 from gameday.guardrails import WorkerSite, refusals
 from gameday.plan import (
-    Checkpoint,
     FaultRequest,
-    FaultResult,
     PrepareRequest,
-    ResolvedStep,
     Scope,
     StepRequest,
 )
@@ -35,15 +34,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 tracer = trace.get_tracer("gameday.activities")
-
-
-class Fault(Protocol):
-    """One fault on one cloud: what every (cloud, action) pair offers the workflow."""
-
-    def resolve(self, request: StepRequest) -> ResolvedStep: ...
-    def prepare(self, request: PrepareRequest) -> Checkpoint: ...
-    def apply(self, request: FaultRequest) -> FaultResult: ...
-    def restore(self, request: FaultRequest) -> FaultResult: ...
 
 
 def check_guardrails(step_id: str, scope: Scope, guardrails: Guardrails, count: int | None) -> None:
@@ -140,7 +130,7 @@ def fan_out(items: Iterable[T], work: Callable[[T], R], width: int) -> Iterator[
             if item is _END or stop.is_set():
                 return False
             call = functools.partial(work, item)  # type: ignore[arg-type]
-            running[pool.submit(run_as, as_caller, call)] = item  # type: ignore[arg-type]
+            running[pool.submit(run_as, as_caller, call)] = item  # type: ignore[assignment]
             return True
 
         for _ in range(max(1, width)):
@@ -230,7 +220,7 @@ def _scope_of(args: Iterable[Any]) -> Scope | None:
             return arg.resolved.scope
         if isinstance(arg, StepRequest):
             try:
-                return Scope.of(arg.step.target)  # type: ignore[arg-type]
+                return Scope.of(arg.step.target)
             except Exception:
                 return None
     return None

@@ -14,11 +14,11 @@ from activities.azure import (
     AzureConnection,
     AzureRegionEvacuation,
     AzureZoneBlackhole,
-    _listing,
     from_restore_tag,
     gameday_nsg_name,
     restore_tag,
 )
+from activities.azure.api import listing as _listing
 from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest

@@ -16,12 +16,13 @@ from activities.gcp import (
     Compute,
     GcpRegionEvacuation,
     GcpZoneBlackhole,
-    _call,
-    _translated,
     blackhole_tag,
     compute_clients,
     deny_rule_name,
 )
+from activities.gcp.api import call as _call
+from activities.gcp.api import translated as _translated
+from activities.registry import FaultAdapter
 from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest
@@ -221,7 +222,8 @@ def test_apply_rechecks_the_guardrails(gcp: Compute) -> None:
     fault, checkpoint = _blackhole_prepared()
     other = Guardrails(gcp_projects=["other-project"])
     with pytest.raises(Refused, match="guardrails"):
-        fault.apply(FaultRequest(checkpoint=checkpoint, guardrails=other))
+        FaultAdapter("gcp", "blackhole_zone", fault).apply(FaultRequest(checkpoint=checkpoint,
+                                                                        guardrails=other))
     assert not any(name.startswith("gameday-") for name in _firewalls(gcp))
 
 

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from google.cloud import compute_v1
 
-from activities.azure import TAG_RESTORE, AzureActivities, AzureSweeper, AzureZoneBlackhole
+from activities.azure import TAG_RESTORE, AzureSweeper, AzureZoneBlackhole
 from activities.gcp import (
     UNKNOWN_RUN,
-    GcpActivities,
     GcpSweeper,
     GcpZoneBlackhole,
     blackhole_tag,
     compute_clients,
 )
+from activities.registry import CloudActivities
 from gameday.errors import TargetNotFound
 from gameday.plan import FaultRequest, PrepareRequest, StepRequest
 from gameday.runbook import BlackholeRegionStep
@@ -214,7 +214,7 @@ def test_gcp_sweep_finds_and_undoes_what_a_dead_region_run_left(gcp_lab, client,
     dead = runner.run(_leave_behind(client, task_queue, step), timeout=180)
     assert gcp_lab.snapshot() != before
 
-    activities = GcpActivities()
+    activities = CloudActivities("gcp")
     scope = SweepScope(gcp_projects=[GcpLab.project])
     found = activities.find_leftovers(scope)
     assert {x.run_id for x in found} == {dead}
@@ -292,7 +292,7 @@ def test_azure_sweep_finds_and_undoes_what_a_dead_region_run_left(azure_lab, cli
     dead = runner.run(_leave_behind(client, task_queue, step), timeout=180)
     assert azure_lab.snapshot() != before
 
-    activities = AzureActivities()
+    activities = CloudActivities("azure")
     scope = SweepScope(azure_subscriptions=[AzureLab.subscription])
     found = activities.find_leftovers(scope)
     assert {x.run_id for x in found} == {dead}

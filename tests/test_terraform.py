@@ -1,7 +1,7 @@
 """infra/terraform: the roles grant exactly what the activities call, and the code stays canonical.
 
 The drift tests tie three lists together: the SDK operations that the activity modules call (found
-by reading their source), the permission sets of `activities/permissions.py`, and the permissions
+by reading their source), the permission sets of `tests/support/permissions.py`, and the permissions
 that the Terraform modules grant. A call added without its permission, a permission dropped from
 Terraform, or one kept after its last call went, each fails here.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from activities import permissions
-from activities.permissions import (
+from tests.support import permissions
+from tests.support.permissions import (
     AWS_ACTIONS,
     AZURE_ACTIONS,
     GCP_PERMISSIONS,
@@ -86,7 +86,7 @@ def _drift(granted: list[str], wanted: frozenset[str], where: str) -> str:
     duplicates = sorted({g for g in granted if granted.count(g) > 1})
     missing = sorted(wanted - set(granted))
     extra = sorted(set(granted) - wanted)
-    return (f"{where} and activities/permissions.py differ: missing in Terraform {missing}, "
+    return (f"{where} and tests/support/permissions.py differ: missing in Terraform {missing}, "
             f"not in permissions.py {extra}, listed twice {duplicates}")
 
 
@@ -165,10 +165,10 @@ def test_every_sdk_call_is_granted(cloud: str) -> None:
         try:
             missing = sorted(permissions.permissions_of(cloud, call) - GRANTED[cloud])
         except UnmappedCall:
-            missing = ["(operation unknown to activities/permissions.py)"]
+            missing = ["(operation unknown to tests/support/permissions.py)"]
         if missing:
             uncovered[str(call)] = missing
-    assert not uncovered, (f"{cloud} calls that activities/permissions.py (and Terraform) do not "
+    assert not uncovered, (f"{cloud} calls that tests/support/permissions.py (and Terraform) do not "
                            f"grant: {uncovered}")
 
 

@@ -1,5 +1,5 @@
 # The IAM role of the gameday worker on AWS: exactly the actions of AWS_ACTIONS in
-# activities/permissions.py (tests/test_terraform.py fails when they drift apart).
+# tests/support/permissions.py (tests/test_terraform.py fails when they drift apart).
 
 terraform {
   required_version = ">= 1.5"
@@ -146,7 +146,7 @@ resource "aws_iam_role" "gameday" {
 
 resource "aws_iam_policy" "gameday" {
   name        = "${var.role_name}-least-privilege"
-  description = "Exactly what gameday's AWS activities call (activities/permissions.py)."
+  description = "Exactly what gameday's AWS activities call (tests/support/permissions.py)."
   policy      = data.aws_iam_policy_document.gameday.json
   tags        = var.tags
 }

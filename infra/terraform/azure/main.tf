@@ -1,5 +1,5 @@
 # The gameday worker on Azure: a custom role with exactly AZURE_ACTIONS of
-# activities/permissions.py (tests/test_terraform.py fails when they drift apart), assignable
+# tests/support/permissions.py (tests/test_terraform.py fails when they drift apart), assignable
 # and assigned only on the given resource groups (or the subscription).
 
 terraform {

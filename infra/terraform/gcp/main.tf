@@ -1,5 +1,5 @@
 # The gameday worker on GCP: a custom role with exactly GCP_PERMISSIONS of
-# activities/permissions.py (tests/test_terraform.py fails when they drift apart), a service
+# tests/support/permissions.py (tests/test_terraform.py fails when they drift apart), a service
 # account, and the role bound to it in the project.
 
 terraform {

@@ -1,9 +1,10 @@
 """The cloud permissions the activities need: the one list in code, and the proof that it is exact.
 
 `infra/terraform/` grants exactly these sets (tests/test_terraform.py checks it), and
-`required_permissions` derives, by reading the activity modules' source (never running it), the
-SDK operations they call and the permissions each needs. So a call added without its permission,
-or a permission kept after its last call went, fails a test instead of a GameDay.
+`required_permissions` derives, by reading the source of every module of each cloud's package
+(`activities/<cloud>/*.py`, never running it), the SDK operations they call and the permissions
+each needs. So a call added without its permission, or a permission kept after its last call
+went, fails a test instead of a GameDay. Test tooling: the product never imports it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-ACTIVITIES = Path(__file__).resolve().parent
+ACTIVITIES = Path(__file__).resolve().parents[2] / "activities"
 
 CLOUD_MODULES: dict[str, tuple[str, ...]] = {
-    "aws": ("aws.py",),
-    "gcp": ("gcp.py",),
-    "azure": ("azure.py",),
+    cloud: tuple(sorted(f"{cloud}/{path.name}" for path in (ACTIVITIES / cloud).glob("*.py")))
+    for cloud in ("aws", "gcp", "azure")
 }
-"""The modules whose SDK calls each cloud's permission set must cover (activities/<name>)."""
+"""The modules whose SDK calls each cloud's permission set must cover (activities/<name>): every
+module of the cloud's package, so a new fault module is covered without being listed."""
 
 # --- AWS: IAM actions -------------------------------------------------------------------------
 
@@ -222,10 +223,19 @@ def sdk_calls(cloud: str, sources: dict[str, str] | None = None) -> list[SdkCall
     source text), found by reading the source."""
     if sources is None:
         sources = {name: (ACTIVITIES / name).read_text() for name in CLOUD_MODULES[cloud]}
-    finder = {"aws": _aws_calls, "gcp": _gcp_calls, "azure": _azure_calls}[cloud]
+    trees = {module: ast.parse(source, filename=module) for module, source in sources.items()}
     found: set[SdkCall] = set()
-    for module, source in sources.items():
-        found.update(finder(module, ast.parse(source, filename=module)))
+    if cloud == "aws":
+        for module, tree in trees.items():
+            found.update(_aws_calls(module, tree))
+        return sorted(found)
+    # the clients dataclass (`Compute`, `ArmClients`) is defined in one module, used in the others
+    holder = "Compute" if cloud == "gcp" else "ArmClients"
+    fields = {name: kind for tree in trees.values()
+              for name, kind in _client_fields(tree, holder).items()}
+    finder = _gcp_calls if cloud == "gcp" else _azure_calls
+    for module, tree in trees.items():
+        found.update(finder(module, tree, fields))
     return sorted(found)
 
 
@@ -240,7 +250,7 @@ def permissions_of(cloud: str, call: SdkCall) -> frozenset[str]:
     table = GCP_CALLS if cloud == "gcp" else AZURE_CALLS
     if call.operation not in table:
         raise UnmappedCall(f"{call}: no permission is known for this {cloud} operation; add it "
-                           f"to activities/permissions.py")
+                           f"to tests/support/permissions.py")
     return table[call.operation]
 
 
@@ -284,7 +294,7 @@ def _aws_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
             service = _client_service(node.value, services)
             if service:
                 clients[node.targets[0].id] = service
-    # the keywords a method is called with: `client.method(K=...)`, `_call("X", client.method, K=...)`
+    # the keywords a method is called with: `client.method(K=...)`, `call("X", client.method, K=...)`
     keywords: dict[int, frozenset[str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -298,11 +308,11 @@ def _aws_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
             action = _boto_operations(service).get(node.attr) if service else None
             if action:
                 yield SdkCall(module, node.lineno, action, keywords.get(id(node), frozenset()))
-        # _pages(client, "operation", ...) and client.get_paginator("operation")
+        # api.pages(client, "operation", ...) and client.get_paginator("operation")
         if isinstance(node, ast.Call):
             name = _callee_name(node.func)
             given = frozenset(k.arg for k in node.keywords if k.arg)
-            if name == "_pages" and len(node.args) >= 2:
+            if name == "pages" and len(node.args) >= 2:
                 client, operation = node.args[0], node.args[1]
             elif name == "get_paginator" and isinstance(node.func, ast.Attribute) and node.args:
                 client, operation = node.func.value, node.args[0]
@@ -370,8 +380,7 @@ def _holders(tree: ast.Module, holder: str) -> set[str]:
     return names
 
 
-def _gcp_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
-    fields = _client_fields(tree, "Compute")
+def _gcp_calls(module: str, tree: ast.Module, fields: dict[str, str]) -> Iterator[SdkCall]:
     holders = _holders(tree, "Compute")
     for node in ast.walk(tree):
         # compute.<client>.<method>
@@ -380,8 +389,7 @@ def _gcp_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
             yield SdkCall(module, node.lineno, f"{fields[node.value.attr]}.{node.attr}")
 
 
-def _azure_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
-    fields = _client_fields(tree, "ArmClients")
+def _azure_calls(module: str, tree: ast.Module, fields: dict[str, str]) -> Iterator[SdkCall]:
     holders = _holders(tree, "ArmClients")
     for node in ast.walk(tree):
         # arm.<client>.<operation group>.<method>

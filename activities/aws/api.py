@@ -1,0 +1,165 @@
+"""AWS plumbing every AWS fault shares: boto3 clients built once with no SDK retries, calls paced
+by the token buckets of `activities.throttle`, boto errors turned into `CloudError`s that say
+whether retrying can help, and the check that the credentials belong to the targeted account.
+
+Every artifact gameday makes on AWS carries the run and step in tags (`TAG_RUN`, `TAG_STEP`), so
+that `gameday sweep` finds it after any failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from activities.base import beat
+from activities.throttle import BUCKETS, BucketKey, Throttle, caller, paced
+from gameday.errors import CloudError, Refused
+from gameday.plan import Scope
+
+TAG_RUN = "gameday:run"
+TAG_STEP = "gameday:step"
+TAG_CHUNK = "gameday:chunk"
+TAG_MANAGED = "gameday:managed-by"
+TAG_RESTORE = "gameday:restore:"
+MAX_TAG_VALUE = 256
+
+_THROTTLED = {
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+    "RequestThrottled", "SlowDown", "EC2ThrottledException", "PriorRequestNotComplete",
+}
+_TRANSIENT = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"}
+
+
+def _error(exc: Exception, doing: str) -> Exception:
+    """Turn a boto error into a CloudError that says whether retrying can help."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _THROTTLED or status == 429:
+            return CloudError(f"AWS throttled {doing}: {code}", retryable=True, retry_after=1.0,
+                              code=code)
+        retryable = code in _TRANSIENT or status >= 500
+        return CloudError(f"AWS refused {doing}: {code}: {message}", retryable=retryable, code=code)
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return CloudError(f"AWS did not answer {doing}: {exc}", retryable=True)
+    return CloudError(f"AWS call failed {doing}: {exc}", retryable=True)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def throttle_of(exc: Exception) -> Throttle | None:
+    """The throttle an AWS answer is (EC2's 503 `RequestLimitExceeded`, Route 53's
+    `Throttling` and `PriorRequestNotComplete`, any 429), or None."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if _code(exc) in _THROTTLED or status == 429:
+            return Throttle(retry_after=None)
+    return None
+
+
+def api_category(service: str, operation: str) -> str:
+    """The token bucket an AWS API call draws from (EC2 throttles per action family)."""
+    if service == "ec2":
+        if operation in ("create_tags", "delete_tags"):
+            return "ec2-tags"
+        if operation.startswith(("describe_", "get_")):
+            return "ec2-describe"
+        return "ec2-mutating"
+    if service in ("route53", "sts"):
+        return service
+    return "aws-other"
+
+
+def bucket_of(client: Any, operation: str) -> BucketKey:
+    """The bucket of one call of `client`: per account (the activity's), region and category."""
+    service = client.meta.service_model.service_name
+    region = "global" if service == "route53" else client.meta.region_name
+    # EC2 keeps one bucket per API action, of its category's size and rate
+    action = operation if service == "ec2" else ""
+    return BucketKey("aws", caller().account, region or "", api_category(service, operation), action)
+
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+class AwsApi:
+    """boto3 plumbing shared by the AWS faults: clients with low SDK retries, errors translated."""
+
+    def __init__(self, session_factory: Any = boto3.session.Session):
+        self._session_factory = session_factory
+        # No SDK retries: throttles wait for tokens in `call` (never multiplied by botocore's
+        # own retries), everything else goes to Temporal's retry policy.
+        self._config = Config(retries={"max_attempts": 1, "mode": "standard"},
+                              connect_timeout=5, read_timeout=30)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        """One client per service and region, built once: boto3 clients are thread-safe, and
+        building one loads the service's model (tens of MB, hundreds of ms)."""
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = self._session_factory(region_name=region).client(
+                    service, config=self._config)
+            return self._clients[key]
+
+    def ec2(self, region: str) -> Any:
+        return self.client("ec2", region)
+
+    def call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        """One call of a client method, paced by its token bucket; a throttled call waits and
+        is made again (see `activities.throttle.paced`)."""
+        beat()
+        try:
+            return paced(bucket_of(fn.__self__, fn.__name__), lambda: fn(**kwargs), throttle_of)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, doing) from exc
+
+    def pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated listing, each page paced; a throttled page starts the
+        listing again once the bucket lets it."""
+        bucket = bucket_of(client, operation)
+
+        def listing() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            pages = iter(client.get_paginator(operation).paginate(**kwargs))
+            for number in itertools.count():
+                if number:  # `paced` took the first page's token
+                    who = caller()
+                    BUCKETS.bucket(bucket).take(who.priority, who.stopped)
+                page = next(pages, None)
+                if page is None:
+                    return items
+                beat()
+                items.extend(page.get(key, []))
+            raise AssertionError("unreachable")
+
+        try:
+            return paced(bucket, listing, throttle_of)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, operation) from exc
+
+    def check_identity(self, scope: Scope) -> None:
+        """The credentials must belong to the account the runbook names."""
+        sts = self.client("sts", scope.region)
+        account = self.call("GetCallerIdentity", sts.get_caller_identity)["Account"]
+        if account != scope.account:
+            raise Refused(
+                f"the worker's AWS credentials are for account {account}, "
+                f"but the step targets account {scope.account}"
+            )
+
+
+def connect() -> AwsApi:
+    """The connection the AWS faults of one worker share (clients are built once per region)."""
+    return AwsApi()

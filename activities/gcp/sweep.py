@@ -1,0 +1,123 @@
+"""GCP sweep: gameday's deny rules and blackhole tags left by runs that are over.
+
+Before: deny rules named `gameday-…` whose description names a run, and instances carrying a
+`gameday-…` network tag (mapped to its run through the rules that target it).
+After sweep: the rule is deleted (only while its description still names that run); the tag is
+removed from the instance, every other tag stays.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from google.api_core import exceptions
+from google.cloud import compute_v1
+
+from activities.base import progress
+from activities.gcp.api import Compute, call, compute_clients, last, mutate, translated
+from activities.gcp.blackhole import TAG_PREFIX, GcpZoneBlackhole, parse_description
+from gameday.errors import UserError
+from gameday.plan import FaultResult, Scope
+from gameday.sweep import Leftover, SweepScope
+
+UNKNOWN_RUN = "(unknown)"
+"""The run of a gameday tag no deny rule names any more: unrecoverable, so never `running`."""
+_BLACKHOLE_TAG = re.compile(re.escape(TAG_PREFIX) + r"(?P<step>[a-z0-9-]*)-[0-9a-f]{12}")
+
+
+class GcpSweeper:
+    """Finds gameday's deny rules (by name and description) and blackhole tags in each project,
+    and undoes each from what the project itself shows: a tag is mapped to its run through the
+    rules that target it."""
+
+    def __init__(self, clients: Callable[[], Compute] = compute_clients):
+        self._clients = clients
+        self.blackhole = GcpZoneBlackhole(clients)
+
+    def find(self, scope: SweepScope) -> list[Leftover]:
+        compute = self._clients()
+        leftovers: list[Leftover] = []
+        for project in scope.gcp_projects:
+            with translated(f"looking for gameday artifacts in project {project}"):
+                tagged = self._tagged(compute, project)
+                rules = [(rule, parsed) for rule in call(compute.firewalls.list, project=project)
+                         if rule.name.startswith(TAG_PREFIX)
+                         and (parsed := parse_description(rule.description)) is not None]
+            owner: dict[str, tuple[str, str]] = {}
+            for rule, parsed in rules:
+                for tag in rule.target_tags:
+                    owner.setdefault(tag, parsed)
+            holding: dict[str, int] = {}
+            for zone, name, tag in tagged:
+                if tag not in owner and not _BLACKHOLE_TAG.fullmatch(tag):
+                    continue
+                holding[tag] = holding.get(tag, 0) + 1
+                found = _BLACKHOLE_TAG.fullmatch(tag)
+                run_id, step_id = owner.get(tag, (UNKNOWN_RUN, found["step"] if found else ""))
+                leftovers.append(Leftover(
+                    cloud="gcp", kind="instance-tag", id=f"{name}/{tag}", run_id=run_id,
+                    step_id=step_id, location=zone,
+                    detail={"project": project, "zone": zone, "instance": name, "tag": tag,
+                            "tag_owner": "deny rule" if tag in owner else "none found"},
+                ))
+            for rule, (run_id, step_id) in rules:
+                leftovers.append(Leftover(
+                    cloud="gcp", kind="firewall-rule", id=rule.name, run_id=run_id,
+                    step_id=step_id, location=project,
+                    detail={"project": project, "network": last(rule.network),
+                            "direction": rule.direction,
+                            "target_tags": ",".join(rule.target_tags),
+                            "instances_tagged": str(sum(holding.get(t, 0)
+                                                        for t in rule.target_tags))},
+                ))
+        return leftovers
+
+    def _tagged(self, compute: Compute, project: str) -> list[tuple[str, str, str]]:
+        """(zone, instance, tag) for every `gameday-` network tag of the project's instances."""
+        found: list[tuple[str, str, str]] = []
+        listed = call(compute.instances.aggregated_list,
+                       request=compute_v1.AggregatedListInstancesRequest(project=project))
+        for where, scoped in listed:
+            zone = last(where)
+            for instance in scoped.instances:
+                found += [(zone, instance.name, tag) for tag in instance.tags.items
+                          if tag.startswith(TAG_PREFIX)]
+        return sorted(found)
+
+    def sweep(self, leftover: Leftover) -> FaultResult:
+        project = leftover.detail.get("project") or leftover.location
+        compute = self._clients()
+        if leftover.kind == "firewall-rule":
+            with translated(f"deleting firewall rule {leftover.id}"):
+                return self._delete_rule(compute, project, leftover)
+        if leftover.kind == "instance-tag":
+            zone, name, tag = (leftover.detail["zone"], leftover.detail["instance"],
+                               leftover.detail["tag"])
+            scope = Scope(cloud="gcp", account=project, region=zone.rsplit("-", 1)[0], zone=zone)
+            result = FaultResult()
+            with translated(f"removing tag {tag} from instance {name}"):
+                outcome = self.blackhole.retag(compute, scope, name,
+                                      lambda items: [t for t in items if t != tag])
+            self.blackhole.count(result, outcome, name, "has nothing to restore")
+            progress(1, 1)
+            return result
+        raise UserError(f"gcp has no leftover of kind {leftover.kind}")
+
+    @staticmethod
+    def _delete_rule(compute: Compute, project: str, leftover: Leftover) -> FaultResult:
+        try:
+            rule = call(compute.firewalls.get, project=project, firewall=leftover.id)
+        except exceptions.NotFound:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is already gone"])
+        parsed = parse_description(rule.description)
+        if parsed is None or parsed[0] != leftover.run_id:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is no longer gameday's rule "
+                                      f"of run {leftover.run_id}; left alone"])
+        try:
+            mutate(compute, compute.firewalls.delete_unary, project=project,
+                    firewall=leftover.id)
+        except exceptions.NotFound:
+            return FaultResult(notes=[f"firewall rule {leftover.id} is already gone"])
+        progress(1, 1)
+        return FaultResult(changed=1)
