@@ -22,8 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
 
-    from activities.notify import Notification
-    from activities.probes import CheckReport, CheckRequest, WatchReport, WatchRequest
+    from gameday.board import BoardFacts, render_board
     from gameday.durations import format_duration
     from gameday.identity import normalize_identity
     from gameday.plan import (
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         activity_name,
         plan_hash,
     )
+    from gameday.probing import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.runbook import BlackholeRegionStep, FaultStep, ParallelGroup, WaitStep
     from gameday.signatures import SignatureRefused, approval_text, proves, verify, what_differs
     from gameday.status import (
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Event,
         GameDayInput,
         GameDayStatus,
+        Notification,
         Outcome,
         Phase,
         ProbeResult,
@@ -393,18 +394,6 @@ class GameDayWorkflow:
 
     def _is_approver(self, who: str) -> bool:
         return normalize_identity(who) in self._approver_ids()
-
-    def _gate_board(self, gate: str) -> list[str]:
-        """For the board: who approved this gate so far (with their keys) and the last refusal."""
-        mine = [e for e in self._events if (e.step or "start") == gate
-                and e.kind in ("approved", "approval_refused")]
-        counted = [f"{e.by}" + (f" (key {e.fingerprint})" if e.fingerprint else "")
-                   for e in mine if e.kind == "approved"]
-        refused = [e for e in mine if e.kind == "approval_refused"]
-        lines = [f"approved by {', '.join(counted)}"] if counted else []
-        if refused:
-            lines.append(f"refused approvals of {gate}: {len(refused)}; the last: {refused[-1].detail}")
-        return lines
 
     def _sign_flag(self) -> str:
         return " --sign-with <your key file>" if self._runbook.approvals == "signed" else ""
@@ -1135,25 +1124,8 @@ class GameDayWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        """Keep the Temporal UI's current details a short, readable board."""
-        lines = [f"**{self._runbook.name}**: {self._phase}"]
-        active = [s.id for s in self._steps.values() if s.state == "active" and s.cloud]
-        if active:
-            lines.append(f"active faults: {', '.join(active)}")
-        restoring = [s.id for s in self._steps.values() if s.state == "restoring"]
-        if restoring:
-            lines.append(f"restoring: {', '.join(restoring)} (a restore retries until it succeeds; "
-                         "its last failure shows under Pending Activities)")
-        for gate in self._pending:
-            flag = ("" if gate == "start" else f" --step {gate}") + self._sign_flag()
-            lines.append(f"awaiting approval of {gate}: `gameday approve "
-                         f"{workflow.info().workflow_id} --as <approver>{flag}`")
-            lines += self._gate_board(gate)
-        following = [s.id for s in self._steps.values() if s.state == "pending"]
-        if following and self._phase == "running":
-            lines.append(f"next: {following[0]}")
-        if self._plan_hash:
-            lines.append(f"plan {self._plan_hash}")
-        if self._reason:
-            lines.append(self._reason)
-        workflow.set_current_details("\n\n".join(lines))
+        """Keep the Temporal UI's current details the incident commander's board (gameday/board.py)."""
+        workflow.set_current_details(render_board(self.status(), BoardFacts(
+            workflow_id=workflow.info().workflow_id, now=workflow.now(), runbook=self._runbook,
+            plan=list(self._plan.values()),
+            in_effect=[(e.step_id, e.checkpoint) for e in self._saga if not e.restored])))
