@@ -27,6 +27,7 @@ from typing import Any
 
 from gameday.config import WORKER_ROLES
 from gameday.errors import UserError
+from lab.azure.az import az_env, write_az_config
 from lab.gcp.gcloud import write_gcloud_config
 from lab.realistic import RealisticConfig
 from lab.services import (
@@ -153,6 +154,8 @@ class Lab:
             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
             "CLOUDSDK_CONFIG": str(write_gcloud_config(self.directory / "gcloud",
                                                        endpoints["gcp_endpoint"])),
+            **az_env(write_az_config(self.directory / "azure", endpoints["azure_endpoint"],
+                                     endpoints["azure_ca_bundle"])),
         }
         if realistic:
             env["GAMEDAY_RATE_LIMITS"] = "on"  # workers pace to the clouds' rates, as on a real cloud

@@ -156,11 +156,13 @@ def require_location(body: Json, existing: Resource | None) -> str:
     return normalize_location(str(location))
 
 
-def tags_of(body: Json) -> dict[str, str]:
+def tags_of(body: Json) -> dict[str, str] | None:
+    """The tags a write sets; None when it sets none (`tags` absent, null or `{}`), so that the
+    resource is shown without `tags`, as ARM shows it."""
     tags = body.get("tags") or {}
     if not isinstance(tags, dict):
         raise ArmError(400, "InvalidRequestContent", "tags must be an object of strings.")
-    return {str(k): str(v) for k, v in tags.items()}
+    return {str(k): str(v) for k, v in tags.items()} or None
 
 
 def not_found(resource_type: str, name: str, group: str) -> ArmError:

@@ -1,4 +1,13 @@
-"""Microsoft.Compute virtual machines: zones, tags and the NICs they use (profiles kept loosely)."""
+"""Microsoft.Compute virtual machines: zones, tags and the NICs they use (profiles kept loosely).
+
+A VM has a power state (running after its creation) shown in its instance view (`GET` with
+`$expand=instanceView`, or `GET .../instanceView`). The power actions `start`, `powerOff`,
+`deallocate` and `restart` answer as ARM does: 202 with `Azure-AsyncOperation` and `Location`;
+while the operation runs the VM is `starting`/`stopping`/`deallocating` (and another write to it
+is 429), and its end state is set when the operation completes (first poll, or `operation_seconds`
+later when nobody polls). `Retry-After: 1` tells clients that poll on their own schedule (the
+Azure CLI waits 30 s without it) to come back in a second: lab time is short.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +41,13 @@ NS = "Microsoft.Compute"
 VM_TYPE = f"{NS}/virtualMachines"
 ZONES = ("1", "2", "3")
 _COMPUTED = {"provisioningState", "vmId", "timeCreated", "instanceView", "networkProfile"}
+#: action -> (power state while it runs, power state after it, ARM's operation name)
+POWER_ACTIONS = {
+    "start": ("starting", "running", "StartVirtualMachine"),
+    "powerOff": ("stopping", "stopped", "PowerOffVirtualMachine"),
+    "deallocate": ("deallocating", "deallocated", "DeallocateVirtualMachine"),
+    "restart": ("starting", "running", "RestartVirtualMachine"),
+}
 
 
 class ComputeProvider:
@@ -41,18 +57,40 @@ class ComputeProvider:
         self.arm = arm
         self.network = network
         self.vms = Table()
+        self.power: dict[str, str] = {}
         vms = GROUP + "/providers/Microsoft\\.Compute/virtualMachines"
         arm.route("GET", vms, self.list_vms)
         arm.route("GET", SUB + "/providers/Microsoft\\.Compute/virtualMachines", self.list_all)
         arm.route("GET", vms + rf"/(?P<vm>{NAME})", self.get_vm)
         arm.route("PUT", vms + rf"/(?P<vm>{NAME})", self.put_vm)
         arm.route("DELETE", vms + rf"/(?P<vm>{NAME})", self.delete_vm)
+        arm.route("GET", vms + rf"/(?P<vm>{NAME})/instanceView", self.get_instance_view)
+        actions = "|".join(POWER_ACTIONS)
+        arm.route("POST", vms + rf"/(?P<vm>{NAME})/(?P<action>{actions})", self.power_action)
 
     def reset(self) -> None:
         self.vms.clear()
+        self.power.clear()
 
-    def render(self, vm: Resource) -> Json:
-        return vm.envelope({**vm.properties, "provisioningState": vm.state})
+    def render(self, vm: Resource, instance_view: bool = False) -> Json:
+        props = {**vm.properties, "provisioningState": vm.state}
+        if instance_view:
+            props["instanceView"] = self.instance_view(vm)
+        return vm.envelope(props)
+
+    def instance_view(self, vm: Resource) -> Json:
+        """The statuses clients read: provisioning state, then power state."""
+        power = self.power.get(vm.key, "running")
+        return {
+            "computerName": (vm.properties.get("osProfile") or {}).get("computerName", vm.name),
+            "osName": "ubuntu", "osVersion": "24.04", "hyperVGeneration": "V2",
+            "statuses": [
+                {"code": f"ProvisioningState/{vm.state.lower()}", "level": "Info",
+                 "displayStatus": f"Provisioning {vm.state.lower()}",
+                 "time": vm.properties.get("timeCreated")},
+                {"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"},
+            ],
+        }
 
     def _vm_id(self, request: Request) -> str:
         return f"{self.arm.group(request).id}/providers/{VM_TYPE}/{request.params['vm']}"
@@ -64,11 +102,32 @@ class ComputeProvider:
     def list_all(self, request: Request) -> Response:
         return self.arm.page(request, self.vms.in_subscription(request.params["sub"]), self.render)
 
-    def get_vm(self, request: Request) -> Response:
+    def _existing(self, request: Request) -> Resource:
         vm = self.vms.get(self._vm_id(request))
         if vm is None:
             raise not_found(VM_TYPE, request.params["vm"], request.params["rg"])
-        return respond(self.render(vm))
+        return vm
+
+    def get_vm(self, request: Request) -> Response:
+        """`$expand=instanceView` adds the instance view (other expansions are ignored)."""
+        expand = (request.arg("$expand") or "").lower().split(",")
+        return respond(self.render(self._existing(request), "instanceview" in expand))
+
+    def get_instance_view(self, request: Request) -> Response:
+        return respond(self.instance_view(self._existing(request)))
+
+    def power_action(self, request: Request) -> Response:
+        vm = self._existing(request)
+        self.arm.operations.ensure_idle(vm.key, vm.id)
+        during, after, name = POWER_ACTIONS[request.params["action"]]
+        self.power[vm.key] = during
+
+        def done() -> None:
+            if self.vms.get(vm.id) is vm:
+                self.power[vm.key] = after
+
+        return self.arm.action_response(request, namespace=NS, location=vm.location or "",
+                                        holds=vm.key, name=f"{name}Operation", on_done=done)
 
     def put_vm(self, request: Request) -> Response:
         vm_id = self._vm_id(request)
@@ -100,6 +159,8 @@ class ComputeProvider:
                       extra={"zones": zones} if zones else {})
         if existing:
             self._detach(existing)
+        else:
+            self.power[vm.key] = "running"
         self.vms.put(vm, *owner_of(vm.id))
         for nic in nics:
             self.network.vm_of[key(nic["id"])] = vm.id
@@ -154,6 +215,7 @@ class ComputeProvider:
                 return
             self._detach(vm)
             self.vms.remove(vm, *owner_of(vm.id))
+            self.power.pop(vm.key, None)
             for ref in vm.properties["networkProfile"]["networkInterfaces"]:
                 nic = self.network.nics.get(ref["id"])
                 if nic is not None and ref["properties"].get("deleteOption") == "Delete":

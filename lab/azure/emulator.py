@@ -3,7 +3,10 @@
 Paths follow ARM: `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`,
 matched case-insensitively; every call needs `api-version` (any value). Subscriptions exist
 implicitly; resource groups must be created first (`PUT /subscriptions/{sub}/resourcegroups/{rg}`),
-a resource under a missing group is 404 `ResourceGroupNotFound`.
+a resource under a missing group is 404 `ResourceGroupNotFound`. Beside ARM the same port serves
+what a client needs to log in (`lab.azure.identity`: cloud metadata, the lab tenant's OIDC and
+token endpoints, `/subscriptions`; these identity paths take no `api-version`), the generic
+`/resources` lists (`lab.azure.resources`) and a Resource Graph subset (`lab.azure.graph`).
 
 In realistic mode (`lab.realistic`) calls under `/subscriptions/{sub}` draw from ARM's token
 buckets per subscription (writes 200 then 10/s, deletes 200 then 10/s, reads 250 then 25/s);
@@ -33,8 +36,11 @@ from lab.azure.arm import (
     tags_of,
 )
 from lab.azure.compute import ComputeProvider
+from lab.azure.graph import ResourceGraphProvider
+from lab.azure.identity import IDENTITY_PATH, IdentityProvider
 from lab.azure.network import NetworkProvider
 from lab.azure.operations import ASYNC_OPERATION, LOCATION, STYLES, SYNC, Operations
+from lab.azure.resources import ResourcesProvider
 from lab.azure.trafficmanager import TrafficManagerProvider
 from lab.emulator import ApiError, Emulator, Request, Response
 from lab.realistic import Bucket, Decision, RateCall
@@ -53,6 +59,10 @@ DEFAULT_STYLES: dict[tuple[str, str], str] = {
 
 
 WRITES, DELETES, READS = "writes", "deletes", "reads"
+#: `Retry-After` of a POST action's 202 (ARM says 10 s or more; lab time is short): the Azure
+#: CLI, which otherwise waits 30 s, polls after it. Writes and deletes send none, since azure-core
+#: honours it over `polling_interval=0` and every LRO of gameday's own clients would wait.
+POLL_AFTER = "1"
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 
 
@@ -84,9 +94,12 @@ class ResourceManagerEmulator(Emulator):
         self.operations = Operations(operation_seconds)
         self.groups: dict[tuple[str, str], Resource] = {}
         self._register()
+        self.identity = IdentityProvider(self)
         self.network = NetworkProvider(self)
         self.compute = ComputeProvider(self, self.network)
         self.traffic = TrafficManagerProvider(self)
+        self.resources = ResourcesProvider(self)
+        self.graph = ResourceGraphProvider(self)
 
     # --- Emulator hooks ----------------------------------------------------------------------
 
@@ -132,7 +145,7 @@ class ResourceManagerEmulator(Emulator):
     def dispatch(self, request: Request) -> Response:
         if request.path.startswith("/_emulator/"):
             return super().dispatch(request)
-        if not request.arg("api-version"):
+        if not request.arg("api-version") and not IDENTITY_PATH.match(request.path):
             raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter "
                            "(?api-version=) is required for all requests.")
         with self.lock:
@@ -213,6 +226,18 @@ class ResourceManagerEmulator(Emulator):
                 self._operation_headers(request, op.id, namespace, op.location, LOCATION))
         return respond(None, 202, headers)
 
+    def action_response(self, request: Request, *, namespace: str, location: str, holds: str,
+                        name: str, on_done: Callable[[], None]) -> Response:
+        """Answer a POST action (a VM's `start`, `powerOff`...): 202 with `Azure-AsyncOperation`,
+        `Location` and `Retry-After`; the first poll of its status completes it."""
+        op = self.operations.start(namespace=namespace, location=location, method="POST",
+                                   holds=holds, name=name, on_done=on_done)
+        op.polls_left = 0
+        headers = self._operation_headers(request, op.id, namespace, op.location, ASYNC_OPERATION)
+        headers.update(self._operation_headers(request, op.id, namespace, op.location, LOCATION))
+        headers["Retry-After"] = POLL_AFTER
+        return respond(None, 202, headers)
+
     def _operation_headers(self, request: Request, op_id: str, namespace: str, location: str,
                            style: str) -> dict[str, str]:
         version = quote(request.arg("api-version") or "", safe="")
@@ -234,8 +259,12 @@ class ResourceManagerEmulator(Emulator):
         self.route("GET", operation + rf"/operationResults/(?P<op>{NAME})", self._operation_result)
 
     def _render_group(self, group: Resource) -> Json:
-        return {"id": group.id, "name": group.name, "type": group.type, "location": group.location,
-                "tags": dict(group.tags or {}), "properties": {"provisioningState": group.state}}
+        body: Json = {"id": group.id, "name": group.name, "type": group.type,
+                      "location": group.location}
+        if group.tags:
+            body["tags"] = dict(group.tags)
+        body["properties"] = {"provisioningState": group.state}
+        return body
 
     def _put_group(self, request: Request) -> Response:
         sub, rg = request.params["sub"], request.params["rg"]
