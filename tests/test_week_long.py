@@ -1,0 +1,203 @@
+"""A GameDay can last a week (issue 21): three parallel blackholes held for seven days, drift every
+minute and a steady state every 15 s, on the time-skipping test server through the real fault and
+drift activities against moto. Each run's history stays under Temporal's 10,240-event warning
+(the GameDay continues as new, under one workflow id), every fault is restored exactly, after
+completion and after an abort at a random moment, and the report covers the whole week.
+
+`probe.watch` is `bench.history.watch_at_once`: the server skips no time while an activity runs,
+and the real watch holds each five-minute window open in real time, back to back, so a GameDay with
+a steady state would never skip any time; the stand-in lets each window pass as a retry backoff
+(skipped) and then makes one real check of the health endpoint for the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import boto3
+import pytest
+from temporalio.client import Client
+
+from bench.history import (
+    WARNING_EVENTS,
+    approve_when_asked,
+    blackhole,
+    gameday_runbook,
+    run_histories,
+    start,
+    time_skipping,
+    workers,
+)
+from gameday.report import build_report
+from gameday.runbook import Runbook
+from gameday.status import Abort, GameDayStatus
+from lab.aws import acl_snapshot
+from tests.support.gameday import final
+from tests.support.health import HealthServer
+from workflows.gameday import GameDayWorkflow
+
+pytestmark = [
+    pytest.mark.skipif(not os.environ.get("GAMEDAY_WEEK_LONG"),
+                       reason="costs about four minutes: runs with GAMEDAY_WEEK_LONG=1 (make faults)"),
+    pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
+        "issue 21 is not done: the GameDay never continues as new, so three held steps with drift "
+        "every minute pass the 10,240-event warning within about five hours (bench/history.py)")),
+]
+
+HOLD = "167h"
+"""Each step is held six days and 23 hours, within `max_duration: 168h` (7 days; runbook durations
+are written in hours at most), so the run completes."""
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+class OverTheLimit(Exception):
+    """A run's history passed Temporal's warning."""
+
+
+def _week_runbook(health: HealthServer) -> Runbook:
+    return gameday_runbook([{"parallel": [blackhole(zone, HOLD) for zone in ZONES]}], "168h", "1m",
+                           health.url, interval="15s")
+
+
+async def _bounded(client: Client, workflow_id: str) -> list[int]:
+    """Every run's history length; fails as soon as one passes Temporal's warning."""
+    lengths = await run_histories(client, workflow_id)
+    over = [(index, length) for index, length in enumerate(lengths) if length >= WARNING_EVENTS]
+    if over:
+        run, length = over[0]
+        raise OverTheLimit(f"run {run + 1} of {workflow_id} has {length} history events, over the "
+                           f"{WARNING_EVENTS} warning (runs so far: {lengths})")
+    return lengths
+
+
+async def _follow(client: Client, closing: asyncio.Task[GameDayStatus], workflow_id: str,
+                  stop: Callable[[list[int]], bool]) -> list[int]:
+    """While `closing` awaits the result (the server skips time meanwhile), look at every run's
+    history twice a second until `stop(lengths)` or the run has closed; the lengths last seen."""
+    while True:
+        lengths = await _bounded(client, workflow_id)
+        if closing.done() or stop(lengths):
+            return lengths
+        await asyncio.wait([closing], timeout=0.5)
+
+
+async def _closed(client: Client, closing: asyncio.Task[GameDayStatus],
+                  workflow_id: str) -> tuple[GameDayStatus, list[int]]:
+    """The closed run's status and every run's history length, checked until it closes."""
+    await _follow(client, closing, workflow_id, lambda runs: False)
+    return await closing, await _bounded(client, workflow_id)
+
+
+def _add_subnet(vpc: str) -> tuple[str, str]:
+    """A new tagged subnet, `drifted-in`, in us-east-1a, which drift must bring under the fault:
+    (its id, the VPC's default ACL, which it is associated with until then)."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.200.0/24", AvailabilityZone="us-east-1a",
+                               TagSpecifications=[{"ResourceType": "subnet", "Tags": [
+                                   {"Key": "gameday", "Value": "enabled"},
+                                   {"Key": "Name", "Value": "drifted-in"}]}])["Subnet"]["SubnetId"]
+    default = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                 {"Name": "default", "Values": ["true"]}])
+    return subnet, default["NetworkAcls"][0]["NetworkAclId"]
+
+
+def _one_gameday_across_runs(status: GameDayStatus, lengths: list[int]) -> None:
+    """The status of the latest run still tells the whole GameDay from its start."""
+    assert len(lengths) > 1, f"no continue-as-new happened: {lengths}"
+    assert status.events[0].kind == "started", status.events[0]
+    assert [e.kind for e in status.events].count("started") == 1
+    assert [e.kind for e in status.events].count("approved") == 1
+
+
+def test_a_week_long_gameday_completes_with_bounded_history(aws, runner):
+    health = HealthServer()
+    before = acl_snapshot()
+
+    async def scenario() -> tuple[GameDayStatus, list[int], str]:
+        async with time_skipping() as env:
+            queue = "week-long"
+            async with workers(env.client, queue):
+                handle = await start(env.client, _week_runbook(health), queue)
+                await approve_when_asked(handle)
+                closing = asyncio.create_task(final(handle))
+                try:
+                    halfway = await _follow(env.client, closing, handle.id, lambda runs: len(runs) >= 3)
+                    status = await handle.query(GameDayWorkflow.status)
+                    _one_gameday_across_runs(status, halfway)
+                    assert sorted(status.active_faults) == sorted(f"blackhole-{z}" for z in ZONES)
+                    closed, lengths = await _closed(env.client, closing, handle.id)
+                finally:
+                    closing.cancel()
+                return closed, lengths, handle.id
+
+    try:
+        closed, lengths, workflow_id = runner.run(scenario(), timeout=900)
+    except OverTheLimit as over:
+        pytest.fail(str(over), pytrace=False)
+    finally:
+        health.stop()
+    assert (closed.outcome, closed.restored, closed.hypothesis_held) == ("completed", True, True), \
+        closed.reason
+    assert acl_snapshot() == before
+    assert max(lengths) < WARNING_EVENTS and len(lengths) > 1, lengths
+    _one_gameday_across_runs(closed, lengths)
+
+    report = build_report(workflow_id, closed)
+    assert report.duration_seconds >= timedelta(hours=167).total_seconds()
+    assert report.events[0].at == report.started_at
+    for step in report.steps:
+        assert step.state == "restored" and step.start is not None and step.end is not None
+        assert step.end - step.start >= timedelta(hours=167), step
+    assert report.probe_checks, "the report shows no probe checks"
+    assert report.probe_checks[-1].at - report.started_at >= timedelta(hours=166)
+
+
+def test_an_abort_after_several_continue_as_news_restores_exactly(aws, runner):
+    seed = random.randrange(1_000_000)
+    print(f"abort seed {seed}")
+    rng = random.Random(seed)
+    health = HealthServer()
+    expected = acl_snapshot()
+
+    async def scenario() -> tuple[GameDayStatus, list[int], str]:
+        async with time_skipping() as env:
+            queue = "week-long-abort"
+            async with workers(env.client, queue):
+                handle = await start(env.client, _week_runbook(health), queue)
+                await approve_when_asked(handle)
+                closing = asyncio.create_task(final(handle))
+                try:
+                    await _follow(env.client, closing, handle.id, lambda runs: len(runs) >= 2)
+                    subnet, default_acl = _add_subnet(aws["vpcs"]["shop"])
+                    expected["associations"][subnet] = default_acl
+                    runs_before_abort = rng.randint(3, 5)
+                    await _follow(env.client, closing, handle.id,
+                                  lambda runs: len(runs) >= runs_before_abort)
+                    await asyncio.wait([closing], timeout=rng.uniform(0, 2))  # a random moment
+                    live = await handle.query(GameDayWorkflow.status)
+                    assert any(e.kind == "drift" and "drifted-in" in e.detail for e in live.events), \
+                        "drift never brought the new subnet under the fault"
+                    await handle.signal(GameDayWorkflow.abort, Abort(by="ic@example.com",
+                                                                     reason=f"abort at seed {seed}"))
+                    closed, lengths = await _closed(env.client, closing, handle.id)
+                finally:
+                    closing.cancel()
+                return closed, lengths, handle.id
+
+    try:
+        closed, lengths, workflow_id = runner.run(scenario(), timeout=900)
+    except OverTheLimit as over:
+        pytest.fail(f"{over} (seed {seed})", pytrace=False)
+    finally:
+        health.stop()
+    assert (closed.outcome, closed.restored) == ("aborted", True), (seed, closed.reason)
+    assert acl_snapshot() == expected, seed
+    assert len(lengths) >= 4 and max(lengths) < WARNING_EVENTS, (seed, lengths)
+    _one_gameday_across_runs(closed, lengths)
+    assert all(step.state == "restored" for step in closed.steps), closed.steps
+    report = build_report(workflow_id, closed)
+    assert report.abort is not None and report.outcome == "aborted"
