@@ -56,10 +56,10 @@ histories: install
 	$(BIN)/python -m tests.replay.record
 
 demo: install
-	$(BIN)/python -m lab.demo
+	$(BIN)/python -m gameday.lab.demo
 
 lab: install
-	$(BIN)/python -m lab.manager foreground
+	$(BIN)/python -m gameday.lab.manager foreground
 
 # ruff; the layers of DESIGN.md's table (import-linter, contracts in pyproject.toml); the type
 # checker over the product code (mypy with pydantic's plugin).

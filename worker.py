@@ -168,7 +168,7 @@ async def run_worker(roles: Sequence[str] = ALL_ROLES) -> None:
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)
-            # lab/manager.py waits for this line
+            # gameday/lab/manager.py waits for this line
             log.info("gameday worker on task queue %s (roles %s), namespace %s",
                      ", ".join(task_queues(settings.task_queue, roles)), ", ".join(roles),
                      settings.namespace)

@@ -223,7 +223,7 @@ VARIANTS = [
 
 async def measure(hours: list[int]) -> list[tuple[str, list[int], float, float]]:
     """For each variant: the events of each hold, events per held hour, and seconds per run."""
-    from lab.aws import seed_aws
+    from gameday.lab.aws import seed_aws
     from tests.support.health import HealthServer
 
     health = HealthServer()
@@ -257,8 +257,8 @@ def _lab_env() -> Any:
     import os
     import tempfile
 
-    from lab.aws import AwsFaultProxy
-    from lab.services import LOOPBACK, free_port, start_moto
+    from gameday.lab.aws import AwsFaultProxy
+    from gameday.lab.services import LOOPBACK, free_port, start_moto
 
     state = Path(tempfile.mkdtemp(prefix="gameday-bench-history-"))
     moto = start_moto(state, free_port())

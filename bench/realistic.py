@@ -1,7 +1,7 @@
 """`python -m bench.run --realistic --n 100 1000`: GameDays against the clouds' rate limits.
 
 Run by hand, never in CI. For each N: a fresh lab, the topology of `bench.topology` built with the
-limits off, then the lab's realistic mode on (`lab.realistic`: EC2's, Compute Engine's and ARM's
+limits off, then the lab's realistic mode on (`gameday.lab.realistic`: EC2's, Compute Engine's and ARM's
 documented buckets, 100 ms per mutation, 40 ms per read) and
 
 - one GameDay blackholing the zone in all three clouds, approved, then aborted once everything is
@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import topology as topo
 from bench.run import CLOUDS, _wait, bench_runbook, machine, p95
-from lab.realistic import RealisticConfig
+from gameday.lab.realistic import RealisticConfig
 
 ENDPOINTS = {"aws": "AWS_ENDPOINT_URL", "gcp": "GAMEDAY_GCP_ENDPOINT",
              "azure": "GAMEDAY_AZURE_ENDPOINT"}
@@ -194,7 +194,7 @@ async def saturated_abort(client: Any, lab: Any, env: dict[str, str], t: topo.To
 
 async def bench_one(n: int, repeats: int, timeout: float) -> dict[str, Any]:
     from gameday.connection import connect
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     directory = Path(tempfile.mkdtemp(prefix=f"gameday-bench-realistic-{n}-"))
     lab = Lab(directory, fixed_ports=False)

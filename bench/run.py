@@ -46,7 +46,7 @@ from typing import Any
 
 from bench import topology as topo
 from bench.topology import Topology
-from lab.history import payload_sizes
+from gameday.lab.history import payload_sizes
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -217,7 +217,7 @@ def baseline_gcp(t: Topology, endpoint: str) -> tuple[float, float]:
 
 
 def baseline_azure(t: Topology, endpoint: str, ca_bundle: str) -> tuple[float, float]:
-    from lab.azure.clients import connect
+    from gameday.lab.azure.clients import connect
 
     arm = connect(endpoint, ca_bundle, topo.AZURE_SUBSCRIPTION)
     group = topo.AZURE_GROUP
@@ -542,7 +542,7 @@ def p95(values: list[float]) -> float:
 async def bench_one(n: int, repeats: int, hold: str, timeout: float,
                     py_spy: str | None, budget: float) -> Result:
     from gameday.connection import connect
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     directory = Path(tempfile.mkdtemp(prefix=f"gameday-bench-{n}-"))
     lab = Lab(directory, fixed_ports=False)

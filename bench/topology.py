@@ -24,9 +24,9 @@ from typing import Any
 import boto3
 from google.cloud import compute_v1
 
-from lab.azure.clients import connect as azure_connect
-from lab.azure.seed import create_resource_group
-from lab.gcp.seed import GcpClients
+from gameday.lab.azure.clients import connect as azure_connect
+from gameday.lab.azure.seed import create_resource_group
+from gameday.lab.gcp.seed import GcpClients
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     parser = argparse.ArgumentParser(prog="python -m bench.topology", description=main.__doc__)
     parser.add_argument("--n", type=int, required=True)

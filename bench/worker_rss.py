@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench.run import memory_kb, rss_mb
 from gameday.config import WORKER_ROLES
-from lab.manager import AWS_ENV
-from lab.services import LOOPBACK, Service, free_port, start_module, start_temporal
+from gameday.lab.manager import AWS_ENV
+from gameday.lab.services import LOOPBACK, Service, free_port, start_module, start_temporal
 
 READY = "gameday worker on task queue"
 

@@ -450,7 +450,7 @@ def lab_up(
                             "limits, over-limit calls answered as each cloud does")] = False,
 ) -> None:
     """Start the lab in the background and seed its topology."""
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     lab = Lab.default()
     info = lab.up(seed=not empty, realistic=realistic)
@@ -462,7 +462,7 @@ def lab_up(
 @lab_app.command("status")
 def lab_status(as_json: AsJson = False) -> None:
     """What runs in the lab and where."""
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     info = Lab.default().status()
     if as_json:
@@ -476,7 +476,7 @@ def lab_status(as_json: AsJson = False) -> None:
 @lab_app.command("env")
 def lab_env() -> None:
     """The lab's variables as `export` lines, for eval "$(gameday lab env)"."""
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     for key, value in Lab.default().status()["env"].items():
         typer.echo(f"export {key}={_shell_quote(value)}")
@@ -485,7 +485,7 @@ def lab_env() -> None:
 @lab_app.command("down")
 def lab_down() -> None:
     """Stop everything the lab started."""
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     stopped = Lab.default().down()
     typer.echo(f"lab is down ({stopped} processes stopped)")

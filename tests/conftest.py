@@ -63,7 +63,7 @@ def client(servers: Servers, runner: AsyncRunner) -> Client:
 @pytest.fixture
 def aws(servers: Servers) -> Iterator[dict[str, Any]]:
     """A fresh seeded AWS topology in moto for each test."""
-    from lab.aws import seed_aws
+    from gameday.lab.aws import seed_aws
 
     servers.reset_aws()
     yield seed_aws()

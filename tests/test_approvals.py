@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     APPROVER,
     aws_zone_step,

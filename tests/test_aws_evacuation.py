@@ -6,8 +6,8 @@ from typing import Any
 
 import boto3
 
-from lab.aws import route53_snapshot
-from lab.faults import FaultRule
+from gameday.lab.aws import route53_snapshot
+from gameday.lab.faults import FaultRule
 from tests.support.gameday import (
     ACCOUNT,
     abort,

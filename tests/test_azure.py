@@ -21,11 +21,11 @@ from activities.azure import (
 from activities.azure.api import listing as _listing
 from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
+from gameday.lab.azure.clients import ArmClients
+from gameday.lab.azure.emulator import DEFAULT_STYLES
+from gameday.lab.azure.seed import create_resource_group
+from gameday.lab.faults import FaultRule
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest
-from lab.azure.clients import ArmClients
-from lab.azure.emulator import DEFAULT_STYLES
-from lab.azure.seed import create_resource_group
-from lab.faults import FaultRule
 from tests.support.clouds import AzureLab
 from tests.support.gameday import abort, approve, phase_is, runbook, start, step_state, wait_for
 from tests.support.servers import Servers

@@ -19,11 +19,11 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from gameday.board import BoardFacts, render_board
+from gameday.lab.aws import acl_snapshot
+from gameday.lab.faults import FaultRule
 from gameday.plan import Checkpoint, ResolvedStep
 from gameday.runbook import Runbook
 from gameday.status import GameDayStatus
-from lab.aws import acl_snapshot
-from lab.faults import FaultRule
 from tests.support.clouds import AwsLab, AzureLab, GcpLab
 from tests.support.gameday import (
     APPROVER,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = """\

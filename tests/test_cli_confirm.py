@@ -18,8 +18,8 @@ import pytest
 from temporalio import workflow
 from temporalio.worker import Worker
 
+from gameday.lab.aws import acl_snapshot
 from gameday.status import GameDayStatus
-from lab.aws import acl_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"

@@ -1,7 +1,7 @@
 """The demo with port 8270 taken (issue 12, defect 11): the lab's runbooks probe the lab's own shop
 through `GAMEDAY_SHOP_URL`, and a run that does not end as expected says what failed.
 
-Each test drives a lab runbook exactly as `make demo` does (`lab.demo.run_gameday`: the `gameday`
+Each test drives a lab runbook exactly as `make demo` does (`gameday.lab.demo.run_gameday`: the `gameday`
 CLI in subprocesses, with the lab's environment) against this session's dev server, moto and
 emulators, with a shop on a free port and an impostor on 8270 that answers 200 to everything.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from lab.demo import Demo, run_gameday
-from lab.shop import DEFAULT_PORT, LOOPBACK, start_shop
+from gameday.lab.demo import Demo, run_gameday
+from gameday.lab.shop import DEFAULT_PORT, LOOPBACK, start_shop
 from tests.support.servers import Servers
 
 REGION_OUTAGE = "runbooks/lab/region-outage-hypothesis-breaks.yaml"
@@ -67,8 +67,8 @@ def port_8270_taken() -> Iterator[Impostor | None]:
 @pytest.fixture
 def lab_env(servers: Servers, aws: dict[str, Any], task_queue: str) -> Iterator[dict[str, str]]:
     """The three lab topologies seeded, and the environment `gameday lab env` would give."""
-    from lab.azure.seed import seed_azure
-    from lab.gcp.seed import seed_gcp
+    from gameday.lab.azure.seed import seed_azure
+    from gameday.lab.gcp.seed import seed_gcp
 
     assert servers.azure is not None
     servers.reset_gcp()
@@ -120,7 +120,7 @@ def test_a_demo_run_that_probes_the_wrong_shop_says_so(lab_env: dict[str, str], 
 
 
 def test_a_demo_run_that_fails_names_the_reason_and_the_probe(lab_env: dict[str, str]) -> None:
-    from lab.services import free_port
+    from gameday.lab.services import free_port
 
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: the baseline fails
     env = {**lab_env, "GAMEDAY_SHOP_URL": nowhere}

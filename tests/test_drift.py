@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import boto3
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     abort,
     approve,

@@ -187,7 +187,7 @@ def _prepared(activities: CloudActivities) -> tuple[FaultRequest, Any]:
 
 
 def test_the_generated_apply_rechecks_the_guardrails_before_any_change(aws: dict[str, Any]) -> None:
-    from lab.aws import acl_snapshot
+    from gameday.lab.aws import acl_snapshot
 
     activities = CloudActivities("aws")
     request, _ = _prepared(activities)
@@ -200,7 +200,7 @@ def test_the_generated_apply_rechecks_the_guardrails_before_any_change(aws: dict
 
 
 def test_a_checkpoint_the_fault_cannot_read_is_refused_before_any_call(aws: dict[str, Any]) -> None:
-    from lab.aws import acl_snapshot
+    from gameday.lab.aws import acl_snapshot
 
     activities = CloudActivities("aws")
     request, _ = _prepared(activities)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     abort,
     approve,
@@ -26,7 +26,7 @@ def _blackholed(snapshot: dict[str, Any], subnets: list[str]) -> bool:
 
 def _targets(aws: dict[str, Any], zone: str = "us-east-1a") -> list[str]:
     """The seeded subnets of a zone tagged gameday=enabled (all but the ops subnet)."""
-    from lab.aws.seed import ZONES
+    from gameday.lab.aws.seed import ZONES
 
     assert zone in ZONES
     subnets = aws["subnets"][zone]

@@ -25,10 +25,10 @@ from activities.gcp.api import translated as _translated
 from activities.registry import FaultAdapter
 from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError, Refused, TargetNotFound
+from gameday.lab.faults import FaultRule
+from gameday.lab.gcp.seed import seed_gcp
 from gameday.plan import Checkpoint, FaultRequest, PrepareRequest, StepRequest
 from gameday.runbook import BlackholeZoneStep, EvacuateRegionStep, Guardrails
-from lab.faults import FaultRule
-from lab.gcp.seed import seed_gcp
 from tests.support.gameday import abort, approve, phase_is, runbook, start, step_state, wait_for
 from tests.support.servers import Servers
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import boto3
 
-from lab.aws import acl_snapshot
-from lab.history import payload_sizes
+from gameday.lab.aws import acl_snapshot
+from gameday.lab.history import payload_sizes
 from tests.support.gameday import approve, aws_zone_step, phase_is, runbook, start, wait_for
 
 EVENT_BOUND = 150

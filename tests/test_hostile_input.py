@@ -8,8 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gameday.lab.aws import acl_snapshot
 from gameday.loader import parse_runbook
-from lab.aws import acl_snapshot
 from tests.support.gameday import aws_zone_step, phase_is, runbook, start, wait_for
 
 

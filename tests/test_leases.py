@@ -82,7 +82,7 @@ def test_a_dead_holder_is_evicted(aws, client, runner, task_queue):
 def test_abort_all_stops_every_running_gameday_and_reports_restore_times(aws, client, runner,
                                                                           task_queue):
     from gameday import operations
-    from lab.aws import acl_snapshot
+    from gameday.lab.aws import acl_snapshot
 
     before = acl_snapshot()
     reports: dict[str, float | None] = {}

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     abort,
     approve,

@@ -11,8 +11,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from gameday.lab.aws import acl_snapshot
 from gameday.status import GAMEDAY_FAILED, GameDayInput, status_from_failure
-from lab.aws import acl_snapshot
 from tests.support.gameday import aws_zone_step, final, phase_is, reject, runbook, start, wait_for
 
 NOTHING_TAGGED = {"target": {"cloud": "aws", "account": "123456789012", "region": "us-east-1",

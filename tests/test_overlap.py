@@ -3,8 +3,8 @@ runbooks: a zone step beside a region step over the same zone left NICs behind).
 
 from __future__ import annotations
 
+from gameday.lab.aws import acl_snapshot
 from gameday.plan import ResolvedStep, Resource, Scope
-from lab.aws import acl_snapshot
 from tests.support.gameday import aws_zone_step, final, phase_is, runbook, start, wait_for
 from workflows.planning import overlap_problems
 

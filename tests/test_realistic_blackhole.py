@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from lab.aws import acl_snapshot
-from lab.aws.seed import seed_large_region
-from lab.realistic import Bucket, RealisticConfig
+from gameday.lab.aws import acl_snapshot
+from gameday.lab.aws.seed import seed_large_region
+from gameday.lab.realistic import Bucket, RealisticConfig
 from tests.support.gameday import approve, aws_zone_step, phase_is, runbook, start, wait_for
 
 LAB_MUTATING = Bucket(burst=1, refill=40)

@@ -142,7 +142,7 @@ def test_gcp_blackhole_region_cuts_every_zone_with_one_checkpoint_each(gcp_lab, 
 
 
 def _lab_vms():
-    from lab.gcp.seed import lab_instances
+    from gameday.lab.gcp.seed import lab_instances
 
     return lab_instances()
 
@@ -167,7 +167,7 @@ def test_gcp_region_resolve_names_each_zone_and_misses_clearly(gcp_lab):
 
 def test_azure_blackhole_region_cuts_every_zone_with_one_checkpoint_each(azure_lab, client, runner,
                                                                            task_queue):
-    from lab.azure.seed import VMS
+    from gameday.lab.azure.seed import VMS
 
     before = azure_lab.snapshot()
     step = azure_region_step()

@@ -3,7 +3,7 @@ reverse order (zones first, traffic last), on success and on abort alike."""
 
 from __future__ import annotations
 
-from lab.aws import acl_snapshot, route53_snapshot
+from gameday.lab.aws import acl_snapshot, route53_snapshot
 from tests.support.gameday import ACCOUNT, abort, approve, phase_is, runbook, start, step_state, wait_for
 from tests.test_aws_evacuation import evacuate_step
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from gameday.lab.faults import FaultRule
 from gameday.report import Report, build_report, render_html, render_json, write_report
 from gameday.report_page import offset, span
 from gameday.runbook import Runbook
 from gameday.status import Event, GameDayStatus
-from lab.faults import FaultRule
 from tests.support.gameday import (
     abort,
     approve,
@@ -125,7 +125,7 @@ async def _slow_restore(client, queue: str, servers) -> Run:
 @pytest.fixture(scope="module")
 def runs(servers, client, runner) -> Iterator[dict[str, Run]]:
     """The four GameDays, on task queues of this module's own (as the `task_queue` fixture)."""
-    from lab.aws import seed_aws
+    from gameday.lab.aws import seed_aws
     from worker import build_workers
 
     servers.reset_aws()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.faults import FaultRule
+from gameday.lab.faults import FaultRule
 from tests.support.clouds import CLOUD_LABS, CloudLab
 from tests.support.gameday import (
     abort,

@@ -36,9 +36,9 @@ from typer.testing import CliRunner
 
 from gameday import schedules
 from gameday.errors import UserError
+from gameday.lab.aws import acl_snapshot
 from gameday.loader import load_runbook
 from gameday.status import GameDayStatus
-from lab.aws import acl_snapshot
 from tests.support.gameday import abort, status, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

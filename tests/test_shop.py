@@ -16,9 +16,9 @@ import pytest
 from activities.aws import AwsRegionEvacuation, AwsZoneBlackhole
 from activities.azure import AzureRegionEvacuation, AzureZoneBlackhole
 from activities.gcp import GcpRegionEvacuation, GcpZoneBlackhole
+from gameday.lab.shop import ReadCache, Shop, aws_acl_cut, start_shop
 from gameday.loader import load_runbook
 from gameday.plan import FaultRequest, PrepareRequest, StepRequest
-from lab.shop import ReadCache, Shop, aws_acl_cut, start_shop
 from tests.support.gameday import ACCOUNT, approve, phase_is, runbook, start, wait_for
 from tests.support.servers import Servers
 
@@ -33,8 +33,8 @@ LAB_SHOP = "http://127.0.0.1:8270"
 @pytest.fixture
 def clouds(servers: Servers, aws: dict[str, Any]) -> Iterator[None]:
     """All three lab topologies, freshly seeded."""
-    from lab.azure.seed import seed_azure
-    from lab.gcp.seed import seed_gcp
+    from gameday.lab.azure.seed import seed_azure
+    from gameday.lab.gcp.seed import seed_gcp
 
     assert servers.azure is not None
     servers.reset_gcp()
@@ -332,7 +332,7 @@ def test_unknown_paths_and_unconfigured_clouds() -> None:
 
 
 def test_python_dash_m_serves_and_prints_its_url(clouds: None, servers: Servers) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "lab.shop", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "gameday.lab.shop", "--port", "0"],
                                stdout=subprocess.PIPE, text=True,
                                env={**servers.env, "PATH": "/usr/bin:/bin"})
     try:

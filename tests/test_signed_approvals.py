@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from temporalio.worker import Replayer
 
+from gameday.lab.aws import acl_snapshot
 from gameday.loader import parse_runbook
 from gameday.report import build_report, render_html
 from gameday.runbook import Runbook
 from gameday.signatures import approval_text, parse_public_key
 from gameday.status import UpdateAnswer
-from lab.aws import acl_snapshot
 from tests.support.gameday import aws_zone_step, final, phase_is, runbook, start, status, wait_for
 from workflows.gameday import GameDayWorkflow
 

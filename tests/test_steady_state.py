@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     approve,
     aws_zone_step,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gameday import operations
-from lab.aws import acl_snapshot
+from gameday.lab.aws import acl_snapshot
 from tests.support.gameday import (
     abort,
     approve,

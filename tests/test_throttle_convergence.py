@@ -22,8 +22,8 @@ from activities.azure import AzureZoneBlackhole
 from activities.gcp import GcpZoneBlackhole
 from activities.throttle import BUCKETS, STALL_VARIABLE
 from gameday.errors import CloudError
+from gameday.lab.faults import FaultRule
 from gameday.plan import FaultRequest, PrepareRequest, StepRequest
-from lab.faults import FaultRule
 from tests.support.clouds import CLOUD_LABS, AzureLab
 from tests.support.gameday import runbook
 from tests.support.servers import Servers

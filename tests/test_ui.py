@@ -314,7 +314,7 @@ def test_the_board_in_a_browser_from_approval_to_close(tmp_path: Path) -> None:
     active and aborted, each stage read from the workflow page in Chromium and photographed; then
     a failed run beside it in the list."""
     binary = chromium_or_skip()
-    from lab.manager import Lab
+    from gameday.lab.manager import Lab
 
     lab = Lab(tmp_path / "lab", fixed_ports=False)
     run_id = f"ui-check-{uuid.uuid4().hex[:8]}"

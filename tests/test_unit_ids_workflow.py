@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from gameday.lab.aws import acl_snapshot
 from gameday.plan import Checkpoint
 from gameday.status import GameDayInput
-from lab.aws import acl_snapshot
 from tests.support.gameday import (
     ACCOUNT,
     abort,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from gameday.lab.aws import acl_snapshot
 from gameday.status import UpdateAnswer
-from lab.aws import acl_snapshot
 from tests.support.gameday import (
     aws_zone_step,
     final,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from gameday.lab.aws import acl_snapshot
 from gameday.plan import Checkpoint
 from gameday.status import GameDayInput
-from lab.aws import acl_snapshot
 from tests.support.gameday import (
     abort,
     approve,

@@ -32,10 +32,10 @@ from bench.history import (
     time_skipping,
     workers,
 )
+from gameday.lab.aws import acl_snapshot
 from gameday.report import build_report
 from gameday.runbook import Runbook
 from gameday.status import Abort, GameDayStatus
-from lab.aws import acl_snapshot
 from tests.support.gameday import final
 from tests.support.health import HealthServer
 from workflows.gameday import GameDayWorkflow

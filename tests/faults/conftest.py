@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 
 from gameday.codec import DATA_CONVERTER
-from lab.services import free_port
+from gameday.lab.services import free_port
 from tests.faults.generated import GENERATED, generated_tally
 from tests.faults.harness import TALLY, Clouds, Orchestrator, RestartableTemporal, WorkerProcess, tally_line
 from tests.support.clouds import CLOUD_LABS

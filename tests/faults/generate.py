@@ -36,7 +36,7 @@ ZONES = {
     "gcp": ("us-central1-a", "us-central1-b", "us-central1-c"),
     "azure": ("1", "2", "3"),
 }
-"""The lab's topology (lab/aws, lab/gcp, lab/azure seeds): every zone has tagged targets."""
+"""The lab's topology (the gameday/lab/aws, gcp and azure seeds): every zone has tagged targets."""
 
 EVACUATION_REGIONS = {
     "aws": ("us-east-1", "us-west-2", "eu-west-1"),

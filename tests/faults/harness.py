@@ -25,9 +25,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import TerminatedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from gameday.lab.faults import FaultRule
+from gameday.lab.services import Service, start_temporal
 from gameday.status import CLOSED_PHASES, GameDayInput, GameDayStatus, status_from_failure
-from lab.faults import FaultRule
-from lab.services import Service, start_temporal
 from tests.support.clouds import CloudLab
 from tests.support.gameday import abort, approve, runbook
 from workflows.gameday import GameDayWorkflow

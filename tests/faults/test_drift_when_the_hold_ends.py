@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 import uuid
 
+from gameday.lab.faults import FaultRule
 from gameday.status import GameDayInput
-from lab.faults import FaultRule
 from tests.faults.harness import WATCHDOG_POLL, diff
 from tests.support.clouds import GcpLab
 from tests.support.gameday import approve, phase_is, runbook, step_state, terminate, wait_for

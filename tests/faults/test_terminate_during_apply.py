@@ -12,9 +12,9 @@ import asyncio
 import time
 import uuid
 
+from gameday.lab.faults import FaultRule
 from gameday.plan import Checkpoint
 from gameday.status import GameDayInput
-from lab.faults import FaultRule
 from tests.faults.harness import WATCHDOG_POLL, diff
 from tests.support.clouds import GcpLab
 from tests.support.gameday import approve, phase_is, runbook, wait_for

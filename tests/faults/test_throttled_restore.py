@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from activities.gcp import GcpZoneBlackhole
 from gameday.errors import CloudError
+from gameday.lab.faults import FaultRule
 from gameday.plan import FaultRequest, PrepareRequest, StepRequest
 from gameday.runbook import BlackholeZoneStep
-from lab.faults import FaultRule
 from tests.faults.harness import THROTTLE_CODES
 from tests.support.clouds import GcpLab
 from tests.support.gameday import runbook

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
+from gameday.lab.faults import FaultRule
 from gameday.status import GameDayInput
-from lab.faults import FaultRule
 from tests.faults.harness import RUNS, WATCHDOG_POLL, pending_work
 from tests.support.clouds import AwsLab
 from tests.support.gameday import abort, approve, phase_is, runbook, wait_for

@@ -29,11 +29,11 @@ import pytest
 from azure.mgmt.compute import ComputeManagementClient
 
 from activities.azure import StaticTokenCredential
-from lab.azure import ResourceManagerEmulator, make_certificate
-from lab.azure.az import LAB_APP_ID, LAB_CLOUD_NAME, az_env, write_az_config
-from lab.azure.identity import LAB_TENANT
-from lab.azure.seed import VMS, seed_azure
-from lab.manager import Lab
+from gameday.lab.azure import ResourceManagerEmulator, make_certificate
+from gameday.lab.azure.az import LAB_APP_ID, LAB_CLOUD_NAME, az_env, write_az_config
+from gameday.lab.azure.identity import LAB_TENANT
+from gameday.lab.azure.seed import VMS, seed_azure
+from gameday.lab.manager import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,11 +15,11 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.azure import StaticTokenCredential
-from lab.azure import ResourceManagerEmulator, make_certificate
-from lab.azure.clients import ArmClients, connect
-from lab.azure.emulator import DEFAULT_STYLES
-from lab.azure.seed import create_resource_group, seed_azure
-from lab.faults import FaultConfig
+from gameday.lab.azure import ResourceManagerEmulator, make_certificate
+from gameday.lab.azure.clients import ArmClients, connect
+from gameday.lab.azure.emulator import DEFAULT_STYLES
+from gameday.lab.azure.seed import create_resource_group, seed_azure
+from gameday.lab.faults import FaultConfig
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg"
@@ -602,7 +602,7 @@ def test_command_line_serves_https(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "lab.azure",
+            "gameday.lab.azure",
             "--host",
             "127.0.0.1",
             "--port",

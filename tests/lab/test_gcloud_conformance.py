@@ -2,7 +2,7 @@
 
 Each test runs one command of the fixed list (docs/lab.md counts them) with `--format=json`
 against a seeded emulator on loopback, through a private `CLOUDSDK_CONFIG` that
-`lab.gcp.gcloud.write_gcloud_config` prepared (the one `gameday lab env` exports), and asserts on
+`gameday.lab.gcp.gcloud.write_gcloud_config` prepared (the one `gameday lab env` exports), and asserts on
 what gcloud printed, not only on its exit status: a command that prints an empty list with
 exit 0 is a failure here.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from lab.gcp import ComputeEmulator
-from lab.gcp.gcloud import write_gcloud_config
-from lab.gcp.seed import lab_instances, seed_gcp
+from gameday.lab.gcp import ComputeEmulator
+from gameday.lab.gcp.gcloud import write_gcloud_config
+from gameday.lab.gcp.seed import lab_instances, seed_gcp
 
 GCLOUD = shutil.which("gcloud")
 pytestmark = pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")

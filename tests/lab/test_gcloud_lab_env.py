@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.gcp.seed import lab_instances
-from lab.manager import Lab
+from gameday.lab.gcp.seed import lab_instances
+from gameday.lab.manager import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed")

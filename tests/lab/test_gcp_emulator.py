@@ -1,4 +1,4 @@
-"""Conformance of the Compute Engine emulator (`lab.gcp`) with the real google-cloud-compute client.
+"""Conformance of the Compute Engine emulator (`gameday.lab.gcp`) with the real google-cloud-compute client.
 
 Every client here is built exactly as gameday builds one against the lab: an `http://` api_endpoint
 and anonymous credentials, default (REST) transport.
@@ -28,9 +28,9 @@ from google.api_core.future import polling
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from lab.gcp import ComputeEmulator
-from lab.gcp.filters import FilterError, compile_filter
-from lab.gcp.seed import seed_gcp
+from gameday.lab.gcp import ComputeEmulator
+from gameday.lab.gcp.filters import FilterError, compile_filter
+from gameday.lab.gcp.seed import seed_gcp
 
 PROJECT = "gameday-lab"
 FAST_POLLING = polling.DEFAULT_POLLING.with_delay(initial=0.01, maximum=0.05)
@@ -546,7 +546,7 @@ def test_concurrent_mutations_are_all_applied(gcp: Clients) -> None:
 
 
 def test_module_serves_in_the_foreground() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "lab.gcp", "--host", "127.0.0.1",
+    process = subprocess.Popen([sys.executable, "-m", "gameday.lab.gcp", "--host", "127.0.0.1",
                                 "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

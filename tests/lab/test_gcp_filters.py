@@ -1,4 +1,4 @@
-"""The Compute Engine `filter` grammar (`lab.gcp.filters`), table-driven: the examples of the
+"""The Compute Engine `filter` grammar (`gameday.lab.gcp.filters`), table-driven: the examples of the
 Compute API reference (the `filter` field of every list request) and exactly what gcloud 528
 sends for its `--filter` flags (captured with `--log-http`)."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lab.gcp.filters import FilterError, compile_filter
+from gameday.lab.gcp.filters import FilterError, compile_filter
 
 BASE = "https://www.googleapis.com/compute/v1/projects/gameday-lab"
 

@@ -18,9 +18,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from lab.aws import AwsFaultProxy
-from lab.realistic import Bucket, RealisticConfig
-from lab.services import LOOPBACK, free_port, start_moto
+from gameday.lab.aws import AwsFaultProxy
+from gameday.lab.realistic import Bucket, RealisticConfig
+from gameday.lab.services import LOOPBACK, free_port, start_moto
 
 SLOW = Bucket(burst=2, refill=0.01)
 """Two calls, then one every 100 s: the third call within a test is over the limit."""

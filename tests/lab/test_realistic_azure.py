@@ -12,10 +12,10 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from lab.azure import ResourceManagerEmulator, make_certificate
-from lab.azure.clients import ArmClients, connect
-from lab.azure.seed import create_resource_group
-from lab.realistic import Bucket, RealisticConfig
+from gameday.lab.azure import ResourceManagerEmulator, make_certificate
+from gameday.lab.azure.clients import ArmClients, connect
+from gameday.lab.azure.seed import create_resource_group
+from gameday.lab.realistic import Bucket, RealisticConfig
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg"

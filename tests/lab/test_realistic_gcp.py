@@ -13,8 +13,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from lab.gcp import ComputeEmulator
-from lab.realistic import Bucket, RealisticConfig
+from gameday.lab.gcp import ComputeEmulator
+from gameday.lab.realistic import Bucket, RealisticConfig
 
 PROJECT = "gameday-lab"
 SLOW = Bucket(burst=2, refill=0.01)

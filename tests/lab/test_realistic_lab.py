@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from lab.aws import AwsFaultProxy
-from lab.azure import ResourceManagerEmulator, make_certificate
-from lab.gcp import ComputeEmulator
-from lab.manager import Lab
-from lab.realistic import Bucket, RealisticConfig
-from lab.services import LOOPBACK, free_port
+from gameday.lab.aws import AwsFaultProxy
+from gameday.lab.azure import ResourceManagerEmulator, make_certificate
+from gameday.lab.gcp import ComputeEmulator
+from gameday.lab.manager import Lab
+from gameday.lab.realistic import Bucket, RealisticConfig
+from gameday.lab.services import LOOPBACK, free_port
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from lab.faults import FaultRule
+from gameday.lab.faults import FaultRule
 from tests.support.gameday import ACCOUNT
 from tests.support.servers import Servers
 
@@ -44,7 +44,7 @@ class AwsLab:
         self.topology: dict[str, Any] = {}
 
     def seed(self) -> None:
-        from lab.aws import seed_aws
+        from gameday.lab.aws import seed_aws
 
         self.servers.reset_aws()
         self.topology = seed_aws()
@@ -67,7 +67,7 @@ class AwsLab:
         return len(self._targets())
 
     def snapshot(self) -> Any:
-        from lab.aws import acl_snapshot
+        from gameday.lab.aws import acl_snapshot
 
         return acl_snapshot()
 
@@ -105,7 +105,7 @@ class GcpLab:
         self.servers = servers
 
     def seed(self) -> None:
-        from lab.gcp.seed import seed_gcp
+        from gameday.lab.gcp.seed import seed_gcp
 
         self.servers.reset_gcp()
         seed_gcp(self.servers.gcp.url, self.project)
@@ -122,7 +122,7 @@ class GcpLab:
 
     def _targets(self) -> dict[str, str]:
         """Target instance → its network name."""
-        from lab.gcp.seed import lab_instances
+        from gameday.lab.gcp.seed import lab_instances
 
         return {vm.name: vm.network for vm in lab_instances()
                 if vm.zone == self.zone and vm.labels.get("gameday") == "enabled"}
@@ -197,14 +197,14 @@ class AzureLab:
         self.servers = servers
 
     def _connect(self) -> Any:
-        from lab.azure.clients import connect
+        from gameday.lab.azure.clients import connect
 
         assert self.servers.azure is not None
         return connect(self.servers.azure.url, self.servers.env["GAMEDAY_AZURE_CA_BUNDLE"],
                        self.subscription)
 
     def seed(self) -> None:
-        from lab.azure.seed import seed_azure
+        from gameday.lab.azure.seed import seed_azure
 
         assert self.servers.azure is not None
         self.servers.reset_azure()
@@ -223,7 +223,7 @@ class AzureLab:
         return step
 
     def _targets(self) -> set[str]:
-        from lab.azure.seed import VMS
+        from gameday.lab.azure.seed import VMS
 
         return {f"{vm}-nic{i}" for vm, zone, enabled, nics in VMS
                 if zone == self.zone and enabled for i in range(nics)}
@@ -297,7 +297,7 @@ def traffic_snapshot(servers: Servers) -> dict[str, Any]:
     """What an `evacuate_region` changes, as each cloud's API shows it: every Route 53 record set,
     every backend service of the lab's GCP project, every endpoint of the lab's Traffic Manager
     profiles (the zone labs' `snapshot()` covers what a blackhole changes)."""
-    from lab.aws.seed import route53_snapshot
+    from gameday.lab.aws.seed import route53_snapshot
 
     url = f"{servers.gcp.url}/compute/v1/projects/{GcpLab.project}/global/backendServices"
     response = httpx.get(url, params={"maxResults": 500})

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from lab.aws import AwsFaultProxy
-from lab.azure import ResourceManagerEmulator, make_certificate
-from lab.faults import FaultConfig, FaultRule
-from lab.gcp import ComputeEmulator
-from lab.services import LOOPBACK, Service, free_port, start_moto, start_temporal
+from gameday.lab.aws import AwsFaultProxy
+from gameday.lab.azure import ResourceManagerEmulator, make_certificate
+from gameday.lab.faults import FaultConfig, FaultRule
+from gameday.lab.gcp import ComputeEmulator
+from gameday.lab.services import LOOPBACK, Service, free_port, start_moto, start_temporal
 
 
 @dataclass

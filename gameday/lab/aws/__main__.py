@@ -1,0 +1,3 @@
+from gameday.lab.aws.proxy import main
+
+main()

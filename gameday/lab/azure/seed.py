@@ -1,0 +1,157 @@
+"""The lab's Azure topology, built through the real azure-mgmt clients (any ARM endpoint works).
+
+Resource group `shop` in eastus; VNet `shop-vnet` with subnet `app`; eight VMs over zones 1-3,
+six tagged `gameday=enabled`; eleven NICs, the three of the `web-*` VMs associated with the
+pre-existing NSG `web-nsg`; Traffic Manager profile `shop-tm` with enabled AzureEndpoints in eastus
+and westus. Seeding twice leaves the same topology (every write is a create-or-update).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.rest import HttpRequest
+
+from gameday.lab.azure.clients import ArmClients, connect
+
+LOCATION = "eastus"
+GROUP_API_VERSION = "2021-04-01"
+
+#: (VM name, zone, tagged gameday=enabled, NIC count)
+VMS = [
+    ("web-1", "1", True, 1), ("web-2", "2", True, 1), ("web-3", "3", True, 1),
+    ("app-1", "1", True, 2), ("app-2", "2", True, 2), ("app-3", "3", True, 2),
+    ("db-1", "1", False, 1), ("bastion-1", "2", False, 1),
+]
+WEB_RULES = [("allow-http", 100, "80"), ("allow-https", 110, "443")]
+ENDPOINT_REGIONS = [("eastus", 1), ("westus", 2)]
+
+
+def create_resource_group(clients: ArmClients, subscription: str, name: str,
+                          location: str = LOCATION) -> dict[str, Any]:
+    """PUT a resource group through the network client's pipeline (azure-mgmt-resource is not
+    a dependency)."""
+    request = HttpRequest(
+        "PUT", f"/subscriptions/{subscription}/resourcegroups/{name}",
+        params={"api-version": GROUP_API_VERSION}, json={"location": location})
+    response = clients.network.send_request(request)
+    response.raise_for_status()
+    return response.json()
+
+
+def seed_azure(endpoint: str, ca_bundle: str,
+               subscription: str = "00000000-0000-0000-0000-000000000000",
+               resource_group: str = "shop") -> dict[str, Any]:
+    """Build the lab topology at `endpoint` and return a summary of what exists."""
+    clients = connect(endpoint, ca_bundle, subscription)
+    try:
+        return _seed(clients, subscription, resource_group)
+    finally:
+        clients.close()
+
+
+def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
+    network, compute, traffic = clients.network, clients.compute, clients.traffic
+    create_resource_group(clients, subscription, rg)
+    vnet = network.virtual_networks.begin_create_or_update(rg, "shop-vnet", {
+        "location": LOCATION, "tags": {"app": "shop"},
+        "properties": {
+            "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+            "subnets": [{"name": "app", "properties": {"addressPrefix": "10.0.0.0/17"}}],
+        },
+    }).result()
+    subnet_id = vnet.subnets[0].id
+    nsg = network.network_security_groups.begin_create_or_update(rg, "web-nsg", {
+        "location": LOCATION, "tags": {"app": "shop"},
+        "properties": {"securityRules": [
+            {"name": name, "properties": {
+                "protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": priority,
+                "sourceAddressPrefix": "*", "sourcePortRange": "*",
+                "destinationAddressPrefix": "*", "destinationPortRange": port}}
+            for name, priority, port in WEB_RULES]},
+    }).result()
+
+    zones: dict[str, list[str]] = {"1": [], "2": [], "3": []}
+    nic_count = 0
+    for vm_name, zone, enabled, nics in VMS:
+        nic_ids = []
+        for index in range(nics):
+            body: dict[str, Any] = {
+                "location": LOCATION, "tags": {"app": "shop"},
+                "properties": {"ipConfigurations": [
+                    {"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]},
+            }
+            if vm_name.startswith("web-"):
+                body["properties"]["networkSecurityGroup"] = {"id": nsg.id}
+            nic = network.network_interfaces.begin_create_or_update(
+                rg, f"{vm_name}-nic{index}", body).result()
+            nic_ids.append(nic.id)
+        nic_count += len(nic_ids)
+        tags = {"app": "shop", **({"gameday": "enabled"} if enabled else {})}
+        compute.virtual_machines.begin_create_or_update(rg, vm_name, {
+            "location": LOCATION, "zones": [zone], "tags": tags,
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_B2s"},
+                "storageProfile": {"imageReference": {
+                    "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server",
+                    "version": "latest"}},
+                "osProfile": {"computerName": vm_name, "adminUsername": "azureuser"},
+                "networkProfile": {"networkInterfaces": [
+                    {"id": nic_id, "properties": {"primary": i == 0}}
+                    for i, nic_id in enumerate(nic_ids)]},
+            },
+        }).result()
+        zones[zone].append(vm_name)
+
+    group_id = f"/subscriptions/{subscription}/resourceGroups/{rg}"
+    profile = traffic.profiles.create_or_update(rg, "shop-tm", {
+        "location": "global", "tags": {"app": "shop"},
+        "properties": {
+            "profileStatus": "Enabled", "trafficRoutingMethod": "Priority",
+            "dnsConfig": {"relativeName": f"shop-tm-{subscription[:8]}", "ttl": 30},
+            "monitorConfig": {"protocol": "HTTPS", "port": 443, "path": "/health"},
+            "endpoints": [
+                {"name": f"shop-{region}",
+                 "type": "Microsoft.Network/trafficManagerProfiles/azureEndpoints",
+                 "properties": {
+                     "targetResourceId": f"{group_id}/providers/Microsoft.Network/"
+                                         f"publicIPAddresses/shop-{region}-ip",
+                     "endpointStatus": "Enabled", "endpointLocation": region,
+                     "priority": priority}}
+                for region, priority in ENDPOINT_REGIONS],
+        },
+    })
+    return {
+        "subscription": subscription,
+        "resource_group": rg,
+        "location": LOCATION,
+        "virtual_network": vnet.id,
+        "subnet": subnet_id,
+        "vms": len(VMS),
+        "vms_by_zone": zones,
+        "gameday_enabled_vms": sum(1 for _, _, enabled, _ in VMS if enabled),
+        "nics": nic_count,
+        "nsgs": [nsg.name],
+        "nics_with_nsg": sum(n for name, _, _, n in VMS if name.startswith("web-")),
+        "traffic_manager_profile": profile.name,
+        "endpoints": [e.name for e in profile.endpoints or []],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gameday.lab.azure.seed --endpoint URL --ca-bundle CA`: seed and print the summary."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m gameday.lab.azure.seed", description=main.__doc__)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--ca-bundle", required=True)
+    parser.add_argument("--subscription", default="00000000-0000-0000-0000-000000000000")
+    parser.add_argument("--resource-group", default="shop")
+    args = parser.parse_args(argv)
+    summary = seed_azure(args.endpoint, args.ca_bundle, args.subscription, args.resource_group)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""`ComputeEmulator`: the Compute Engine v1 REST API subset gameday and gcloud use, over HTTP.
+
+Point the real client at it with
+`client_options=ClientOptions(api_endpoint=emulator.url)` and `credentials=AnonymousCredentials()`.
+Any project id is accepted; zones and regions come from `gameday.lab.gcp.catalogue`. Self links use
+`https://www.googleapis.com/compute/v1/` (like the real API); references in request bodies may
+be full URLs with any prefix, `global/networks/N`-style partial paths or bare names. gcloud
+works against it with the configuration of `gameday.lab.gcp.gcloud` (its batch endpoint is served by
+`gameday.lab.gcp.batch`); docs/lab.md lists what is served and the test that proves it.
+
+Known deviations from Compute Engine:
+- a mutation takes effect when its operation is created; the operation then reads PENDING →
+  RUNNING → DONE (see `gameday.lab.gcp.operations`); `wait` returns DONE at once;
+- a bad reference (an instance's or firewall's network, a group member, a backend's group)
+  and deleting a network or group still in use fail the operation, not the HTTP call;
+- setTags, setLabels and backend-service patch/update answer 412 for a missing fingerprint too;
+- subnetworks are read-only: one per region for each auto-mode network, none for custom-mode
+  networks; addresses come from the region's auto-mode range in insertion order and keep
+  counting past the /20;
+- a power operation (stop, start, suspend, resume, reset) reaches its final status only when its
+  operation is read DONE (`get` twice or `wait`); an operation nobody polls leaves the instance
+  in STOPPING, STAGING or SUSPENDING;
+- managed instance groups are not emulated (their lists are served empty, `get` is 404);
+- region quotas are fixed, generous limits with usage counted from the project's resources;
+- only zonal unmanaged instance groups; backend services accept only zonal groups;
+- `orderBy` is ignored (lists keep insertion order); see `gameday.lab.gcp.filters` for `filter`;
+- `requestId` must be a UUID and makes every mutation idempotent per project, forever.
+"""
+
+from __future__ import annotations
+
+from gameday.lab.gcp.balancing import BalancingApi
+from gameday.lab.gcp.batch import BatchApi
+from gameday.lab.gcp.locations import LocationsApi
+
+
+class ComputeEmulator(BatchApi, BalancingApi, LocationsApi):
+    """Networks, subnetworks, firewalls, instances, instance groups, backend services, zones,
+    regions and operations, the batch endpoint, with fault injection and the `/_emulator/`
+    admin API of `gameday.lab.emulator`."""
+
+    def register(self) -> None:
+        self.register_locations()
+        self.register_networking()
+        self.register_instances()
+        self.register_balancing()

@@ -1,0 +1,105 @@
+"""A flat view of everything a GameDay can change in the lab, read through the real APIs.
+
+`lab_view(env)` maps readable keys (`aws subnet shop-web-us-east-1a-0 acl`) to values, so the demo
+can show what a fault changed and prove that the restore put back exactly what was there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import httpx
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "shop"
+PROJECT = "gameday-lab"
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _name(tags: list[dict[str, str]], default: str) -> str:
+    return next((t["Value"] for t in tags if t["Key"] == "Name"), default)
+
+
+def aws_view() -> dict[str, str]:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    view: dict[str, str] = {}
+    subnets = {s["SubnetId"]: _name(s.get("Tags", []), "") for s in ec2.describe_subnets()["Subnets"]}
+    for acl in ec2.describe_network_acls()["NetworkAcls"]:
+        label = _name(acl.get("Tags", []), "default" if acl.get("IsDefault") else acl["NetworkAclId"])
+        for association in acl["Associations"]:
+            name = subnets.get(association["SubnetId"])
+            if name:  # moto's default VPC is not part of the lab
+                view[f"aws subnet {name} acl"] = label
+    route53 = boto3.client("route53", region_name="us-east-1")
+    for zone in route53.list_hosted_zones()["HostedZones"]:
+        for record in route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]:
+            if "Weight" in record:
+                view[f"aws dns {record['Name']} {record['SetIdentifier']} weight"] = str(record["Weight"])
+    return view
+
+
+def gcp_view(endpoint: str) -> dict[str, str]:
+    base = f"{endpoint.rstrip('/')}/compute/v1/projects/{PROJECT}"
+    view: dict[str, str] = {}
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        instances = http.get(f"{base}/aggregated/instances").json().get("items", {})
+        for scope in instances.values():
+            for instance in scope.get("instances", []):
+                view[f"gcp instance {instance['name']} tags"] = ",".join(
+                    sorted(instance.get("tags", {}).get("items", [])))
+        for rule in http.get(f"{base}/global/firewalls").json().get("items", []):
+            view[f"gcp firewall {rule['name']}"] = f"priority {rule['priority']} {rule['direction']}"
+        for service in http.get(f"{base}/global/backendServices").json().get("items", []):
+            for backend in service.get("backends", []):
+                group = backend["group"].rsplit("/", 1)[-1]
+                view[f"gcp backend {service['name']}/{group} capacityScaler"] = str(
+                    backend.get("capacityScaler", 1.0))
+    return view
+
+
+def azure_view(endpoint: str, ca_bundle: str) -> dict[str, str]:
+    from gameday.lab.azure.clients import connect
+
+    clients = connect(endpoint, ca_bundle, SUBSCRIPTION)
+    view: dict[str, str] = {}
+    try:
+        for nic in clients.network.network_interfaces.list(RESOURCE_GROUP):
+            nsg = nic.network_security_group.id.rsplit("/", 1)[-1] if nic.network_security_group else "none"
+            view[f"azure nic {nic.name} nsg"] = nsg
+        for nsg in clients.network.network_security_groups.list(RESOURCE_GROUP):
+            view[f"azure nsg {nsg.name}"] = f"{len(nsg.security_rules or [])} rules"
+        for profile in clients.traffic.profiles.list_by_resource_group(RESOURCE_GROUP):
+            for endpoint_ in profile.endpoints or []:
+                view[f"azure traffic {profile.name}/{endpoint_.name} status"] = str(
+                    endpoint_.endpoint_status)
+    finally:
+        clients.close()
+    return view
+
+
+def lab_view(env: dict[str, str]) -> dict[str, str]:
+    with _environment(env):
+        view = aws_view()
+    view.update(gcp_view(env["GAMEDAY_GCP_ENDPOINT"]))
+    view.update(azure_view(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"]))
+    return view
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, before, after) for every key whose value differs, appeared or disappeared."""
+    keys = sorted(set(before) | set(after))
+    return [(k, before.get(k, "-"), after.get(k, "-")) for k in keys if before.get(k) != after.get(k)]

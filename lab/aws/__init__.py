@@ -1,6 +1,0 @@
-"""The lab's AWS side: moto (a real EC2/Route53/STS emulator) behind a fault-injecting proxy."""
-
-from lab.aws.proxy import AwsFaultProxy
-from lab.aws.seed import acl_snapshot, route53_snapshot, seed_aws
-
-__all__ = ["AwsFaultProxy", "acl_snapshot", "route53_snapshot", "seed_aws"]

@@ -1,3 +1,0 @@
-from lab.aws.proxy import main
-
-main()

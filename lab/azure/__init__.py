@@ -1,6 +1,0 @@
-"""An Azure Resource Manager emulator (https) for rehearsing GameDays with the real Azure SDKs."""
-
-from lab.azure.certs import make_certificate
-from lab.azure.emulator import ResourceManagerEmulator
-
-__all__ = ["ResourceManagerEmulator", "make_certificate"]

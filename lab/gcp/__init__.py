@@ -1,5 +1,0 @@
-"""A Compute Engine REST API emulator for rehearsing GameDays with the real google-cloud-compute."""
-
-from lab.gcp.emulator import ComputeEmulator
-
-__all__ = ["ComputeEmulator"]
