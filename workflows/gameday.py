@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
 
     from gameday.board import BoardFacts, render_board
     from gameday.durations import format_duration
-    from gameday.identity import normalize_identity
     from gameday.plan import (
         Checkpoint,
         FaultRequest,
@@ -36,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from gameday.probing import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.runbook import BlackholeRegionStep, FaultStep, ParallelGroup, WaitStep
-    from gameday.signatures import SignatureRefused, approval_text, proves, verify, what_differs
     from gameday.status import (
         CLOSED_PHASES,
         GAMEDAY_FAILED,
@@ -55,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateAnswer,
     )
     from gameday.units import drift_unit_id, zone_unit_id
+    from workflows.approvals import ApprovalDesk, gate_name, gate_of
     from workflows.errors import describe
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
@@ -166,10 +165,7 @@ class GameDayWorkflow:
         self._started = workflow.now()
         self._deadline = self._started + min(self._runbook.max_duration, MAX_RUN)
         self._phase: Phase = "planning"
-        self._pending: list[str] = []
-        """Gates awaiting approval, oldest first: the start, or steps (a parallel group may gate
-        several at once)."""
-        self._approvals: dict[str, list[str]] = {}
+        self._desk = ApprovalDesk(self._runbook, workflow.info().workflow_id)
         self._early: list[Approve] = []
         self._rejection: Reject | None = None
         self._abort: Abort | None = None
@@ -352,16 +348,12 @@ class GameDayWorkflow:
 
     # --- approvals ----------------------------------------------------------------------------
 
-    def _approver_ids(self) -> list[str]:
-        """The runbook's approvers, normalised (contract §7)."""
-        return self._runbook.approver_ids()
-
     async def _gate(self, gate: str) -> None:
         """Wait for `approvals_required` distinct approvers of this gate, or a rejection."""
-        needed = self._runbook.approvals_required
-        what = "the start" if gate == "start" else f"step {gate}"
-        approvers = ", ".join(self._approver_ids())
-        self._pending.append(gate)
+        needed = self._desk.needed
+        what = gate_name(gate)
+        approvers = ", ".join(self._desk.approver_ids())
+        self._desk.pending.append(gate)
         if gate == "start":
             self._set_phase("awaiting_approval")
         else:
@@ -372,31 +364,25 @@ class GameDayWorkflow:
         for signal in early:
             self._record_approval(signal)
         self._publish()
-        flag = ("" if gate == "start" else f" --step {gate}") + self._sign_flag()
+        flag = ("" if gate == "start" else f" --step {gate}") + self._desk.sign_flag()
         self._notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
                      f"approval by {approvers}.\n"
                      f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
                      f"(or `gameday reject ... --reason ...`)")
         try:
             await workflow.wait_condition(
-                lambda: len(self._approvals.get(gate, [])) >= needed or self._rejection is not None,
+                lambda: self._desk.satisfied(gate) or self._rejection is not None,
                 timeout=min(self._runbook.approval_timeout, self._remaining()),
             )
         except TimeoutError:
             raise Rejected(f"no approval for {what} within "
                            f"{format_duration(self._runbook.approval_timeout)}") from None
         finally:
-            self._pending.remove(gate)
+            self._desk.pending.remove(gate)
         if self._rejection is not None:
             by, why = self._rejection.approver, self._rejection.reason
             raise Rejected(f"{what} was rejected by {by}" + (f": {why}" if why else ""))
         self._publish()
-
-    def _is_approver(self, who: str) -> bool:
-        return normalize_identity(who) in self._approver_ids()
-
-    def _sign_flag(self) -> str:
-        return " --sign-with <your key file>" if self._runbook.approvals == "signed" else ""
 
     def _closed(self) -> str | None:
         """Why nothing can be asked of the run any more, or None while it runs."""
@@ -430,70 +416,29 @@ class GameDayWorkflow:
         _malformed(Approve, payload)
 
     def _record_approval(self, signal: Approve) -> UpdateAnswer:
-        """Count the approval, or record why it does not count; the answer says which."""
-        gate = signal.step or "start"
+        """Count the approval, or record why it does not count (workflows/approvals.py); the
+        answer says which."""
+        gate = gate_of(signal)
         step = None if gate == "start" else gate
         fingerprint: str | None = None
         refusal = self._closed()
-        if refusal:
-            pass
-        elif not self._is_approver(signal.approver):
-            refusal = f"{signal.approver} is not an approver of this runbook"
-        elif gate not in self._pending:
-            waiting = ", ".join(self._pending) or "nothing"
-            refusal = f"{'the start' if gate == 'start' else 'step ' + gate} is not awaiting " \
-                      f"approval (awaiting: {waiting})"
-        elif signal.plan_hash is not None and signal.plan_hash != self._plan_hash:
-            refusal = f"plan hash {signal.plan_hash} does not match the plan {self._plan_hash}"
-        elif signal.approver in self._approvals.get(gate, []):
-            refusal = f"{signal.approver} has already approved {gate}"
-        else:
-            refusal, fingerprint = self._signature_check(signal, gate)
+        if not refusal:
+            refusal, fingerprint = self._desk.judge(signal, self._plan_hash)
         if refusal:
             self._event("approval_refused", refusal, step=step, by=signal.approver,
                         request_id=signal.request_id)
             self._publish()
             return UpdateAnswer(accepted=False, kind="approval_refused", detail=refusal)
-        self._approvals.setdefault(gate, []).append(signal.approver)
+        count = self._desk.count(signal)
         if step:
             self._steps[step].approved_by.append(signal.approver)
-        count = len(self._approvals[gate])
-        detail = (f"{signal.approver} approved {gate} ({count}/{self._runbook.approvals_required})"
+        detail = (f"{signal.approver} approved {gate} ({count}/{self._desk.needed})"
                   + (f" with key {fingerprint}" if fingerprint else "")
                   + (f": {signal.note}" if signal.note else ""))
         self._event("approved", detail, step=step, by=signal.approver, request_id=signal.request_id,
                     fingerprint=fingerprint)
         self._publish()
         return UpdateAnswer(accepted=True, kind="approved", detail=detail)
-
-    def _signature_check(self, signal: Approve, gate: str) -> tuple[str | None, str | None]:
-        """(why the approval does not count, or None; the fingerprint of the key that signed it).
-
-        Contract §8: with `approvals: signed` only a signature by the approver's listed key over
-        this run, gate and plan counts. A signature sent under `asserted` is checked too when the
-        approver has a key: a signature that fails is never taken as an approval. Pure computation
-        over the history's inputs, so a replay decides exactly as the first run did."""
-        key = self._runbook.approver_key(signal.approver)
-        who, run_id = signal.approver, workflow.info().workflow_id
-        if self._runbook.approvals != "signed" and (key is None or signal.signature is None):
-            return None, None
-        if key is None:
-            return f"approvals of this runbook must be signed, and {who} has no key listed", None
-        if signal.signature is None:
-            flag = "" if gate == "start" else f" --step {gate}"
-            return (f"approvals of this runbook must be signed, and {who}'s approval of {gate} carries "
-                    f"no signature (gameday approve {run_id} --as {who}{flag} --sign-with KEYFILE)"), None
-        text = approval_text(run_id, gate, self._plan_hash or "")
-        try:
-            verify(signal.signature, text, key)
-        except SignatureRefused as refused:
-            reason = str(refused)
-            claimed = signal.signed_text
-            if claimed and claimed != text and proves(signal.signature, claimed, key):
-                reason = (f"the signature by key {key.fingerprint} is genuine but "
-                          + what_differs(claimed, run_id, gate, self._plan_hash or ""))
-            return f"{who}'s signature for {gate} does not count: {reason}", None
-        return None, key.fingerprint
 
     @workflow.signal
     def reject(self, payload: Any) -> None:
@@ -514,13 +459,7 @@ class GameDayWorkflow:
         _malformed(Reject, payload)
 
     def _record_rejection(self, signal: Reject) -> UpdateAnswer:
-        refusal = self._closed()
-        if refusal:
-            pass
-        elif not self._is_approver(signal.approver):
-            refusal = f"{signal.approver} is not an approver of this runbook"
-        elif not self._pending and self._phase != "planning":
-            refusal = "nothing awaits approval; use abort to stop the GameDay"
+        refusal = self._closed() or self._desk.judge_rejection(signal, self._phase == "planning")
         if refusal:
             self._event("rejection_refused", refusal, by=signal.approver, request_id=signal.request_id)
             return UpdateAnswer(accepted=False, kind="rejection_refused", detail=refusal)
@@ -1080,8 +1019,8 @@ class GameDayWorkflow:
         return GameDayStatus(
             runbook=self._runbook.name,
             phase=self._phase,
-            pending_approval=self._pending[0] if self._pending else None,
-            pending_approvals=list(self._pending),
+            pending_approval=self._desk.pending[0] if self._desk.pending else None,
+            pending_approvals=list(self._desk.pending),
             steps=list(self._steps.values()),
             active_faults=[s.id for s in self._steps.values() if s.state in ("active", "restoring")
                            and s.cloud is not None],
