@@ -408,7 +408,9 @@ async def sweep(client: Client, restore: bool, clouds: list[str] | None = None,
         return await client.execute_workflow(
             "GameDaySweepWorkflow", SweepInput(restore=restore, clouds=clouds or []),
             id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
-            result_type=SweepReport, execution_timeout=timedelta(seconds=timeout))
+            result_type=SweepReport, execution_timeout=timedelta(seconds=timeout),
+            static_summary="sweep: gameday artifacts left by runs that are over"
+                           + (" (restore)" if restore else " (report only)"))
     except WorkflowFailureError as exc:
         if "timed out" in failure_sentence(exc).lower():
             raise UserError(f"the sweep did not finish within {timeout:.0f}s; is a gameday worker "
@@ -500,7 +502,8 @@ async def install_sweep_schedule(client: Client, every: timedelta, restore: bool
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             "GameDaySweepWorkflow", SweepInput(restore=restore), id=f"{SWEEP_SCHEDULE}-run",
-            task_queue=settings.task_queue),
+            task_queue=settings.task_queue,
+            static_summary="scheduled sweep: gameday artifacts left by runs that are over"),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )

@@ -237,8 +237,10 @@ class GameDayWorkflow:
         self._publish()
         body = self._body = asyncio.create_task(self._carry_out())
         try:
-            await workflow.wait_condition(lambda: body.done() or self._abort is not None,
-                                          timeout=self._remaining())
+            await workflow.wait_condition(
+                lambda: body.done() or self._abort is not None, timeout=self._remaining(),
+                timeout_summary=f"deadline: max_duration {format_duration(self._runbook.max_duration)}, "
+                                f"then abort and restore")
         except TimeoutError:
             self._request_abort(Abort(by="gameday", reason=(
                 f"max_duration {format_duration(self._runbook.max_duration)} reached")))
@@ -373,6 +375,8 @@ class GameDayWorkflow:
             await workflow.wait_condition(
                 lambda: self._desk.satisfied(gate) or self._rejection is not None,
                 timeout=min(self._runbook.approval_timeout, self._remaining()),
+                timeout_summary=f"approval timeout of {what}: "
+                                f"{format_duration(self._runbook.approval_timeout)}",
             )
         except TimeoutError:
             raise Rejected(f"no approval for {what} within "
@@ -847,7 +851,8 @@ class GameDayWorkflow:
                 # the faults are restored within one interval: no watch of a single check
                 try:
                     await workflow.wait_condition(lambda: not self._faults_in_effect(),
-                                                  timeout=steady.interval)
+                                                  timeout=steady.interval,
+                                                  timeout_summary="wait for the next steady-state check")
                 except TimeoutError:
                     pass
                 continue
