@@ -10,7 +10,6 @@ order in tasks that the workflow's cancellation does not reach, retrying without
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import RESOLVE_RETRY, guardrail_problems, resolve_step
     from workflows.routing import HEARTBEAT, RESTORE_RETRY, cloud_queue
+    from workflows.saga import Saga, SagaEntry
     from workflows.watchdog import WatchdogInput
 
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
@@ -127,22 +127,6 @@ class Refused(Exception):
     """A guardrail refused the plan; nothing was touched."""
 
 
-@dataclass
-class SagaEntry:
-    """One applied (or being applied) fault and the restore that undoes it. A region step has one
-    entry per zone; `step_id` is the runbook step, `checkpoint.step_id` the unit's own id."""
-
-    step_id: str
-    checkpoint: Checkpoint
-    group: int
-    unit: int = 0
-    """Position of the unit within its step (zone order); restores go newest unit first."""
-    restore: asyncio.Task[None] | None = None
-    restored: bool = False
-    applying: bool = False
-    """Its apply is running (or being cancelled): a restore now must be repeated once it stopped."""
-
-
 def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
     """Sentences naming each unit id that two units of a plan would share, for `(step id, unit id)`
     pairs. Empty once `gameday validate` refuses colliding step ids; a cloud may still report an
@@ -171,7 +155,7 @@ class GameDayWorkflow:
         self._abort: Abort | None = None
         self._plan: dict[str, ResolvedStep] = {}
         self._plan_hash: str | None = None
-        self._saga: list[SagaEntry] = []
+        self._saga = Saga()
         self._events: list[Event] = []
         self._outcome: Outcome | None = None
         self._reason: str | None = None
@@ -570,7 +554,7 @@ class GameDayWorkflow:
         """Prepare, record the compensation, and only then apply."""
         checkpoint = await self._prepare(unit, resolved)
         entry = SagaEntry(step_id, checkpoint, group, index)
-        self._saga.append(entry)
+        self._saga.record(entry)
         entries.append(entry)
         await self._tell_watchdog("record", checkpoint, required=True)
         entry.applying = True
@@ -826,7 +810,7 @@ class GameDayWorkflow:
         held = {step.id: step.held_for for step in self._runbook.fault_steps()}
         now = workflow.now()
         ends: list[datetime] = []
-        for step_id in {e.step_id for e in self._saga if not e.restored}:
+        for step_id in {e.step_id for e in self._saga.in_effect()}:
             if step_id in self._hold_ends:
                 ends.append(self._hold_ends[step_id])
             elif held.get(step_id) is not None:  # still injecting: held at least this long
@@ -836,7 +820,7 @@ class GameDayWorkflow:
         return min(WATCH_WINDOW, max(ends) - now) if ends else WATCH_WINDOW
 
     def _faults_in_effect(self) -> bool:
-        return any(not e.restored for e in self._saga)
+        return self._saga.any_in_effect()
 
     async def _watch_steady_state(self) -> None:
         """While faults are in effect, check every interval; `tolerance` failures in a row abort."""
@@ -893,7 +877,7 @@ class GameDayWorkflow:
     async def _check_recovery(self) -> None:
         """After the restore, the probes must pass again within `recovery_timeout`."""
         steady = self._runbook.steady_state
-        if steady is None or not self._saga:
+        if steady is None or not self._saga.entries:
             return
         deadline = workflow.now() + steady.recovery_timeout
         while True:
@@ -922,8 +906,7 @@ class GameDayWorkflow:
 
     async def _restore_step(self, step_id: str) -> None:
         """Restore a step's units one by one, newest first (a region: zone by zone)."""
-        entries = [e for e in self._saga if e.step_id == step_id]
-        for entry in sorted(entries, key=lambda e: e.unit, reverse=True):
+        for entry in self._saga.units_of(step_id):
             await self._restore(entry)
 
     async def _run_restore(self, entry: SagaEntry) -> None:
@@ -954,7 +937,7 @@ class GameDayWorkflow:
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
         self._event("restored", f"{unit}: {result.changed} changed back, "
                     f"{result.unchanged} already as before{notes}", step=status.id)
-        if all(e.restored for e in self._saga if e.step_id == entry.step_id):
+        if self._saga.step_restored(entry.step_id):
             status.state = "restored"
             status.restored_at = workflow.now()
         self._publish()
@@ -962,12 +945,11 @@ class GameDayWorkflow:
     async def _compensate(self) -> None:
         """Undo every fault still in effect, newest group first; the steps of a parallel group
         restore together, each newest unit first."""
-        pending = [e for e in self._saga if not e.restored]
-        if not pending:
+        groups = self._saga.compensation_groups()
+        if not groups:
             return
         self._set_phase("restoring")
-        for group in sorted({e.group for e in pending}, reverse=True):
-            steps = list(dict.fromkeys(e.step_id for e in reversed(pending) if e.group == group))
+        for steps in groups:
             await self._shielded(asyncio.gather(*(self._restore_step(step_id) for step_id in steps)))
 
     async def _shielded(self, work: asyncio.Future[Any],
@@ -1014,7 +996,7 @@ class GameDayWorkflow:
         return "yes" if self._hypothesis_held else "no"
 
     def _all_restored(self) -> bool:
-        return all(e.restored for e in self._saga) and not self._restore_failed
+        return self._saga.all_restored() and not self._restore_failed
 
     # --- what the world sees -----------------------------------------------------------------
 
@@ -1052,7 +1034,7 @@ class GameDayWorkflow:
     @workflow.query
     def checkpoints(self) -> list[Checkpoint]:
         """Every fault recorded so far, oldest first, whether or not it is restored."""
-        return [e.checkpoint for e in self._saga]
+        return self._saga.checkpoints()
 
     def _event(self, kind: str, detail: str, **extra: Any) -> None:
         self._events.append(Event(at=workflow.now(), kind=kind, detail=detail, **extra))
@@ -1072,4 +1054,4 @@ class GameDayWorkflow:
         workflow.set_current_details(render_board(self.status(), BoardFacts(
             workflow_id=workflow.info().workflow_id, now=workflow.now(), runbook=self._runbook,
             plan=list(self._plan.values()),
-            in_effect=[(e.step_id, e.checkpoint) for e in self._saga if not e.restored])))
+            in_effect=[(e.step_id, e.checkpoint) for e in self._saga.in_effect()])))
