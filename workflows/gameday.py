@@ -77,9 +77,12 @@ tracer = trace.get_tracer("gameday.workflow")
 PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
 PATCH_WATCH_UNTIL_RESTORE = "watch-until-the-hold-ends"
+"""Runs started before this change watched in windows of `WATCH_WINDOW` whatever the holds."""
 PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
 """Runs started before this change began restoring only once every apply had stopped."""
-"""Runs started before this change watched in windows of `WATCH_WINDOW` whatever the holds."""
+PATCH_NO_APPLY_AFTER_ABORT = "no-apply-after-abort"
+"""Runs started before this change counted a unit as applying only once its apply was scheduled,
+and applied it even when the abort came while its checkpoint was being recorded."""
 
 MAX_RUN = timedelta(days=7)
 """The longest a GameDay may last (the runbook model bounds `max_duration` to it too): the
@@ -556,9 +559,17 @@ class GameDayWorkflow:
         entry = SagaEntry(step_id, checkpoint, group, index)
         self._saga.record(entry)
         entries.append(entry)
-        await self._tell_watchdog("record", checkpoint, required=True)
-        entry.applying = True
+        guarded = workflow.patched(PATCH_NO_APPLY_AFTER_ABORT)
+        if guarded:
+            # from the record on, a restore is repeated once this unit's apply has stopped (or
+            # never started): an abort during the watchdog's signal restores "nothing changed"
+            # while the apply it did not cancel yet is about to change everything
+            entry.applying = True
         try:
+            await self._tell_watchdog("record", checkpoint, required=True)
+            if guarded and self._abort is not None:
+                return  # aborted while recording: no apply
+            entry.applying = True
             await self._fault_activity("apply", checkpoint, APPLY_RETRY)
         finally:
             entry.applying = False  # the apply waits for its cancellation: no call of it can land
