@@ -9,12 +9,20 @@ In realistic mode (`gameday.lab.realistic`) it adds latency and EC2's and Route 
 buckets: EC2 per account (access key), region and action, over the limit HTTP 503
 `RequestLimitExceeded`; Route 53 per account, over the limit HTTP 400 `Throttling` "Rate exceeded".
 Other services (STS, Auto Scaling, RDS, ELB) get the latency only.
+
+Where moto is laxer than EC2 in a way that hides a race, the proxy answers as EC2 does:
+`DeleteNetworkAcl` of an ACL that still has subnet associations is refused with
+`DependencyViolation`, and `ReplaceNetworkAclAssociation` onto an ACL that does not exist with
+`InvalidNetworkAclID.NotFound` (moto deletes the ACL, and drops a subnet's association before
+finding that its new ACL does not exist: either way the subnet ends with no ACL, where no restore
+finds it); each check is atomic with its call.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import threading
 import uuid
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -89,6 +97,9 @@ class AwsFaultProxy(Emulator):
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
+        self._associations = threading.Lock()
+        """Held across a DeleteNetworkAcl's dependency check and the delete, and across each
+        ReplaceNetworkAclAssociation: no association lands between the check and the delete."""
 
     def fault_key(self, request: Request) -> str:
         return aws_action(request)
@@ -150,6 +161,30 @@ class AwsFaultProxy(Emulator):
         return Response(503, body.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
 
     def handle(self, request: Request) -> Response:
+        action = aws_action(request)
+        if action not in ("DeleteNetworkAcl", "ReplaceNetworkAclAssociation"):
+            return self._forward(request)
+        acl_id = (_form(request).get("NetworkAclId") or [""])[0]
+        with self._associations:
+            if acl_id:
+                found = self._describe_acl(request, acl_id)
+                if action == "DeleteNetworkAcl" and b"<subnetId>" in found:
+                    raise ApiError(400, "DependencyViolation",
+                                   f"The networkAcl '{acl_id}' has dependencies and cannot be deleted.")
+                listed = f"<networkAclId>{acl_id}<".encode() in found
+                if action == "ReplaceNetworkAclAssociation" and not listed:
+                    raise ApiError(400, "InvalidNetworkAclID.NotFound",
+                                   f"The networkAcl ID '{acl_id}' does not exist")
+            return self._forward(request)
+
+    def _describe_acl(self, request: Request, acl_id: str) -> bytes:
+        """moto's DescribeNetworkAcls answer for this ACL (asked with the caller's headers)."""
+        body = f"Action=DescribeNetworkAcls&Version=2016-11-15&NetworkAclId.1={acl_id}".encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return self._forward(Request(method="POST", path="/", query={}, headers=headers, body=body)).body
+
+    def _forward(self, request: Request) -> Response:
         connection = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
         path = request.path + (f"?{request.raw_query}" if request.raw_query else "")
         headers = {k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP}
