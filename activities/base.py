@@ -48,6 +48,15 @@ def beat() -> None:
     noticed within the heartbeat timeout (the SDK throttles the heartbeats themselves)."""
     if activity.in_activity():
         activity.heartbeat()
+        stop_if_cancelled()
+
+
+def stop_if_cancelled() -> None:
+    """Raise `CancelledError` here when the activity was cancelled: at a heartbeat of `beat` or
+    `progress`, where every call the activity started has landed (the SDK also raises it
+    asynchronously, at whatever line the activity's thread is on)."""
+    if activity.in_activity() and activity.is_cancelled():
+        raise CancelledError("the activity was cancelled")
 
 
 KEEP_ALIVE = 2.0
@@ -84,6 +93,7 @@ def progress(done: int, total: int) -> None:
     """Heartbeat progress when running as an activity (so cancellation reaches us); else nothing."""
     if activity.in_activity():
         activity.heartbeat({"done": done, "total": total})
+        stop_if_cancelled()
 
 
 FAN_OUT_TICK = 0.5
