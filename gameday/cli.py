@@ -172,6 +172,7 @@ def run(
 
     Exits 1 with the reason when planning fails or is refused, or when no worker answers."""
     from gameday import operations
+    from gameday.status import approve_flags
 
     runbook = load_runbook(file)
     started: list[str] = []
@@ -183,9 +184,7 @@ def run(
         planned = await operations.wait_until_planned(client, handle, timeout)
         typer.echo(handle.id)
         if planned.pending_approval:
-            flag = "" if planned.pending_approval == "start" else f" --step {planned.pending_approval}"
-            if runbook.approvals == "signed":
-                flag += " --sign-with <your key file>"
+            flag = approve_flags(planned.pending_approval, runbook.approvals == "signed")
             typer.echo(f"awaiting approval: gameday approve {handle.id} --as <approver>{flag}", err=True)
         else:
             typer.echo(f"{planned.phase}: gameday status {handle.id}", err=True)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gameday.errors import first_sentence
-from gameday.status import Event, GameDayStatus
+from gameday.status import Event, GameDayStatus, approve_flags
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -59,8 +59,7 @@ def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
     if status.reason:
         console.print("reason: " + escape(first_sentence(status.reason)))
     for gate in status.pending_approvals or ([status.pending_approval] if status.pending_approval else []):
-        flag = "" if gate == "start" else f" --step {gate}"
-        flag += " --sign-with <your key file>" if status.approvals == "signed" else ""
+        flag = approve_flags(gate, status.approvals == "signed")
         console.print(f"awaiting approval of [bold]{gate}[/bold]: "
                       f"gameday approve {run_id} --as <approver>{flag}")
     if status.plan_hash:

@@ -168,3 +168,9 @@ class Notification(BaseModel):
     webhook: str
     text: str
     workflow_id: str
+
+
+def approve_flags(gate: str, signed: bool) -> str:
+    """What `gameday approve RUN --as WHO` needs besides: the gate (none for the start) and, for a
+    runbook whose approvals are signed, the key to sign with."""
+    return ("" if gate == "start" else f" --step {gate}") + (" --sign-with <your key file>" if signed else "")

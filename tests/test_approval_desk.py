@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gameday.signatures import approval_text
-from gameday.status import Approve, Reject
+from gameday.status import Approve, Reject, approve_flags
 from tests.support.gameday import APPROVER, aws_zone_step, runbook
 from tests.test_signed_approvals import IC, SRE, fingerprint, keys, sign, signed_runbook  # noqa: F401
 from workflows.approvals import ApprovalDesk
@@ -94,8 +94,9 @@ def test_signed_counts_only_the_approvers_own_key_over_this_run_gate_and_plan(
 
 
 @pytest.mark.parametrize("gate_id", ["start", "blackhole-use1a"])
-def test_the_sign_flag_and_gate_names(gate_id: str) -> None:
+def test_the_approve_flags_and_gate_names(gate_id: str) -> None:
     from workflows.approvals import gate_name
 
     assert gate_name(gate_id) == ("the start" if gate_id == "start" else f"step {gate_id}")
-    assert desk().sign_flag() == ""
+    assert approve_flags(gate_id, signed=False) == ("" if gate_id == "start" else f" --step {gate_id}")
+    assert approve_flags(gate_id, signed=True).endswith(" --sign-with <your key file>")

@@ -49,10 +49,6 @@ class ApprovalDesk:
         """Whether `approvals_required` distinct approvers counted for this gate."""
         return len(self.counted.get(gate, [])) >= self.needed
 
-    def sign_flag(self) -> str:
-        """What the approve command needs besides the gate, for this runbook."""
-        return " --sign-with <your key file>" if self.runbook.approvals == "signed" else ""
-
     def judge(self, signal: Approve, plan_hash: str | None) -> tuple[str | None, str | None]:
         """(why this approval does not count, or None; the fingerprint of the key that signed it).
 

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         Reject,
         StepStatus,
         UpdateAnswer,
+        approve_flags,
     )
     from gameday.units import drift_unit_id, zone_unit_id
     from workflows.approvals import ApprovalDesk, gate_name, gate_of
@@ -353,7 +354,7 @@ class GameDayWorkflow:
         for signal in early:
             self._record_approval(signal)
         self._publish()
-        flag = ("" if gate == "start" else f" --step {gate}") + self._desk.sign_flag()
+        flag = approve_flags(gate, self._runbook.approvals == "signed")
         self._notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
                      f"approval by {approvers}.\n"
                      f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
