@@ -84,6 +84,9 @@ PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
 PATCH_NO_APPLY_AFTER_ABORT = "no-apply-after-abort"
 """Runs started before this change counted a unit as applying only once its apply was scheduled,
 and applied it even when the abort came while its checkpoint was being recorded."""
+PATCH_DRIFT_STOPS_WHEN_TOLD = "drift-stops-when-told"
+"""Runs started before this change kept a drift watch going when the activity it was cancelled in
+failed instead of reporting its cancellation, and the GameDay waited for the watch for ever."""
 
 MAX_RUN = timedelta(days=7)
 """The longest a GameDay may last (the runbook model bounds `max_duration` to it too): the
@@ -176,6 +179,7 @@ class GameDayWorkflow:
         self._unit_ids: set[str] = set()
         self._hold_ends: dict[str, datetime] = {}
         self._drift_watches: list[asyncio.Task[None]] = []
+        self._told_to_stop: set[asyncio.Task[Any]] = set()
         self._steps: dict[str, StepStatus] = {}
         for index, item in enumerate(self._runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -632,6 +636,7 @@ class GameDayWorkflow:
             except ActivityError as error:
                 if is_cancelled_exception(error):
                     raise  # the hold is over: the watch must stop, not look again
+                self._stop_if_told()
                 self._event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
                 continue
             new = [r for r in found.resources if r.id not in covered]
@@ -660,6 +665,7 @@ class GameDayWorkflow:
                 except ActivityError as error:
                     if is_cancelled_exception(error):
                         raise
+                    self._stop_if_told()
                     self._event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
                                 "restored with the rest", step=step.id)
             units += len(drifted)
@@ -669,9 +675,17 @@ class GameDayWorkflow:
                         f"({', '.join(r.name or r.id for r in new[:5])})", step=step.id)
             self._publish()
 
+    def _stop_if_told(self) -> None:
+        """A watch told to stop stops, even when the activity its cancellation reached failed on
+        its own (an apply whose ACL an abort's restore had just deleted) instead of reporting the
+        cancellation: the error took the `CancelledError`'s place, and the loop would go on."""
+        if asyncio.current_task() in self._told_to_stop and workflow.patched(PATCH_DRIFT_STOPS_WHEN_TOLD):
+            raise asyncio.CancelledError()
+
     async def _stop_watches(self, watches: list[asyncio.Task[None]]) -> None:
         """Stop drift watches and wait until any apply they started has stopped too."""
         for watch in watches:
+            self._told_to_stop.add(watch)
             watch.cancel()
         for watch in watches:
             while not watch.done():

@@ -3,14 +3,16 @@ until max_duration (reproducer for a hang found by the generated suite)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 from gameday.lab.faults import FaultRule
-from gameday.status import GameDayInput
+from gameday.plan import Checkpoint
+from gameday.status import CLOSED_PHASES, GameDayInput
 from tests.faults.harness import WATCHDOG_POLL, diff
 from tests.support.clouds import GcpLab
-from tests.support.gameday import approve, phase_is, runbook, step_state, terminate, wait_for
+from tests.support.gameday import abort, approve, phase_is, runbook, step_state, terminate, wait_for
 from workflows.gameday import GameDayWorkflow
 
 
@@ -50,3 +52,55 @@ def test_a_step_whose_drift_check_is_in_flight_is_restored_at_its_duration(serve
         if leaks:
             lab.seed()
     assert seconds < 30
+
+
+def test_an_abort_while_a_drift_round_applies_closes_the_gameday(servers, orchestrator, runner):
+    """The abort's restore races the drift round's apply, and the apply fails on its own (EC2:
+    the ACL it moves a subnet onto was just deleted; here: GCP refuses the late instance's
+    `setTags`) before a heartbeat brought it the cancellation, so the watch gets the failure in
+    place of a `CancelledError`. The watch still stops, the GameDay closes as aborted and
+    nothing is left (without the fix: 3 of 3 runs hung; generated seed 61 hung so once)."""
+    lab = GcpLab(servers)
+    lab.seed()
+    before = lab.snapshot()
+
+    async def scenario():
+        handle = await orchestrator.client.start_workflow(
+            GameDayWorkflow.run,
+            GameDayInput(runbook=runbook(lab.zone_step("held", "10m"), drift_interval="1s",
+                                         max_duration="15m"),
+                         source="repro", watchdog_poll=WATCHDOG_POLL),
+            id=f"repro-drift-abort-{uuid.uuid4().hex[:6]}", task_queue=orchestrator.worker.queue)
+        try:
+            await wait_for(handle, phase_is("awaiting_approval"))
+            await approve(handle)
+            await wait_for(handle, step_state("held", "active"))
+            lab.faults(FaultRule(match="late-web/setTags", status=400, code="badRequest",
+                                 latency_ms=1800, count=1))
+            lab.add_target()
+            deadline = time.monotonic() + 30
+            while not any(c.unit_id.endswith("-d1") for c in await handle.query(
+                    GameDayWorkflow.checkpoints, result_type=list[Checkpoint])):
+                assert time.monotonic() < deadline, "the drift round never checkpointed"
+                await asyncio.sleep(0.1)
+            # its setTags of the late instance arrived just now; refused 1.8 s after it arrived,
+            # the refusal lands right after the abort, before a heartbeat brings the cancellation
+            await asyncio.sleep(1.5)
+            await abort(handle, reason="abort while the drift round applies")
+            closed = await wait_for(handle, phase_is(*CLOSED_PHASES), timeout=60,
+                                    what="the GameDay closed after the abort")
+            refused = [c for c in lab.calls("late-web/setTags") if c["injected"]]
+        finally:
+            lab.faults()
+            await terminate(handle, "repro over")
+        return closed, refused
+
+    orchestrator.worker.ensure_running()
+    try:
+        closed, refused = runner.run(scenario(), timeout=150)
+    finally:
+        lab.faults()
+    assert refused, "the drift round's apply was not in flight when the abort came"
+    assert closed.outcome == "aborted" and closed.restored, closed.reason
+    added = "/instances/late-web: added {'tags': ['web'], 'labels': {'gameday': 'enabled', 'tier': 'web'}}"
+    assert diff(before, lab.snapshot()) == [added]  # the late instance, with its own tags only

@@ -220,3 +220,16 @@ def test_an_acl_with_subnets_is_not_deleted_as_ec2_refuses(aws):
     ec2.delete_network_acl(NetworkAclId=acl)
     assert association()[1] == original
 
+
+def test_no_subnet_is_moved_onto_an_acl_that_does_not_exist(aws):
+    ec2 = client(aws, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    acl = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
+    ec2.delete_network_acl(NetworkAclId=acl)
+    found = ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])
+    [association] = [a["NetworkAclAssociationId"] for n in found["NetworkAcls"]
+                     for a in n["Associations"] if a["SubnetId"] == subnet]
+    with pytest.raises(ClientError) as refused:
+        ec2.replace_network_acl_association(AssociationId=association, NetworkAclId=acl)
+    assert refused.value.response["Error"]["Code"] == "InvalidNetworkAclID.NotFound"

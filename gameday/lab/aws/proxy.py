@@ -12,11 +12,10 @@ Other services (STS, Auto Scaling, RDS, ELB) get the latency only.
 
 Where moto is laxer than EC2 in a way that hides a race, the proxy answers as EC2 does:
 `DeleteNetworkAcl` of an ACL that still has subnet associations is refused with
-`DependencyViolation` (moto deletes it, and its subnets end with no ACL, where no restore finds
-them); the check and the delete are atomic with every `ReplaceNetworkAclAssociation`. (EC2 also
-refuses a `ReplaceNetworkAclAssociation` onto an ACL that no longer exists, which moto half does;
-answering that as EC2 does made a drift round racing an abort hang: not modelled until that is
-fixed.)
+`DependencyViolation`, and `ReplaceNetworkAclAssociation` onto an ACL that does not exist with
+`InvalidNetworkAclID.NotFound` (moto deletes the ACL, and drops a subnet's association before
+finding that its new ACL does not exist: either way the subnet ends with no ACL, where no restore
+finds it); each check is atomic with its call.
 """
 
 from __future__ import annotations
@@ -172,6 +171,10 @@ class AwsFaultProxy(Emulator):
                 if action == "DeleteNetworkAcl" and b"<subnetId>" in found:
                     raise ApiError(400, "DependencyViolation",
                                    f"The networkAcl '{acl_id}' has dependencies and cannot be deleted.")
+                listed = f"<networkAclId>{acl_id}<".encode() in found
+                if action == "ReplaceNetworkAclAssociation" and not listed:
+                    raise ApiError(400, "InvalidNetworkAclID.NotFound",
+                                   f"The networkAcl ID '{acl_id}' does not exist")
             return self._forward(request)
 
     def _describe_acl(self, request: Request, acl_id: str) -> bytes:
