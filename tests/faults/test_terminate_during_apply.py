@@ -56,13 +56,15 @@ def test_a_set_tags_call_in_flight_when_the_gameday_is_terminated_is_restored(
         await asyncio.sleep(0.5)  # the first setTags is in flight
         await handle.terminate(reason="terminated with a call in flight")
         watchdog = client.get_workflow_handle(f"{handle.id}-watchdog", result_type=WatchdogStatus)
-        status = await asyncio.wait_for(watchdog.result(), 60)
+        # the watchdog restores, waits out an apply that may still land (LATE_APPLY, 45 s) and
+        # restores again, and each restore's setTags calls are slow too
+        status = await asyncio.wait_for(watchdog.result(), 150)
         await asyncio.sleep(SLOW_CALL_MS / 1000 + 2)  # every call in flight has landed
         return status
 
     orchestrator.worker.ensure_running()
     try:
-        status = runner.run(scenario(), timeout=150)
+        status = runner.run(scenario(), timeout=240)
     finally:
         lab.faults()
     after = lab.snapshot()
