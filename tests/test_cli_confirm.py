@@ -263,11 +263,17 @@ def test_ctrl_c_on_run_wait_says_the_run_goes_on(served, aws, tmp_path):
     run_id = f"confirm-{uuid.uuid4().hex[:8]}"
     following = subprocess.Popen(
         [sys.executable, "-m", "gameday.cli", "run", _runbook(tmp_path), "--id", run_id, "--wait"],
-        env=served, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env={**served, "PYTHONFAULTHANDLER": "1"}, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     assert following.stdout is not None
     assert following.stdout.readline() == f"{run_id}\n"  # printed once it awaits approval
     following.send_signal(signal.SIGINT)
-    out, err = following.communicate(timeout=60)
+    try:
+        out, err = following.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        following.send_signal(signal.SIGABRT)  # faulthandler prints where every thread waits
+        out, err = following.communicate(timeout=30)
+        raise AssertionError(f"gameday run --wait went on for 60 s after Ctrl-C:\n{err}") from None
     assert following.returncode == 130
     assert (f"gameday: stopped following {run_id}; the GameDay goes on (abort it with: gameday abort "
             f"{run_id} --as <you> --reason '<why>')") in err
