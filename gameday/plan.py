@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from gameday.runbook import Cloud, FaultStep, Guardrails, Target, target_scope
+from gameday.runbook import Cloud, FaultStep, Guardrails
+from gameday.targets import Target, target_scope
 
 
 class Model(BaseModel):

@@ -12,15 +12,11 @@ reads neither the environment nor files (`${VAR}` is filled in by the loader).
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -35,176 +31,23 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from gameday.durations import Duration, format_duration
 from gameday.identity import Identity, normalize_identity
 from gameday.signatures import PublicKey, SignatureRefused, parse_public_key
+from gameday.targets import (
+    SLUG,
+    AwsAccount,
+    AwsRegion,
+    AzureSubscription,
+    Count,
+    GcpProject,
+    RegionTarget,
+    RegionTraffic,
+    Strict,
+    ZoneTarget,
+    target_scope,
+)
 from gameday.units import UnitStep, unit_id_problems, zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
 FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region"]
-
-SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-_AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
-_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
-_GCP_ZONE = re.compile(r"^([a-z]+-[a-z]+\d+)-[a-z]$")
-_AZURE_REGION = re.compile(r"^[a-z][a-z0-9]+$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-
-
-def _aws_account(value: object) -> object:
-    """YAML reads an unquoted account id as a number; AWS account ids are always 12 digits."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:012d}"
-    return value
-
-
-def _as_text(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-def _shaped(pattern: re.Pattern[str], what: str):
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-AwsAccount = Annotated[str, BeforeValidator(_aws_account), Field(pattern=r"^\d{12}$")]
-AwsRegion = Annotated[str, _shaped(_AWS_REGION, "an AWS region name like us-east-1")]
-GcpProject = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
-GcpRegion = Annotated[str, _shaped(_GCP_REGION, "a Compute Engine region like us-central1")]
-GcpZone = Annotated[str, _shaped(_GCP_ZONE, "a Compute Engine zone like us-central1-a")]
-AzureRegion = Annotated[str, _shaped(_AZURE_REGION, "an Azure region name like eastus")]
-AzureSubscription = Annotated[
-    str, AfterValidator(str.lower), _shaped(_UUID, "a subscription id (a UUID)")
-]
-AzureResourceGroup = Annotated[str, Field(min_length=1, max_length=90)]
-AzureZone = Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^[1-3]$")]
-Tags = dict[str, Annotated[str, BeforeValidator(_as_text)]]
-Count = Annotated[int, Field(strict=True)]
-"""A number of things: YAML's `true` is not 1."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- targets ----------------------------------------------------------------------------------
-
-
-class AwsZoneTarget(Strict):
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
-    zone: str = Field(description="availability zone name, like us-east-1a")
-    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
-    tags: Tags = Field({}, description="only subnets carrying all of these tags")
-
-    @model_validator(mode="after")
-    def _zone_in_region(self) -> AwsZoneTarget:
-        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
-        return self
-
-
-class GcpZoneTarget(Strict):
-    cloud: Literal["gcp"]
-    project: GcpProject
-    zone: GcpZone
-    network: str | None = None
-    labels: Tags = Field({}, description="only instances carrying all of these labels")
-
-    @property
-    def region(self) -> str:
-        match = _GCP_ZONE.match(self.zone)
-        return match.group(1) if match else self.zone
-
-
-class AzureZoneTarget(Strict):
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
-    region: AzureRegion
-    zone: AzureZone
-    tags: Tags = Field({}, description="only VMs carrying all of these tags")
-
-
-class AwsRegionTarget(Strict):
-    """Every zone of a region (blackhole_region): as AwsZoneTarget, with the region only."""
-
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
-    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
-    tags: Tags = Field({}, description="only subnets carrying all of these tags")
-
-    def zone_target(self, zone: str) -> AwsZoneTarget:
-        return AwsZoneTarget(cloud="aws", account=self.account, region=self.region, zone=zone,
-                             vpc_ids=self.vpc_ids, tags=self.tags)
-
-
-class GcpRegionTarget(Strict):
-    cloud: Literal["gcp"]
-    project: GcpProject
-    region: GcpRegion
-    network: str | None = None
-    labels: Tags = Field({}, description="only instances carrying all of these labels")
-
-    def zone_target(self, zone: str) -> GcpZoneTarget:
-        return GcpZoneTarget(cloud="gcp", project=self.project, zone=zone, network=self.network,
-                             labels=self.labels)
-
-
-class AzureRegionTarget(Strict):
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
-    region: AzureRegion
-    tags: Tags = Field({}, description="only VMs carrying all of these tags")
-
-    def zone_target(self, zone: str) -> AzureZoneTarget:
-        return AzureZoneTarget(cloud="azure", subscription=self.subscription,
-                               resource_group=self.resource_group, region=self.region, zone=zone,
-                               tags=self.tags)
-
-
-class AwsRegionTraffic(Strict):
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
-    hosted_zone_id: str = Field(min_length=1, description="the zone's id, or its DNS name")
-    record_names: list[str] = Field(min_length=1)
-
-
-class GcpRegionTraffic(Strict):
-    cloud: Literal["gcp"]
-    project: GcpProject
-    region: GcpRegion
-    backend_services: list[str] = Field(min_length=1)
-
-
-class AzureRegionTraffic(Strict):
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
-    region: AzureRegion
-    traffic_manager_profiles: list[str] = Field(min_length=1)
-
-
-ZoneTarget = Annotated[AwsZoneTarget | GcpZoneTarget | AzureZoneTarget, Field(discriminator="cloud")]
-RegionTarget = Annotated[
-    AwsRegionTarget | GcpRegionTarget | AzureRegionTarget, Field(discriminator="cloud")
-]
-RegionTraffic = Annotated[
-    AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic, Field(discriminator="cloud")
-]
-Target = (
-    AwsZoneTarget | GcpZoneTarget | AzureZoneTarget
-    | AwsRegionTarget | GcpRegionTarget | AzureRegionTarget
-    | AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic
-)
-
 
 # --- steps ------------------------------------------------------------------------------------
 
@@ -653,12 +496,3 @@ class Runbook(Strict):
 def _item_time(item: FaultStep | WaitStep | ParallelGroup) -> timedelta:
     members = item.parallel if isinstance(item, ParallelGroup) else [item]
     return max((s.duration or timedelta() for s in members), default=timedelta())
-
-
-def target_scope(target: Target) -> str:
-    """The account, project or subscription a target lives in."""
-    if isinstance(target, AwsZoneTarget | AwsRegionTarget | AwsRegionTraffic):
-        return target.account
-    if isinstance(target, GcpZoneTarget | GcpRegionTarget | GcpRegionTraffic):
-        return target.project
-    return target.subscription

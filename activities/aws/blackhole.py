@@ -41,7 +41,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AwsRegionTarget, AwsZoneTarget
+from gameday.targets import AwsRegionTarget, AwsZoneTarget
 
 SUBNETS_PER_ACL = 40  # 40 restore tags + 6 of our own stay under EC2's 50 tags per resource
 

@@ -25,7 +25,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AwsRegionTraffic
+from gameday.targets import AwsRegionTraffic
 
 
 class WeightedRecord(BaseModel):

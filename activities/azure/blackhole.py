@@ -52,7 +52,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AzureRegionTarget, AzureZoneTarget
+from gameday.targets import AzureRegionTarget, AzureZoneTarget
 
 MAX_NSG_NAME = 80
 AZURE_ZONES = ("1", "2", "3")

@@ -35,7 +35,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import AzureRegionTraffic
+from gameday.targets import AzureRegionTraffic
 
 
 class EndpointRecord(BaseModel):

@@ -44,7 +44,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import GcpRegionTarget, GcpZoneTarget
+from gameday.targets import GcpRegionTarget, GcpZoneTarget
 
 MAX_NAME = 63
 TAG_PREFIX = "gameday-"

@@ -37,7 +37,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.runbook import GcpRegionTraffic
+from gameday.targets import GcpRegionTraffic
 
 _GROUP_LOCATION = re.compile(r"(?:^|/)(?P<kind>zones|regions|global)(?:/(?P<where>[^/]+))?/"
                              r"[^/]+/[^/]+$")
