@@ -18,7 +18,7 @@ from gameday.durations import format_duration
 from gameday.errors import first_sentence
 from gameday.plan import Checkpoint, ResolvedStep
 from gameday.runbook import Runbook
-from gameday.status import CLOSED_PHASES, GameDayStatus, StepStatus
+from gameday.status import CLOSED_PHASES, GameDayStatus, StepStatus, approve_flags
 
 NAMES_SHOWN = 3
 """Resource names shown per cut: enough to recognise the zone, short enough to read at a glance."""
@@ -179,15 +179,16 @@ def _deadline(status: GameDayStatus, now: datetime) -> str:
 def _approval(status: GameDayStatus, facts: BoardFacts, gate: str) -> str:
     book = facts.runbook
     step = None if gate == "start" else gate
-    flag = "" if step is None else f" --step {gate}"
+    signed = status.approvals == "signed"
+    flag = approve_flags(gate, signed)
     approved = [e for e in status.events if (e.step or "start") == gate and e.kind == "approved"]
     refused = [e for e in status.events if (e.step or "start") == gate and e.kind == "approval_refused"]
     lines = [f"**Awaiting approval of {_md(gate)}**: {len(approved)} of {status.approvals_required}, "
              f"from {', '.join(_md(a) for a in book.approver_ids())}"
              + _times_out(status, book, gate)]
-    if status.approvals == "signed":
-        lines.append(f"- CLI: `gameday approve {facts.workflow_id} --as <approver>{flag} "
-                     "--sign-with <your key file>` (signed approvals: not from the UI)")
+    if signed:
+        lines.append(f"- CLI: `gameday approve {facts.workflow_id} --as <approver>{flag}` "
+                     "(signed approvals: not from the UI)")
     else:
         hash_flag = f" --plan-hash {status.plan_hash}" if status.plan_hash else ""
         payload: dict[str, str | None] = {"approver": "<approver>", "step": step}
