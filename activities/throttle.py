@@ -7,8 +7,9 @@ Each bucket is paced to the cloud's documented rate (`DEFAULT_RATES`, raised by
 honours `Retry-After`, then recovers additively on each success (AIMD). A waiting call is served
 by priority: a restore's calls take tokens before any waiting apply's, so an abort's restore is
 never stuck behind an inject that saturates the API. A throttled call waits and is tried again
-inside the activity (`paced`), without consuming one of the activity's Temporal attempts, until
-no call of its bucket has succeeded for `GAMEDAY_THROTTLE_STALL` seconds.
+inside the activity (`paced`), without consuming one of the activity's Temporal attempts nor one
+of the transient-failure attempts of `activities.transient`, until no call of its bucket has
+succeeded for `GAMEDAY_THROTTLE_STALL` seconds.
 """
 
 from __future__ import annotations

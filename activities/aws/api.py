@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 
 from activities.base import beat
 from activities.throttle import BUCKETS, BucketKey, Throttle, caller, paced
+from activities.transient import Transient, paced_and_retried, retried
 from gameday.errors import CloudError, Refused
 from gameday.plan import Scope
 
@@ -65,6 +66,38 @@ def throttle_of(exc: Exception) -> Throttle | None:
     return None
 
 
+def transient_of(exc: Exception) -> Transient | None:
+    """An AWS failure worth sending the call again for (a 5xx or `_TRANSIENT` code, no answer),
+    or None."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if _code(exc) in _TRANSIENT or status >= 500:
+            return Transient(_code(exc) or str(status))
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return Transient(type(exc).__name__)
+    return None
+
+
+def never_transient(exc: Exception) -> Transient | None:
+    """For a call that is not safe to send blind again: every failure goes to Temporal."""
+    return None
+
+
+READS = ("describe_", "get_", "list_")
+"""Operations that only read: sending one again changes nothing."""
+REPEATABLE_MUTATIONS = {"create_network_acl_entry", "delete_network_acl",
+                        "change_resource_record_sets"}
+"""Mutations safe to send again blind: their callers take `NetworkAclEntryAlreadyExists` and
+`InvalidNetworkAclID.NotFound` as done, and gameday's record changes are UPSERTs. Any other
+mutation (`ReplaceNetworkAclAssociation` retires the association id it names, `CreateNetworkAcl`
+makes one more ACL) is sent once: Temporal's next attempt re-reads the state first."""
+
+
+def repeatable(operation: str) -> bool:
+    """Whether a transient failure of `operation` may be sent again inside the activity."""
+    return operation.startswith(READS) or operation in REPEATABLE_MUTATIONS
+
+
 def api_category(service: str, operation: str) -> str:
     """The token bucket an AWS API call draws from (EC2 throttles per action family)."""
     if service == "ec2":
@@ -92,13 +125,13 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
 
 
 class AwsApi:
-    """boto3 plumbing shared by the AWS faults: clients with low SDK retries, errors translated."""
+    """boto3 plumbing shared by the AWS faults: clients without SDK retries, errors translated."""
 
     def __init__(self, session_factory: Any = boto3.session.Session):
         self._session_factory = session_factory
-        # No SDK retries: throttles wait for tokens in `call` (never multiplied by botocore's
-        # own retries), everything else goes to Temporal's retry policy.
-        self._config = Config(retries={"max_attempts": 1, "mode": "standard"},
+        # No SDK retries: throttles wait for tokens in `call`, transient failures follow
+        # `activities.transient` (never multiplied by botocore's own retries).
+        self._config = Config(retries={"total_max_attempts": 1, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -117,17 +150,19 @@ class AwsApi:
         return self.client("ec2", region)
 
     def call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
-        """One call of a client method, paced by its token bucket; a throttled call waits and
-        is made again (see `activities.throttle.paced`)."""
-        beat()
+        """One call of a client method, paced by its token bucket: a throttled call waits and
+        is made again (see `activities.throttle.paced`). A transient failure is sent again under
+        `activities.transient`'s policy when the operation is `repeatable`, else raised."""
+        transient = transient_of if repeatable(fn.__name__) else never_transient
         try:
-            return paced(bucket_of(fn.__self__, fn.__name__), lambda: fn(**kwargs), throttle_of)
+            return paced_and_retried(bucket_of(fn.__self__, fn.__name__), lambda: fn(**kwargs),
+                                     throttle_of, transient)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, doing) from exc
 
     def pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-        """Every item of a paginated listing, each page paced; a throttled page starts the
-        listing again once the bucket lets it."""
+        """Every item of a paginated listing, each page paced; a throttled page, or one that
+        failed transiently (`activities.transient`), starts the listing again."""
         bucket = bucket_of(client, operation)
 
         def listing() -> list[dict[str, Any]]:
@@ -145,7 +180,7 @@ class AwsApi:
             raise AssertionError("unreachable")
 
         try:
-            return paced(bucket, listing, throttle_of)
+            return retried(lambda: paced(bucket, listing, throttle_of), transient_of, throttle_of)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, operation) from exc
 

@@ -1,7 +1,8 @@
 """ARM plumbing every Azure fault shares: azure-mgmt clients for `GAMEDAY_AZURE_ENDPOINT` (a static
 token) or public Azure (`DefaultAzureCredential`), built once per subscription and kept, with low
-SDK retries and every request paced by the token buckets of `activities.throttle`; ARM errors
-turned into `CloudError`s that say whether retrying can help; ARM ids and names.
+SDK retries off and every request paced by the token buckets of `activities.throttle`; reads and
+writes that fail transiently sent again under `activities.transient`'s policy; ARM errors turned
+into `CloudError`s that say whether retrying can help; ARM ids and names.
 
 Every artifact gameday makes on Azure carries the run and step in tags (`TAG_RUN`, `TAG_STEP`), so
 that `gameday sweep` finds it after any failure.
@@ -32,9 +33,9 @@ from azure.core.pipeline.policies import HTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.trafficmanager import TrafficManagerManagementClient
-from temporalio import activity
 
 from activities.throttle import BucketKey, Throttle, caller, paced
+from activities.transient import Transient, retried
 from gameday.errors import CloudError
 
 T = TypeVar("T")
@@ -51,10 +52,6 @@ NO_NSG = "none"
 MAX_TAG_VALUE = 256
 MAX_TAGS = 50
 NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
-BUSY_ATTEMPTS = 6
-"""Tries of one write while another operation holds the resource, before Temporal takes over."""
-MAX_BUSY_WAIT = 5.0
-
 _BUSY = {"RetryableErrorDueToAnotherOperation", "ReferencedResourceNotProvisioned",
          "AnotherOperationInProgress", "PreconditionFailed"}
 
@@ -90,10 +87,10 @@ class ArmClients:
 
 class AzureConnection:
     """Builds azure-mgmt clients: the ARM endpoint of `GAMEDAY_AZURE_ENDPOINT` with a static token
-    when set, else public Azure with `DefaultAzureCredential`. SDK retries stay low so that
-    Temporal owns retrying."""
+    when set, else public Azure with `DefaultAzureCredential`. SDK retries are off: transient
+    failures follow `activities.transient`, then Temporal's retry policy."""
 
-    def __init__(self, retry_total: int = 1):
+    def __init__(self, retry_total: int = 0):
         self.retry_total = retry_total
         self._default_credential: Any = None
         self._made: dict[tuple[str, str, str], ArmClients] = {}
@@ -314,10 +311,30 @@ def cloud_error(exc: Exception, doing: str) -> CloudError:
     return CloudError(f"Azure call failed {doing}: {exc}", retryable=True)
 
 
+def transient_of(exc: Exception) -> Transient | None:
+    """An ARM failure worth sending the call again for, or None: another operation holds the
+    resource (or our read went stale), a 5xx or 408, or no answer."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return Transient(type(exc).__name__)
+    if not isinstance(exc, HttpResponseError):
+        return None
+    status = exc.status_code or 0
+    if is_busy(exc) or status >= 500 or status == 408:
+        return Transient(error_code(exc) or str(status), retry_after(exc))
+    return None
+
+
+def throttle_of(exc: Exception) -> Throttle | None:
+    """The throttle a failed ARM call is: a 429 `ArmPacing` waited out until its bucket stalled."""
+    if isinstance(exc, HttpResponseError) and exc.response is not None:
+        return _arm_throttle(exc.response)
+    return None
+
+
 def find(doing: str, fn: Callable[[], T]) -> T | None:
     """The resource, or None when ARM says it does not exist."""
     try:
-        return fn()
+        return retried(fn, transient_of, throttle_of)
     except ResourceNotFoundError:
         return None
     except AzureError as exc:
@@ -325,20 +342,13 @@ def find(doing: str, fn: Callable[[], T]) -> T | None:
 
 
 def write(doing: str, fn: Callable[[], T]) -> T:
-    """One write (usually a read-modify-write): retried here, after `Retry-After`, while another
-    operation holds the resource; every other failure goes to Temporal's retry policy."""
-    for attempt in range(1, BUSY_ATTEMPTS + 1):
-        try:
-            return fn()
-        except AzureError as exc:
-            if not is_busy(exc) or attempt == BUSY_ATTEMPTS:
-                raise cloud_error(exc, doing) from exc
-            wait = retry_after(exc) if isinstance(exc, HttpResponseError) else None
-            if activity.in_activity():
-                activity.heartbeat({"waiting": doing})
-            time.sleep(min(MAX_BUSY_WAIT, 0.2 if wait is None else wait))
-    raise AssertionError("unreachable")
-
+    """One write (usually a read-modify-write, so sending it again re-reads first): sent again
+    under `activities.transient`'s policy, after `Retry-After`, while another operation holds
+    the resource or ARM fails transiently; every other failure goes to Temporal's retry policy."""
+    try:
+        return retried(fn, transient_of, throttle_of)
+    except AzureError as exc:
+        raise cloud_error(exc, doing) from exc
 
 
 # --- names and ids --------------------------------------------------------------------------
@@ -378,8 +388,9 @@ def text(value: Any) -> str:
 
 
 def listing(doing: str, fn: Callable[[], Any]) -> list[Any]:
+    """Every item of a listing; one that fails transiently is listed again from the start."""
     try:
-        return list(fn())
+        return retried(lambda: list(fn()), transient_of, throttle_of)
     except AzureError as exc:
         raise cloud_error(exc, doing) from exc
 

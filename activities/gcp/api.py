@@ -2,7 +2,8 @@
 `GAMEDAY_GCP_ENDPOINT` or Google), calls paced by the project's token bucket, `*_unary` mutations
 whose operations are polled through operations clients built with the same options (never
 `.result()`, which polls Google itself), and SDK errors turned into `CloudError`s that say whether
-retrying can help. SDK retries are off: Temporal owns retries.
+retrying can help. SDK retries are off: a transient failure is sent again under the one policy
+of `activities.transient`, then left to Temporal's retries.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from google.auth.exceptions import TransportError
 from google.cloud import compute_v1
 from temporalio import activity
 
-from activities.base import beat
-from activities.throttle import BucketKey, Throttle, paced
+from activities.throttle import BucketKey, Throttle
+from activities.transient import Transient, paced_and_retried
 from gameday.errors import CloudError
 
 ENDPOINT_VARIABLE = "GAMEDAY_GCP_ENDPOINT"
@@ -180,31 +181,25 @@ def translated(doing: str) -> Iterator[None]:
         raise _error(exc, doing) from exc
 
 
-TRANSIENT_ATTEMPTS = 6
+def transient_of(exc: Exception) -> Transient | None:
+    """A Compute Engine failure worth sending the call again for (5xx, no answer), or None."""
+    if not isinstance(exc, _SDK_FAILURES):
+        return None
+    error = _error(exc, "a call")
+    return Transient(error.code or "transient", error.retry_after) if error.retryable else None
 
 
 def call(method: Callable[..., Any], *, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> Any:
     """One SDK call, the SDK's own retries off, paced by the project's token bucket: a throttled
     call waits and is made again for as long as the bucket makes progress. Another transient
-    failure (5xx, no answer) is tried again here a few times, heartbeating between, so that one
+    failure (5xx, no answer) is sent again under `activities.transient`'s policy, so that one
     such failure does not throw away the progress of an activity over many instances; anything
     else, or a failure that persists, goes to Temporal's retries. Safe because gameday's
     mutations are idempotent (`requestId`) or fingerprint-guarded, and callers treat 409, 404
     and 412 as they must."""
-    bucket = bucket_of(method, kwargs)
-    for attempt in range(TRANSIENT_ATTEMPTS):
-        beat()
-        try:
-            return paced(bucket, lambda: method(**kwargs, retry=None, timeout=timeout), throttle_of)
-        except _SDK_FAILURES as exc:
-            error = _error(exc, "a call")
-            stalled = throttle_of(exc) is not None  # `paced` waited as long as it may
-            if stalled or not error.retryable or attempt == TRANSIENT_ATTEMPTS - 1:
-                raise
-            if activity.in_activity():
-                activity.heartbeat({"retrying": error.code or "transient", "attempt": attempt + 1})
-            time.sleep(min(error.retry_after or 0.2 * 2 ** attempt, 2.0))
-    raise AssertionError("unreachable")
+    return paced_and_retried(bucket_of(method, kwargs),
+                             lambda: method(**kwargs, retry=None, timeout=timeout),
+                             throttle_of, transient_of)
 
 
 WAIT_SLICE = 5.0
