@@ -10,15 +10,19 @@ without giving up, every fault still in effect.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from gameday.plan import Checkpoint, FaultRequest, FaultResult, activity_name
-    from gameday.runbook import Guardrails
-    from workflows.routing import HEARTBEAT, RESTORE_RETRY, cloud_queue
+    from gameday.plan import Checkpoint
+    from gameday.runbook import Guardrails, Runbook
+    from workflows.errors import describe
+    from workflows.fault_calls import fault_activity
+    from workflows.routing import RESTORE_RETRY
+    from workflows.status_board import StatusBoard
 
 GRACE = timedelta(seconds=60)
 LATE_APPLY = timedelta(seconds=45)
@@ -151,16 +155,58 @@ class GameDayWatchdog:
     async def _restore_everything(self, units: list[str]) -> None:
         for unit in reversed(units):
             checkpoint = self._checkpoints[unit]
-            scope = checkpoint.scope
-            result = await workflow.execute_activity(
-                activity_name(scope.cloud, "restore", checkpoint.action),
-                FaultRequest(checkpoint=checkpoint, guardrails=self._input.guardrails),
-                task_queue=cloud_queue(scope.cloud),
-                result_type=FaultResult,
+            result = await fault_activity(
+                "restore", checkpoint, self._input.guardrails,
                 start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=HEARTBEAT,
                 retry_policy=RESTORE_RETRY,
                 summary=f"dead man's switch: restore {unit} ({checkpoint.resources} resources)",
             )
             workflow.logger.info("watchdog restored %s: %s changed back", unit, result.changed)
             self._restored.add(unit)
+
+
+class WatchdogLink:
+    """The GameDay's end of its dead man's switch: it starts the watchdog, and tells it every
+    checkpoint before its apply, every finished apply and restore, and the release."""
+
+    def __init__(self, runbook: Runbook, deadline: datetime, poll: timedelta | None,
+                 board: StatusBoard) -> None:
+        self.runbook = runbook
+        self.deadline = deadline
+        self.poll = poll
+        """How often the watchdog asks whether the GameDay still runs; None: its default."""
+        self.board = board
+        self.handle: workflow.ChildWorkflowHandle[Any, Any] | None = None
+
+    async def arm(self) -> None:
+        """Start the watchdog that restores everything if this run dies or overruns its deadline."""
+        runbook, deadline, poll = self.runbook, self.deadline, self.poll
+        if not runbook.fault_steps():
+            return
+        info = workflow.info()
+        self.handle = await workflow.start_child_workflow(
+            "GameDayWatchdog",
+            WatchdogInput(gameday_id=info.workflow_id, deadline=deadline,
+                          guardrails=runbook.guardrails,
+                          **({"poll": poll} if poll else {})),
+            id=f"{info.workflow_id}-watchdog",
+            task_queue=info.task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary=f"dead man's switch of {info.workflow_id}",
+        )
+        self.board.event("watchdog_armed", f"dead man's switch {info.workflow_id}-watchdog restores "
+                         f"every fault if this run dies, by {deadline.isoformat()}")
+
+    async def tell(self, signal: str, argument: Any = None, required: bool = False) -> None:
+        """Signal the watchdog; a checkpoint it cannot receive stops the fault before it starts."""
+        if self.handle is None:
+            return
+        try:
+            if argument is None:
+                await self.handle.signal(signal)
+            else:
+                await self.handle.signal(signal, argument)
+        except Exception as error:
+            if required:
+                raise
+            self.board.event("watchdog_unreachable", f"{signal}: {describe(error)}")

@@ -1,0 +1,134 @@
+"""Drift: while a blackhole holds, resources that appear in its zone are brought under the fault.
+
+Each round that finds new resources is a unit of its own (`drift_unit_id`), checkpointed and
+applied like the step's first units, through the GameDay's own `inject` (record before apply), so
+that the saga and the watchdog restore it with the rest. A watch stops when its hold ends or the
+run stops, and waits until an apply it started has stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from gameday.plan import ResolvedStep
+    from gameday.runbook import FaultStep, Runbook
+    from gameday.units import drift_unit_id
+    from workflows.errors import describe
+    from workflows.fault_calls import fault_units
+    from workflows.planning import resolve_step
+    from workflows.saga import SagaEntry
+    from workflows.status_board import StatusBoard
+
+PATCH_DRIFT_STOPS_WHEN_TOLD = "drift-stops-when-told"
+"""Runs started before this change kept a drift watch going when the activity it was cancelled in
+failed instead of reporting its cancellation, and the GameDay waited for the watch for ever."""
+
+Inject = Callable[[str, FaultStep, int, ResolvedStep, int, list[SagaEntry]], Awaitable[None]]
+"""The GameDay's injection of one unit: (step id, unit, unit index, resolved unit, group, the
+step's saga entries so far); it records the compensation before it applies."""
+
+
+class DriftWatch:
+    """The drift watches of one run, and the unit ids the run has used."""
+
+    def __init__(self, runbook: Runbook, board: StatusBoard, inject: Inject) -> None:
+        self.runbook = runbook
+        self.board = board
+        self.inject = inject
+        self.unit_ids: set[str] = set()
+        """Every unit id of the run: the plan's, then each drift round's (contract §7)."""
+        self.watches: list[asyncio.Task[None]] = []
+        self._told_to_stop: set[asyncio.Task[Any]] = set()
+
+    def watch(self, step: FaultStep, planned: ResolvedStep, group: int,
+              units: int) -> asyncio.Task[None] | None:
+        """While a blackhole holds, look for resources that appeared in its zone beyond the
+        `planned` ones; `units` is how many units the step already has."""
+        if self.runbook.drift_interval is None or step.action == "evacuate_region":
+            return None
+        watch = asyncio.create_task(self._follow(step, planned, group, units))
+        self.watches.append(watch)
+        return watch
+
+    async def _follow(self, step: FaultStep, planned: ResolvedStep, group: int, units: int) -> None:
+        interval = self.runbook.drift_interval
+        assert interval is not None
+        board = self.board
+        status = board.steps[step.id]
+        covered = {r.id for r in planned.resources}
+        limit = self.runbook.guardrails.max_resources_per_step
+        round_ = 0
+        while True:
+            await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
+            try:
+                found = await resolve_step(step, self.runbook, only_new=True)
+            except ActivityError as error:
+                if is_cancelled_exception(error):
+                    raise  # the hold is over: the watch must stop, not look again
+                self._stop_if_told()
+                board.event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
+                continue
+            new = [r for r in found.resources if r.id not in covered]
+            if not new:
+                continue
+            if len(covered) + len(new) > limit:
+                board.event("drift_refused", f"{step.id}: {len(new)} new resources would exceed "
+                            f"max_resources_per_step ({limit}); left alone", step=step.id)
+                covered |= {r.id for r in new}
+                continue
+            round_ += 1
+            extension = found.model_copy(update={"resources": new})
+            drifted = [(unit.model_copy(update={"id": drift_unit_id(unit.id, round_)}), resolved)
+                       for unit, resolved in fault_units(step, extension)]
+            taken = sorted(unit.id for unit, _ in drifted if unit.id in self.unit_ids)
+            if taken:
+                board.event("drift_refused", f"{step.id}: unit id {', '.join(taken)} is already used "
+                            f"in this run; {len(new)} new resources left alone", step=step.id)
+                covered |= {r.id for r in new}
+                continue
+            self.unit_ids |= {unit.id for unit, _ in drifted}
+            for index, (unit, resolved) in enumerate(drifted):
+                resolved = resolved.model_copy(update={"step_id": unit.id})
+                try:
+                    await self.inject(step.id, unit, units + index, resolved, group, [])
+                except ActivityError as error:
+                    if is_cancelled_exception(error):
+                        raise
+                    self._stop_if_told()
+                    board.event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
+                                "restored with the rest", step=step.id)
+            units += len(drifted)
+            covered |= {r.id for r in new}
+            status.resources += len(new)
+            board.event("drift", f"{step.id}: {len(new)} new resources brought under the fault "
+                        f"({', '.join(r.name or r.id for r in new[:5])})", step=step.id)
+            board.publish()
+
+    def _stop_if_told(self) -> None:
+        """A watch told to stop stops, even when the activity its cancellation reached failed on
+        its own (an apply whose ACL an abort's restore had just deleted) instead of reporting the
+        cancellation: the error took the `CancelledError`'s place, and the loop would go on."""
+        if asyncio.current_task() in self._told_to_stop and workflow.patched(PATCH_DRIFT_STOPS_WHEN_TOLD):
+            raise asyncio.CancelledError()
+
+    async def stop(self, watches: list[asyncio.Task[None]]) -> None:
+        """Stop drift watches and wait until any apply they started has stopped too."""
+        for watch in watches:
+            self._told_to_stop.add(watch)
+            watch.cancel()
+        for watch in watches:
+            while not watch.done():
+                try:
+                    await workflow.wait([watch])
+                except asyncio.CancelledError:
+                    continue
+
+    async def stop_all(self) -> None:
+        """Stop every watch of the run (the run is closing)."""
+        await self.stop(self.watches)

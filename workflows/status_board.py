@@ -1,0 +1,198 @@
+"""The status board of one GameDay: what the world sees of the run while it goes on.
+
+The board holds the facts that the `status` query answers (phase, plan, step states, events, the
+probe table, the outcome) and publishes them: the phase as search attribute `GameDayPhase`, the
+incident commander's board (gameday/board.py) as the Temporal UI's current details, and the
+moments the runbook's webhook asks for as notifications. Everything the
+workflow learns is recorded here, in the order it happens, so that a replay shows the same board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from opentelemetry import trace
+
+    from gameday.board import BoardFacts, render_board
+    from gameday.plan import ResolvedStep
+    from gameday.runbook import ParallelGroup, Runbook, WaitStep
+    from gameday.status import (
+        CLOSED_PHASES,
+        MAX_PROBE_CHECKS,
+        Event,
+        GameDayStatus,
+        Notification,
+        Outcome,
+        Phase,
+        ProbeResult,
+        StepStatus,
+    )
+    from workflows.approvals import ApprovalDesk
+    from workflows.errors import describe
+    from workflows.saga import Saga
+
+PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
+OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayOutcome")
+TRACED_EVENTS = {"approved", "approval_refused", "rejected_by", "rejection_refused",
+                 "abort_requested", "abort_repeated"}
+"""Events that the current span carries too: the decisions of people, visible in a trace."""
+
+
+class StatusBoard:
+    """The run's phase, plan, steps, events, probe checks and outcome, and their publication."""
+
+    def __init__(self, runbook: Runbook, desk: ApprovalDesk, saga: Saga, started: datetime,
+                 deadline: datetime) -> None:
+        self.runbook = runbook
+        self.desk = desk
+        self.saga = saga
+        self.started = started
+        self.deadline = deadline
+        self.phase: Phase = "planning"
+        self.plan: dict[str, ResolvedStep] = {}
+        self.plan_hash: str | None = None
+        self.events: list[Event] = []
+        self.outcome: Outcome | None = None
+        self.reason: str | None = None
+        self.ended: datetime | None = None
+        self.hypothesis_held = True
+        self.restore_failed = False
+        """A restore gave up: the run cannot say that every fault is restored."""
+        self.probe_checks: list[ProbeResult] = []
+        self.probe_checks_dropped = 0
+        self.notifications: list[asyncio.Task[None]] = []
+        self.steps: dict[str, StepStatus] = {}
+        for index, item in enumerate(runbook.steps):
+            members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            for step in members:
+                cloud = None if isinstance(step, WaitStep) else step.target.cloud
+                self.steps[step.id] = StepStatus(id=step.id, action=step.action, cloud=cloud,
+                                                 group=index)
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def event(self, kind: str, detail: str, **extra: Any) -> None:
+        self.events.append(Event(at=workflow.now(), kind=kind, detail=detail, **extra))
+        if kind in TRACED_EVENTS:
+            attributes = {"detail": detail, **{k: str(v) for k, v in extra.items() if v is not None}}
+            trace.get_current_span().add_event(f"gameday.{kind}", attributes)
+
+    def end(self, outcome: Outcome, reason: str) -> None:
+        """The run's outcome and why, recorded as an event of that kind."""
+        self.outcome = outcome
+        self.reason = reason
+        self.event(outcome, reason)
+
+    def close(self) -> None:
+        """The run has ended: a step that never started is skipped."""
+        self.ended = workflow.now()
+        for step in self.steps.values():
+            if step.state in ("pending", "awaiting_approval"):
+                step.state = "skipped"
+
+    def skip_all(self) -> None:
+        """Refused before any change: no step will run."""
+        for step in self.steps.values():
+            step.state = "skipped"
+
+    def keep_checks(self, results: list[ProbeResult]) -> None:
+        """Every check the run learns of, the last `MAX_PROBE_CHECKS` of them, counting the rest."""
+        self.probe_checks.extend(results)
+        excess = len(self.probe_checks) - MAX_PROBE_CHECKS
+        if excess > 0:
+            del self.probe_checks[:excess]
+            self.probe_checks_dropped += excess
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def closed(self) -> str | None:
+        """Why nothing can be asked of the run any more, or None while it runs."""
+        if self.phase in CLOSED_PHASES:
+            return f"the GameDay has already ended ({self.phase})"
+        return None
+
+    def all_restored(self) -> bool:
+        return self.saga.all_restored() and not self.restore_failed
+
+    def hypothesis_verdict(self) -> str:
+        if self.runbook.steady_state is None:
+            return "not tested"
+        return "yes" if self.hypothesis_held else "no"
+
+    def status(self) -> GameDayStatus:
+        """The `status` query's answer (contract §5 and §7)."""
+        closed = self.ended is not None
+        return GameDayStatus(
+            runbook=self.runbook.name,
+            phase=self.phase,
+            pending_approval=self.desk.pending[0] if self.desk.pending else None,
+            pending_approvals=list(self.desk.pending),
+            steps=list(self.steps.values()),
+            active_faults=[s.id for s in self.steps.values() if s.state in ("active", "restoring")
+                           and s.cloud is not None],
+            plan_hash=self.plan_hash,
+            events=list(self.events),
+            started_at=self.started,
+            deadline=self.deadline,
+            approvals_required=self.runbook.approvals_required,
+            approvals=self.runbook.approvals,
+            outcome=self.outcome if closed else None,
+            reason=self.reason,
+            hypothesis_held=(self.hypothesis_held if closed and self.runbook.steady_state is not None
+                             else None),
+            restored=self.all_restored() if closed else None,
+            ended_at=self.ended,
+            probe_checks=list(self.probe_checks),
+            probe_checks_dropped=self.probe_checks_dropped,
+        )
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    def set_phase(self, phase: Phase) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.event("phase", phase)
+        workflow.upsert_search_attributes([PHASE_ATTRIBUTE.value_set(phase)])
+        self.publish()
+
+    def publish_outcome(self) -> None:
+        """Search attribute `GameDayOutcome`, set once the run has its outcome (contract §7)."""
+        assert self.outcome is not None
+        workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(self.outcome)])
+
+    def publish(self) -> None:
+        """Keep the Temporal UI's current details the incident commander's board (gameday/board.py)."""
+        workflow.set_current_details(render_board(self.status(), BoardFacts(
+            workflow_id=workflow.info().workflow_id, now=workflow.now(), runbook=self.runbook,
+            plan=list(self.plan.values()),
+            in_effect=[(e.step_id, e.checkpoint) for e in self.saga.in_effect()])))
+
+    def notify(self, kind: str, text: str) -> None:
+        """Post to the runbook's webhook in the background; a failure is an event, never an error."""
+        notify = self.runbook.notify
+        if notify is None or kind not in notify.events:
+            return
+        message = Notification(webhook=notify.webhook, text=text,
+                               workflow_id=workflow.info().workflow_id)
+
+        async def post() -> None:
+            try:
+                await workflow.execute_activity(
+                    "notify.post", message, start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_attempts=2), summary=f"notify: {kind}")
+            except ActivityError as error:
+                self.event("notify_failed", f"{kind}: {describe(error)}")
+
+        self.notifications.append(asyncio.create_task(post()))
+
+    async def notified(self) -> None:
+        """Wait until every notification posted so far is delivered or has failed."""
+        if self.notifications:
+            await workflow.wait(self.notifications)
