@@ -104,7 +104,9 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     try:
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
             namespace=env.client.namespace, search_attributes={
-                name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES}))
+                name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST if kind == "KeywordList"
+                else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for name, kind in SEARCH_ATTRIBUTES.items()}))
         yield env
     finally:
         await env.shutdown()

@@ -11,6 +11,7 @@ SEARCH_ATTRIBUTES = {
     "GameDayPhase": "Keyword",
     "GameDayClouds": "KeywordList",
     "GameDayOutcome": "Keyword",
+    "GameDayZones": "KeywordList",
 }
 
 WORKER_ROLES = ("workflows", "aws", "gcp", "azure")

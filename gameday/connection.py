@@ -96,6 +96,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
     except RPCError as exc:
         raise UserError(
             f"search attributes {', '.join(sorted(missing))} are not registered in namespace "
-            f"{namespace} and could not be added ({exc.message}); add them as Keyword"
+            f"{namespace} and could not be added ({exc.message}); add them as "
+            + ", ".join(f"{name} {SEARCH_ATTRIBUTES[name]}" for name in sorted(missing))
         ) from exc
     return sorted(missing)

@@ -10,7 +10,7 @@ from gameday.status import MAX_PROBE_CHECKS, ProbeResult
 from tests.support.gameday import aws_zone_step, runbook
 from workflows.approvals import ApprovalDesk
 from workflows.saga import Saga, SagaEntry
-from workflows.status_board import StatusBoard
+from workflows.status_board import StatusBoard, cut_places
 
 STARTED = datetime(2026, 1, 6, 14, 0, tzinfo=UTC)
 STEADY = {"interval": "1s", "probes": [{"name": "checkout", "http": {"url": "http://127.0.0.1:9/"}}]}
@@ -104,3 +104,15 @@ def test_a_refusal_skips_every_step() -> None:
     shown = board()
     shown.skip_all()
     assert {s.state for s in shown.status().steps} == {"skipped"}
+
+
+def test_the_places_cut_are_named_for_a_saved_view():
+    scopes = [Scope(cloud="aws", account="123456789012", region="us-east-1", zone="us-east-1a"),
+              Scope(cloud="gcp", account="shop", region="us-central1", zone="us-central1-a"),
+              Scope(cloud="azure", account="sub", region="eastus", zone="1"),
+              Scope(cloud="azure", account="sub", region="westus2", zone="1"),
+              Scope(cloud="aws", account="123456789012", region="eu-west-1"),
+              Scope(cloud="aws", account="210987654321", region="us-east-1", zone="us-east-1a")]
+    assert cut_places(scopes) == ["aws:eu-west-1", "aws:us-east-1a", "azure:eastus-1",
+                                  "azure:westus2-1", "gcp:us-central1-a"]
+    assert cut_places([]) == []

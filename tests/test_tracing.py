@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from tests.conftest import SPANS
 from tests.support.gameday import approve, aws_zone_step, phase_is, runbook, start, wait_for
 
@@ -52,6 +55,7 @@ def test_metrics_span_events_and_search_attributes(aws, client, runner, task_que
     from tests.conftest import METRICS
     from tests.support.gameday import abort, step_state
 
+    ZONES = SearchAttributeKey.for_keyword_list("GameDayZones")
     SPANS.clear()
 
     def aws_points(name: str) -> list:
@@ -79,11 +83,19 @@ def test_metrics_span_events_and_search_attributes(aws, client, runner, task_que
         await wait_for(handle, phase_is("awaiting_approval"))
         await approve(handle)
         await wait_for(handle, step_state("blackhole-use1a", "active"))
+        cut = (await handle.describe()).typed_search_attributes.get(ZONES)
+        deadline = time.monotonic() + 30
+        while handle.id not in [w.id async for w in client.list_workflows(
+                'GameDayZones = "aws:us-east-1a"')]:  # the saved view "dark in us-east-1a"
+            assert time.monotonic() < deadline, "not listed by GameDayZones"
+            await asyncio.sleep(0.2)
         await abort(handle, reason="metrics drill")
         await handle.result()
-        return (await handle.describe()).typed_search_attributes
+        return cut, (await handle.describe()).typed_search_attributes
 
-    attributes = runner.run(scenario())
+    cut, attributes = runner.run(scenario())
+    assert cut == ["aws:us-east-1a"]
+    assert attributes.get(ZONES) is None  # nothing is cut once the run has closed
     assert attributes.get(SearchAttributeKey.for_keyword_list("GameDayClouds")) == ["aws"]
     assert attributes.get(SearchAttributeKey.for_keyword("GameDayOutcome")) == "aborted"
     assert attributes.get(SearchAttributeKey.for_keyword("GameDayPhase")) == "aborted"

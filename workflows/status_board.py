@@ -1,10 +1,11 @@
 """The status board of one GameDay: what the world sees of the run while it goes on.
 
 The board holds the facts that the `status` query answers (phase, plan, step states, events, the
-probe table, the outcome) and publishes them: the phase as search attribute `GameDayPhase`, the
-incident commander's board (gameday/board.py) as the Temporal UI's current details, and the
-moments the runbook's webhook asks for as notifications. Everything the
-workflow learns is recorded here, in the order it happens, so that a replay shows the same board.
+probe table, the outcome) and publishes them: the phase as search attribute `GameDayPhase`, what
+is cut right now as `GameDayZones` (`cut_places`), the incident commander's board
+(gameday/board.py) as the Temporal UI's current details, and the moments the runbook's webhook
+asks for as notifications. Everything the workflow learns is recorded here, in the order it
+happens, so that a replay shows the same board.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
 
     from gameday.board import BoardFacts, render_board
-    from gameday.plan import ResolvedStep
+    from gameday.plan import ResolvedStep, Scope
     from gameday.runbook import ParallelGroup, Runbook, WaitStep
     from gameday.status import (
         CLOSED_PHASES,
@@ -40,6 +41,9 @@ with workflow.unsafe.imports_passed_through():
 
 PHASE_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayPhase")
 OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("GameDayOutcome")
+ZONES_ATTRIBUTE = SearchAttributeKey.for_keyword_list("GameDayZones")
+PATCH_PUBLISH_CUT_ZONES = "publish-cut-zones"
+"""Runs started before this change did not keep search attribute `GameDayZones`."""
 TRACED_EVENTS = {"approved", "approval_refused", "rejected_by", "rejection_refused",
                  "abort_requested", "abort_repeated"}
 """Events that the current span carries too: the decisions of people, visible in a trace."""
@@ -68,6 +72,7 @@ class StatusBoard:
         self.probe_checks: list[ProbeResult] = []
         self.probe_checks_dropped = 0
         self.notifications: list[asyncio.Task[None]] = []
+        self.zones_published: list[str] = []
         self.steps: dict[str, StepStatus] = {}
         for index, item in enumerate(runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -168,11 +173,17 @@ class StatusBoard:
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(self.outcome)])
 
     def publish(self) -> None:
-        """Keep the Temporal UI's current details the incident commander's board (gameday/board.py)."""
+        """Keep the Temporal UI's current details the incident commander's board (gameday/board.py),
+        and `GameDayZones` the places cut right now."""
+        in_effect = [(e.step_id, e.checkpoint) for e in self.saga.in_effect()]
         workflow.set_current_details(render_board(self.status(), BoardFacts(
             workflow_id=workflow.info().workflow_id, now=workflow.now(), runbook=self.runbook,
-            plan=list(self.plan.values()),
-            in_effect=[(e.step_id, e.checkpoint) for e in self.saga.in_effect()])))
+            plan=list(self.plan.values()), in_effect=in_effect)))
+        cut = cut_places([checkpoint.scope for _, checkpoint in in_effect])
+        if cut != self.zones_published and workflow.patched(PATCH_PUBLISH_CUT_ZONES):
+            workflow.upsert_search_attributes([ZONES_ATTRIBUTE.value_set(cut) if cut
+                                               else ZONES_ATTRIBUTE.value_unset()])
+            self.zones_published = cut
 
     def notify(self, kind: str, text: str) -> None:
         """Post to the runbook's webhook in the background; a failure is an event, never an error."""
@@ -196,3 +207,17 @@ class StatusBoard:
         """Wait until every notification posted so far is delivered or has failed."""
         if self.notifications:
             await workflow.wait(self.notifications)
+
+
+def cut_places(scopes: list[Scope]) -> list[str]:
+    """`GameDayZones`: each zone a fault in effect cuts, as `cloud:zone` (an Azure zone with its
+    region: `azure:eastus-1`), or `cloud:region` for a fault on a whole region; sorted, once each."""
+    places = set()
+    for scope in scopes:
+        if scope.zone is None:
+            places.add(f"{scope.cloud}:{scope.region}")
+        elif scope.cloud == "azure":
+            places.add(f"azure:{scope.region}-{scope.zone}")
+        else:
+            places.add(f"{scope.cloud}:{scope.zone}")
+    return sorted(places)
