@@ -159,7 +159,10 @@ def _failures(status: GameDayStatus) -> list[str]:
     """A restore retrying, in one sentence; a step that failed, with its error in one sentence."""
     lines = []
     for step in status.steps:
-        if step.state == "restoring":
+        if step.state == "restoring" and step.error:
+            lines.append(f"**Restoring {_md(step.id)}**: its restore retries until it succeeds; the "
+                         f"last failure: {_md(_sentence(step.error))}")
+        elif step.state == "restoring":
             lines.append(f"**Restoring {_md(step.id)}**: its restore retries until it succeeds; the "
                          "last failure of an attempt shows under Pending Activities")
         elif step.state == "failed" and step.error:

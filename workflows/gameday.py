@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fault_calls import fault_activity, fault_units, prepare_activity
     from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
     from workflows.planning import guardrail_problems, resolve_step
-    from workflows.routing import RESTORE_RETRY
+    from workflows.routing import RESTORE_RETRY, RESTORE_ROUND, round_pause
     from workflows.saga import Saga, SagaEntry
     from workflows.status_board import StatusBoard
     from workflows.steady_state import PATCH_WATCH_UNTIL_RESTORE as PATCH_WATCH_UNTIL_RESTORE
@@ -71,6 +71,9 @@ PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
 PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
 """Runs started before this change began restoring only once every apply had stopped."""
+PATCH_RESTORE_IN_ROUNDS = "restore-in-rounds"
+"""Runs started before this change restored with one activity retried without end, so the run never
+saw an attempt's failure."""
 PATCH_NO_APPLY_AFTER_ABORT = "no-apply-after-abort"
 """Runs started before this change counted a unit as applying only once its apply was scheduled,
 and applied it even when the abort came while its checkpoint was being recorded."""
@@ -597,6 +600,33 @@ class GameDayWorkflow:
         for entry in self._saga.units_of(step_id):
             await self._restore(entry)
 
+    async def _restore_until_done(self, entry: SagaEntry) -> FaultResult:
+        """The restore, retried without end; in rounds, each failed round's last failure shown in
+        the step's status and the board, so an incident commander sees why it has not finished."""
+        if not workflow.patched(PATCH_RESTORE_IN_ROUNDS):
+            return await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
+        status = self._board.steps[entry.step_id]
+        unit = entry.checkpoint.unit_id
+        earlier = status.error  # why the step failed, if it did: kept once the restore is done
+        rounds = 0
+        while True:
+            try:
+                result = await self._fault_activity("restore", entry.checkpoint, RESTORE_ROUND)
+            except ActivityError as error:
+                if error.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                    raise
+                rounds += 1
+                status.error = describe(error)
+                pause = round_pause(rounds)
+                self._board.event("restore_retrying", f"{unit}: {RESTORE_ROUND.maximum_attempts} "
+                                  f"attempts failed, the last: {status.error}; trying again in "
+                                  f"{format_duration(pause)}", step=status.id)
+                self._board.publish()
+                await workflow.sleep(pause, summary=f"{unit}: wait before the restore tries again")
+                continue
+            status.error = earlier
+            return result
+
     async def _run_restore(self, entry: SagaEntry) -> None:
         status = self._board.steps[entry.step_id]
         unit = entry.checkpoint.unit_id
@@ -606,7 +636,7 @@ class GameDayWorkflow:
                           + (" while its apply stops" if raced else ""), step=status.id)
         self._board.publish()
         try:
-            result = await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
+            result = await self._restore_until_done(entry)
         except ActivityError as error:
             status.state = "failed"
             status.error = describe(error)

@@ -21,3 +21,14 @@ RESTORE_RETRY = RetryPolicy(maximum_attempts=0, initial_interval=timedelta(secon
                             maximum_interval=timedelta(seconds=30))
 """Restores never give up on their own, in the GameDay and in its dead man's switch alike: a
 restore that cannot finish stays visible as a pending activity with its last failure."""
+
+RESTORE_ROUND = RetryPolicy(maximum_attempts=4, initial_interval=timedelta(seconds=1),
+                            maximum_interval=timedelta(seconds=30))
+"""The GameDay's own restores go in rounds of this many attempts: after each round the workflow
+records the last failure (status, board, a `restore_retrying` event), waits `round_pause`, and
+tries again, without end, as `RESTORE_RETRY` does in one activity."""
+
+
+def round_pause(rounds: int) -> timedelta:
+    """The wait after the `rounds`-th failed round of a restore: 5 s more each time, at most 30 s."""
+    return min(timedelta(seconds=5 * rounds), RESTORE_RETRY.maximum_interval or timedelta(seconds=30))
