@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
+import re
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -17,10 +19,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
 from activities.throttle import APPLY, RESTORE, CallAbandoned, caller, calling_as, run_as
-from gameday.errors import CloudError, Refused, TargetNotFound, UserError
+from gameday.errors import CloudError, Refused, TargetNotFound, UserError, first_sentence
 from gameday.guardrails import WorkerSite, refusals
 from gameday.plan import (
     FaultRequest,
@@ -181,7 +183,8 @@ def cloud_span(name: str, scope: Scope, resources: int | None = None) -> Iterato
 
 
 def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Map domain errors onto Temporal's retry rules: user errors stop, transient ones retry."""
+    """Map domain errors onto Temporal's retry rules: user errors stop, transient ones retry;
+    every failure is one sentence with its full text in the details (`activity_failure`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -190,21 +193,26 @@ def temporal_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 return fn(*args, **kwargs)
         except CallAbandoned as exc:
             raise CancelledError(str(exc)) from exc
+        except FailureError:
+            raise  # a cancellation, or a failure already in Temporal's terms
         except TargetNotFound as exc:
-            raise ApplicationError(str(exc), type="TargetNotFound", non_retryable=True) from exc
+            raise activity_failure(exc, "TargetNotFound", non_retryable=True) from None
         except Refused as exc:
-            raise ApplicationError(str(exc), type="Refused", non_retryable=True) from exc
+            raise activity_failure(exc, "Refused", non_retryable=True) from None
         except UserError as exc:
-            raise ApplicationError(str(exc), type="UserError", non_retryable=True) from exc
+            raise activity_failure(exc, "UserError", non_retryable=True) from None
         except CloudError as exc:
-            raise _cloud_failure(exc, retryable=exc.retryable) from exc
+            raise _cloud_failure(exc, retryable=exc.retryable) from None
+        except Exception as exc:
+            raise unexpected_failure(exc) from None
 
     return wrapper
 
 
 def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """A restore never gives up: every failure is retried (the last one shows in the Temporal UI
-    as the pending activity's failure), so fixing the cause, a permission say, lets it finish."""
+    as the pending activity's failure, in one sentence), so fixing the cause, a permission say,
+    lets it finish."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -213,12 +221,104 @@ def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 return fn(*args, **kwargs)
         except CallAbandoned as exc:
             raise CancelledError(str(exc)) from exc
+        except FailureError:
+            raise  # a cancellation, or a failure already in Temporal's terms
         except CloudError as exc:
-            raise _cloud_failure(exc, retryable=True) from exc
+            raise _cloud_failure(exc, retryable=True) from None
         except UserError as exc:
-            raise ApplicationError(str(exc), type="RestoreBlocked") from exc
+            raise activity_failure(exc, "RestoreBlocked") from None
+        except Exception as exc:
+            raise unexpected_failure(exc) from None
 
     return wrapper
+
+
+MAX_SENTENCE = 300
+"""Characters of a failure's message at most: the Temporal UI shows it on one line."""
+MAX_DETAILS = 1_800
+"""Characters of a failure's details at most. Temporal keeps a retrying activity's last failure
+only while the whole failure (message, details, stack trace) is under 4 KB
+(`limit.mutableStateActivityFailureSize.error`); above, the UI shows "Failure exceeds size
+limit." instead of it. Whatever is cut goes to the worker's log in full."""
+_REQUEST = re.compile(r"\b(?:GET|HEAD|POST|PUT|PATCH|DELETE) https?://\S*?(?::\s+|\s+|$)")
+"""The method and URL SDKs put before a server's message (`404 GET http://…/instances/x: …`)."""
+_CLOUDS = {"botocore": "AWS", "boto3": "AWS", "google": "GCP", "azure": "Azure"}
+"""The cloud an SDK's exception comes from, by its top-level package."""
+
+
+def activity_failure(exc: BaseException, type: str, *, non_retryable: bool = False,
+                     next_retry_delay: timedelta | None = None) -> ApplicationError:
+    """`exc` as an activity's failure: its message is one sentence (what the Temporal UI shows as
+    the last failure, and what workflows read through `describe`), its details hold the full
+    text and the text of every exception it was raised from. Raise it `from None`: a Temporal
+    failure's cause would carry, and show first, the SDK's raw text."""
+    texts = [str(exc), *_causes(exc)]
+    message, *causes = _shared(texts, MAX_DETAILS)
+    if [message, *causes] != texts and activity.in_activity():
+        activity.logger.warning("the activity failed: %s", _sentence(str(exc)), exc_info=exc)
+    return ApplicationError(_sentence(str(exc)) or type, {"message": message, "causes": causes},
+                            type=type, non_retryable=non_retryable,
+                            next_retry_delay=next_retry_delay)
+
+
+def unexpected_failure(exc: Exception) -> ApplicationError:
+    """An exception no fault meant to raise (a bug, an SDK error not translated): retryable, as
+    Temporal treats any exception, its type as the failure's type, one sentence naming it and
+    its cloud, and its traceback in the details (in full in the worker's log)."""
+    if activity.in_activity():
+        activity.logger.warning("the activity failed unexpectedly", exc_info=exc)
+    kind = type(exc).__name__
+    cloud = _CLOUDS.get(type(exc).__module__.split(".")[0])
+    text = _sentence(str(exc))
+    sentence = f"the activity failed: {f'{cloud} ' if cloud else ''}{kind}{f': {text}' if text else ''}"
+    message = _cut(str(exc), MAX_DETAILS // 4)
+    details = {"error": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": message,
+               "traceback": _tail("".join(traceback.format_exception(exc)),
+                                  MAX_DETAILS - len(message))}
+    return ApplicationError(_sentence(sentence), details, type=kind)
+
+
+def _sentence(message: str) -> str:
+    """The first sentence of `message`, without an SDK's request line, on one bounded line."""
+    sentence = _REQUEST.sub("", first_sentence(message)).strip()
+    if len(sentence) > MAX_SENTENCE:
+        sentence = sentence[:MAX_SENTENCE - 1].rstrip() + "…"
+    return sentence
+
+
+def _shared(texts: list[str], budget: int) -> list[str]:
+    """`texts` as they are when they fit in `budget` characters together, else each cut to an
+    equal share."""
+    if sum(map(len, texts)) <= budget:
+        return texts
+    return [_cut(text, budget // len(texts)) for text in texts]
+
+
+def _cut(text: str, most: int) -> str:
+    """`text` in at most about `most` characters: its head and its tail."""
+    if len(text) <= most:
+        return text
+    half = max(0, most // 2 - 20)
+    return f"{text[:half]} … {len(text) - 2 * half} characters cut … {text[len(text) - half:]}"
+
+
+def _tail(text: str, most: int) -> str:
+    """The end of `text` (a traceback's innermost frames and its error) in about `most`
+    characters."""
+    if len(text) <= most:
+        return text
+    keep = max(0, most - 40)
+    return f"… {len(text) - keep} characters cut …\n{text[len(text) - keep:]}"
+
+
+def _causes(exc: BaseException, most: int = 5) -> list[str]:
+    """`Type: text` of each exception `exc` was raised from (or while handling), nearest first."""
+    causes: list[str] = []
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    while cause is not None and len(causes) < most:
+        causes.append(f"{type(cause).__module__}.{type(cause).__qualname__}: {cause}")
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    return causes
 
 
 def _scope_of(args: Iterable[Any]) -> Scope | None:
@@ -261,9 +361,5 @@ def _caller_of(args: Iterable[Any], priority: int) -> dict[str, Any]:
 
 def _cloud_failure(exc: CloudError, retryable: bool) -> ApplicationError:
     delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-    return ApplicationError(
-        str(exc),
-        type="CloudThrottled" if exc.retry_after is not None else "CloudError",
-        non_retryable=not retryable,
-        next_retry_delay=delay,
-    )
+    return activity_failure(exc, "CloudThrottled" if exc.retry_after is not None else "CloudError",
+                            non_retryable=not retryable, next_retry_delay=delay)

@@ -57,7 +57,7 @@ def _alarm_state(name: str, region: str) -> str:
     from botocore.config import Config
 
     cloudwatch = boto3.client("cloudwatch", region_name=region,
-                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
+                              config=Config(retries={"total_max_attempts": 1}, connect_timeout=3,
                                             read_timeout=5))
     alarms = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
     return alarms[0]["StateValue"] if alarms else "MISSING"

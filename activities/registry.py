@@ -6,7 +6,8 @@ A fault is a plain class of its cloud's package (`activities/<cloud>/<fault>.py`
 `connect()`). The adapter (`FaultAdapter`, `CloudActivities`) adds what every fault needs and no
 fault writes itself: the span named like the activity, the guardrail re-check before any change,
 the checkpoint's state checked against the fault's own `State` model before any cloud call, and
-the mapping of domain errors onto Temporal's retry rules (`temporal_errors`, `restore_errors`).
+the mapping of domain errors onto Temporal's retry rules (`temporal_errors`, `restore_errors`),
+each failure one sentence with its full text in the details.
 
 Adding a fault: one module per cloud, plus one entry per cloud in `FAULTS`. A cloud that cannot
 offer an action says so with `NotSupported`: its resolve refuses the step with that sentence

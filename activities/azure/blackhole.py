@@ -15,7 +15,7 @@ import hashlib
 import threading
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.network.models import NetworkInterface, NetworkSecurityGroup, SecurityRule
 from pydantic import BaseModel
 
@@ -29,7 +29,6 @@ from activities.azure.api import (
     TAG_STEP,
     ArmClients,
     AzureConnection,
-    cloud_error,
     find,
     id_parts,
     listing,
@@ -136,13 +135,10 @@ class NicReader:
         _, group, name = id_parts(nic_id)
         key = group.lower()
         if key not in self._groups:
-            try:
-                listed = list(self._arm.network.network_interfaces.list(group))
-            except ResourceNotFoundError:
-                listed = []  # no such group: none of its NICs exists
-            except AzureError as exc:
-                raise cloud_error(exc, f"listing NICs of resource group {group}") from exc
-            self._groups[key] = {nic.id.lower(): nic for nic in listed if nic.id}
+            listed = find(f"listing NICs of resource group {group}",
+                          lambda: list(self._arm.network.network_interfaces.list(group)))
+            # None: no such group, so none of its NICs exists
+            self._groups[key] = {nic.id.lower(): nic for nic in listed or [] if nic.id}
         return self._groups[key].get(nic_id.lower())
 
 
@@ -180,15 +176,12 @@ class AzureZoneBlackhole:
 
     def _targets(self, arm: ArmClients, step_id: str,
                  target: AzureZoneTarget | AzureRegionTarget) -> list[Resource]:
-        try:
-            vms = list(arm.compute.virtual_machines.list(target.resource_group))
-        except ResourceNotFoundError as exc:
+        vms = find("listing virtual machines",
+                   lambda: list(arm.compute.virtual_machines.list(target.resource_group)))
+        if vms is None:
             raise TargetNotFound(
                 f"step {step_id}: resource group {target.resource_group} does not exist in "
-                f"subscription {target.subscription}"
-            ) from exc
-        except AzureError as exc:
-            raise cloud_error(exc, "listing virtual machines") from exc
+                f"subscription {target.subscription}")
         region = normalize_location(target.region)
         wanted = [target.zone] if isinstance(target, AzureZoneTarget) else list(AZURE_ZONES)
         chosen: list[tuple[str, Any]] = []

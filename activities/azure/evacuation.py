@@ -8,6 +8,8 @@ After restore: each has E again (already so: left alone).
 
 from __future__ import annotations
 
+from functools import partial
+
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.mgmt.trafficmanager.models import Endpoint
 from pydantic import BaseModel
@@ -21,9 +23,12 @@ from activities.azure.api import (
     normalize_location,
     not_found_sentence,
     text,
+    throttle_of,
+    transient_of,
     write,
 )
 from activities.base import progress
+from activities.transient import retried
 from gameday.errors import Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -85,7 +90,9 @@ class AzureRegionEvacuation:
         records: list[EndpointRecord] = []
         for profile_name in target.traffic_manager_profiles:
             try:
-                profile = arm.traffic.profiles.get(target.resource_group, profile_name)
+                profile = retried(  # as `find` does, but a 404 is named here
+                    partial(arm.traffic.profiles.get, target.resource_group, profile_name),
+                    transient_of, throttle_of)
             except ResourceNotFoundError as exc:
                 missing = (not_found_sentence(exc) if error_code(exc) == "ResourceGroupNotFound"
                            else None)
