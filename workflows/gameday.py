@@ -7,7 +7,8 @@ cancellation or the `max_duration` deadline, stops the body, and restores every 
 order in tasks that the workflow's cancellation does not reach, retrying without end.
 
 The workflow reads like the runbook: plan, gate, lease and arm, baseline, groups, compensate,
-recovery. Its helpers keep the rest: the approval rules (approvals.py), the saga's order
+recovery. Its helpers keep the rest: the approval rules (approvals.py) and the gates that wait on
+them and answer approve, reject and abort (gates.py), the zone leases (leases.py), the saga's order
 (saga.py), what the world sees (status_board.py), the steady state (steady_state.py), drift
 (drift.py), the cloud calls of a fault (fault_calls.py) and the dead man's switch (watchdog.py).
 """
@@ -43,15 +44,15 @@ with workflow.unsafe.imports_passed_through():
         GameDayStatus,
         Reject,
         UpdateAnswer,
-        approve_flags,
     )
     from gameday.units import drift_unit_id as drift_unit_id
-    from workflows.approvals import ApprovalDesk, gate_name, gate_of
+    from workflows.approvals import ApprovalDesk
     from workflows.drift import PATCH_DRIFT_STOPS_WHEN_TOLD as PATCH_DRIFT_STOPS_WHEN_TOLD
     from workflows.drift import DriftWatch
     from workflows.errors import describe
     from workflows.fault_calls import fault_activity, fault_units, prepare_activity
-    from workflows.leases import LeaseAnswer, LeaseRequest, lease_key
+    from workflows.gates import Gates, Rejected
+    from workflows.leases import LeasesHeld, RunLeases
     from workflows.planning import guardrail_problems, resolve_step
     from workflows.routing import RESTORE_RETRY, RESTORE_ROUND, round_pause
     from workflows.saga import Saga, SagaEntry
@@ -116,10 +117,6 @@ def _first(error: BaseException) -> BaseException:
     return error
 
 
-class Rejected(Exception):
-    """No go: an approver rejected, or no approval came in time."""
-
-
 class Refused(Exception):
     """A guardrail refused the plan; nothing was touched."""
 
@@ -146,16 +143,14 @@ class GameDayWorkflow:
         self._started = workflow.now()
         self._deadline = self._started + min(self._runbook.max_duration, MAX_RUN)
         self._desk = ApprovalDesk(self._runbook, workflow.info().workflow_id)
-        self._early: list[Approve] = []
-        self._rejection: Reject | None = None
-        self._abort: Abort | None = None
         self._saga = Saga()
         self._board = StatusBoard(self._runbook, self._desk, self._saga, self._started, self._deadline)
+        self._gates = Gates(self._runbook, self._desk, self._board, self._deadline)
         self._body: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
         self._watchdog = WatchdogLink(self._runbook, self._deadline, input.watchdog_poll, self._board)
-        self._leased = False
-        self._steady = SteadyState(self._runbook, self._board, self._saga, self._request_abort)
+        self._leases = RunLeases(workflow.info().workflow_id, self._board)
+        self._steady = SteadyState(self._runbook, self._board, self._saga, self._gates.request_abort)
         self._drift = DriftWatch(self._runbook, self._board, self._inject)
 
     # --- the run ----------------------------------------------------------------------------
@@ -200,14 +195,14 @@ class GameDayWorkflow:
         body = self._body = asyncio.create_task(self._carry_out())
         try:
             await workflow.wait_condition(
-                lambda: body.done() or self._abort is not None, timeout=self._remaining(),
+                lambda: body.done() or self._gates.abort is not None, timeout=self._remaining(),
                 timeout_summary=f"deadline: max_duration {format_duration(self._runbook.max_duration)}, "
                                 f"then abort and restore")
         except TimeoutError:
-            self._request_abort(Abort(by="gameday", reason=(
+            self._gates.request_abort(Abort(by="gameday", reason=(
                 f"max_duration {format_duration(self._runbook.max_duration)} reached")))
         except asyncio.CancelledError:
-            self._request_abort(Abort(by="temporal", reason="the workflow was cancelled"))
+            self._gates.request_abort(Abort(by="temporal", reason="the workflow was cancelled"))
         early: asyncio.Task[None] | None = None
         if not body.done():
             body.cancel()
@@ -240,18 +235,18 @@ class GameDayWorkflow:
             raise Refused(f"max_duration {format_duration(self._runbook.max_duration)} is longer than "
                           f"the {format_duration(MAX_RUN)} a GameDay may last; nothing was changed")
         await self._make_plan()
-        await self._gate("start")
+        await self._gates.wait_for("start")
         self._board.set_phase("running")
         if workflow.patched(PATCH_ARM_WITH_LEASES):
             # one round trip instead of two; both always finish before a failure is raised
-            outcomes = await asyncio.gather(self._take_leases(), self._watchdog.arm(),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(self._leases.take(self._board.plan.values()),
+                                            self._watchdog.arm(), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
             await self._check_baseline()
         else:
-            await self._take_leases()
+            await self._leases.take(self._board.plan.values())
             await self._check_baseline()
             await self._watchdog.arm()
         if self._runbook.steady_state is not None:
@@ -274,9 +269,9 @@ class GameDayWorkflow:
         error = _first(error) if error is not None else None
         if isinstance(error, Rejected):
             self._board.end("rejected", str(error))
-        elif self._abort is not None:
-            self._board.end("aborted", f"aborted by {self._abort.by}: {self._abort.reason}")
-        elif isinstance(error, Refused):
+        elif self._gates.abort is not None:
+            self._board.end("aborted", f"aborted by {self._gates.abort.by}: {self._gates.abort.reason}")
+        elif isinstance(error, Refused | LeasesHeld):
             self._board.end("failed", str(error))
         elif error is not None:
             self._board.end("failed", describe(error))
@@ -306,45 +301,7 @@ class GameDayWorkflow:
             raise Refused(f"refused before any change: {'; '.join(collisions)}; rename the step")
         self._drift.unit_ids.update(unit_id for _, unit_id in units)
 
-    # --- approvals ----------------------------------------------------------------------------
-
-    async def _gate(self, gate: str) -> None:
-        """Wait for `approvals_required` distinct approvers of this gate, or a rejection."""
-        needed = self._desk.needed
-        what = gate_name(gate)
-        approvers = ", ".join(self._desk.approver_ids())
-        self._desk.pending.append(gate)
-        if gate == "start":
-            self._board.set_phase("awaiting_approval")
-        else:
-            self._board.steps[gate].state = "awaiting_approval"
-        self._board.event("approval_requested", f"{what} awaits {needed} approval(s) from {approvers}",
-                          step=None if gate == "start" else gate)
-        early, self._early = self._early, []
-        for signal in early:
-            self._record_approval(signal)
-        self._board.publish()
-        flag = approve_flags(gate, self._runbook.approvals == "signed")
-        self._board.notify("approval", f":raised_hand: GameDay *{self._runbook.name}*: {what} awaits "
-                           f"approval by {approvers}.\n"
-                           f"`gameday approve {workflow.info().workflow_id} --as <you>{flag}` "
-                           f"(or `gameday reject ... --reason ...`)")
-        try:
-            await workflow.wait_condition(
-                lambda: self._desk.satisfied(gate) or self._rejection is not None,
-                timeout=min(self._runbook.approval_timeout, self._remaining()),
-                timeout_summary=f"approval timeout of {what}: "
-                                f"{format_duration(self._runbook.approval_timeout)}",
-            )
-        except TimeoutError:
-            raise Rejected(f"no approval for {what} within "
-                           f"{format_duration(self._runbook.approval_timeout)}") from None
-        finally:
-            self._desk.pending.remove(gate)
-        if self._rejection is not None:
-            by, why = self._rejection.approver, self._rejection.reason
-            raise Rejected(f"{what} was rejected by {by}" + (f": {why}" if why else ""))
-        self._board.publish()
+    # --- what people ask: the contract's signals and updates (workflows/gates.py answers) -----
 
     @workflow.signal
     def approve(self, payload: Any) -> None:
@@ -354,47 +311,18 @@ class GameDayWorkflow:
         if isinstance(signal, str):
             self._board.event("approval_refused", f"malformed approve signal: {signal}")
             return
-        if self._board.phase == "planning":
-            self._early.append(signal)
-            return
-        self._record_approval(signal)
+        self._gates.approval_signalled(signal)
 
     @workflow.update(name="approve")
     async def approve_update(self, payload: Any) -> UpdateAnswer:
         """The `approve` signal, answered: an approval sent while the run still plans waits here
         until the plan exists, so that it is checked against that plan."""
         signal = _parse(Approve, payload)
-        await workflow.wait_condition(lambda: self._board.phase != "planning")
-        return self._record_approval(signal)
+        return await self._gates.answer_approval(signal)
 
     @approve_update.validator
     def _validate_approve(self, payload: Any) -> None:
         _malformed(Approve, payload)
-
-    def _record_approval(self, signal: Approve) -> UpdateAnswer:
-        """Count the approval, or record why it does not count (workflows/approvals.py); the
-        answer says which."""
-        gate = gate_of(signal)
-        step = None if gate == "start" else gate
-        fingerprint: str | None = None
-        refusal = self._board.closed()
-        if not refusal:
-            refusal, fingerprint = self._desk.judge(signal, self._board.plan_hash)
-        if refusal:
-            self._board.event("approval_refused", refusal, step=step, by=signal.approver,
-                              request_id=signal.request_id)
-            self._board.publish()
-            return UpdateAnswer(accepted=False, kind="approval_refused", detail=refusal)
-        count = self._desk.count(signal)
-        if step:
-            self._board.steps[step].approved_by.append(signal.approver)
-        detail = (f"{signal.approver} approved {gate} ({count}/{self._desk.needed})"
-                  + (f" with key {fingerprint}" if fingerprint else "")
-                  + (f": {signal.note}" if signal.note else ""))
-        self._board.event("approved", detail, step=step, by=signal.approver,
-                          request_id=signal.request_id, fingerprint=fingerprint)
-        self._board.publish()
-        return UpdateAnswer(accepted=True, kind="approved", detail=detail)
 
     @workflow.signal
     def reject(self, payload: Any) -> None:
@@ -402,29 +330,17 @@ class GameDayWorkflow:
         if isinstance(signal, str):
             self._board.event("rejection_refused", f"malformed reject signal: {signal}")
             return
-        self._record_rejection(signal)
+        self._gates.record_rejection(signal)
 
     @workflow.update(name="reject")
     def reject_update(self, payload: Any) -> UpdateAnswer:
         """The `reject` signal, answered."""
         signal = _parse(Reject, payload)
-        return self._record_rejection(signal)
+        return self._gates.record_rejection(signal)
 
     @reject_update.validator
     def _validate_reject(self, payload: Any) -> None:
         _malformed(Reject, payload)
-
-    def _record_rejection(self, signal: Reject) -> UpdateAnswer:
-        planning = self._board.phase == "planning"
-        refusal = self._board.closed() or self._desk.judge_rejection(signal, planning)
-        if refusal:
-            self._board.event("rejection_refused", refusal, by=signal.approver,
-                              request_id=signal.request_id)
-            return UpdateAnswer(accepted=False, kind="rejection_refused", detail=refusal)
-        self._rejection = self._rejection or signal
-        detail = f"{signal.approver} rejected" + (f": {signal.reason}" if signal.reason else "")
-        self._board.event("rejected_by", detail, by=signal.approver, request_id=signal.request_id)
-        return UpdateAnswer(accepted=True, kind="rejected_by", detail=detail)
 
     @workflow.signal
     def abort(self, payload: Any) -> None:
@@ -433,31 +349,17 @@ class GameDayWorkflow:
         signal = _parse(Abort, payload)
         if isinstance(signal, str):
             signal = Abort(by="unknown", reason=f"malformed abort signal ({signal})")
-        self._request_abort(signal)
+        self._gates.request_abort(signal)
 
     @workflow.update(name="abort")
     def abort_update(self, payload: Any) -> UpdateAnswer:
         """The `abort` signal, answered; a malformed request is refused by the validator."""
         signal = _parse(Abort, payload)
-        return self._request_abort(signal)
+        return self._gates.request_abort(signal)
 
     @abort_update.validator
     def _validate_abort(self, payload: Any) -> None:
         _malformed(Abort, payload)
-
-    def _request_abort(self, signal: Abort) -> UpdateAnswer:
-        closed = self._board.closed()
-        if closed:
-            return UpdateAnswer(accepted=False, kind="abort_refused", detail=closed)
-        detail = f"{signal.by}: {signal.reason}"
-        if self._abort is not None:
-            self._board.event("abort_repeated", detail, by=signal.by, request_id=signal.request_id)
-            return UpdateAnswer(accepted=True, kind="abort_repeated", detail=detail)
-        self._abort = signal
-        self._board.event("abort_requested", detail, by=signal.by, request_id=signal.request_id)
-        self._board.notify("abort", f":rotating_light: GameDay *{self._runbook.name}* aborted by "
-                           f"{signal.by}: {signal.reason}. Every fault is being restored.")
-        return UpdateAnswer(accepted=True, kind="abort_requested", detail=detail)
 
     # --- one step -----------------------------------------------------------------------------
 
@@ -471,7 +373,7 @@ class GameDayWorkflow:
     async def _carry_out_step(self, step: FaultStep | WaitStep, group: int) -> None:
         status = self._board.steps[step.id]
         if step.approval == "required":
-            await self._gate(step.id)
+            await self._gates.wait_for(step.id)
         if isinstance(step, WaitStep):
             status.state = "active"
             self._board.event("waiting", f"{step.id}: waiting {format_duration(step.duration)}",
@@ -488,7 +390,7 @@ class GameDayWorkflow:
                 for index, (unit, resolved) in enumerate(self._units(step)):
                     tasks.create_task(self._inject(step.id, unit, index, resolved, group, entries))
         except BaseException as error:
-            status.state = "failed" if self._abort is None else ("restoring" if entries else "skipped")
+            status.state = "failed" if self._gates.abort is None else ("restoring" if entries else "skipped")
             status.error = describe(_first(error))
             raise
         status.state = "active"
@@ -523,7 +425,7 @@ class GameDayWorkflow:
             entry.applying = True
         try:
             await self._watchdog.tell("record", checkpoint, required=True)
-            if guarded and self._abort is not None:
+            if guarded and self._gates.abort is not None:
                 return  # aborted while recording: no apply
             entry.applying = True
             await self._fault_activity("apply", checkpoint, APPLY_RETRY)
@@ -545,38 +447,6 @@ class GameDayWorkflow:
             summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
                     f"({checkpoint.resources} resources)",
         )
-
-    # --- zone leases ---------------------------------------------------------------------------
-
-    async def _take_leases(self) -> None:
-        """One GameDay at a time per zone or region: refuse, naming the holder, before any change."""
-        keys = sorted({lease_key(r.scope.cloud, r.scope.account, r.scope.region, r.scope.zone)
-                       for r in self._board.plan.values()})
-        if not keys:
-            return
-        answer = await workflow.execute_activity(
-            "gameday.acquire_leases", LeaseRequest(run_id=workflow.info().workflow_id, keys=keys),
-            result_type=LeaseAnswer, start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(maximum_attempts=5), summary="lease the zones and regions")
-        if not answer.granted:
-            self._board.skip_all()
-            held = "; ".join(f"{key.replace(':', ' ').replace(' *', ' (whole region)')} is held by "
-                             f"GameDay {holder}" for key, holder in sorted(answer.conflicts.items()))
-            raise Refused(f"refused: {held}; wait for it to end or abort it")
-        self._leased = True
-        self._board.event("leased", f"holding {', '.join(keys)}")
-
-    async def _release_leases(self) -> None:
-        if not self._leased:
-            return
-        try:
-            await workflow.execute_activity(
-                "gameday.release_leases", workflow.info().workflow_id, result_type=int,
-                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
-                summary="release the zones and regions")
-        except ActivityError as error:
-            self._board.event("lease_release_failed",
-                              f"{describe(error)}; the next GameDay reclaims them")
 
     # --- the steady-state hypothesis ---------------------------------------------------------
 
@@ -690,14 +560,12 @@ class GameDayWorkflow:
             board.end("failed", "a fault could not be restored")
         board.publish_outcome()
         board.set_phase(board.outcome)
-        early, self._early = self._early, []
-        for signal in early:  # sent while planning, and planning never reached a gate
-            self._record_approval(signal)
+        self._gates.record_early()  # sent while planning, and planning never reached a gate
         restored = board.all_restored()
         board.event("finished", f"outcome {board.outcome}; every fault restored: {restored}")
         if restored:
             await self._watchdog.tell("release")
-            await self._release_leases()
+            await self._leases.release()
         board.notify("end", f"GameDay *{self._runbook.name}* ended: {board.outcome}"
                      + (f" ({board.reason})" if board.reason else "")
                      + f"; hypothesis held: {board.hypothesis_verdict()}; every fault restored: "

@@ -8,11 +8,19 @@ the next acquirer once Temporal says neither the run nor its dead man's switch i
 Workers send their requests in batches (`decide`): Temporal admits only a few Updates in flight
 per workflow (10 by default) and aborts the rest when many arrive at once, so each worker process
 keeps one Update in flight and queues what arrives meanwhile into the next one.
+
+`RunLeases` is a GameDay's side of the desk: it takes the zones and regions of its plan before any
+change and gives them back once every fault is restored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import timedelta
+
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.leases import (  # noqa: F401  (re-exported: the lease desk's payloads)
@@ -25,7 +33,67 @@ with workflow.unsafe.imports_passed_through():
         leases_id,
         overlaps,
     )
+    from gameday.plan import ResolvedStep
+    from workflows.errors import describe
+    from workflows.status_board import StatusBoard
 
+
+class LeasesHeld(Exception):
+    """Another GameDay holds a zone or region of the plan; nothing was touched."""
+
+
+def plan_lease_keys(plan: Iterable[ResolvedStep]) -> list[str]:
+    """The zones (and whole regions) a plan acts on, as lease keys, each once, sorted."""
+    return sorted({lease_key(r.scope.cloud, r.scope.account, r.scope.region, r.scope.zone)
+                   for r in plan})
+
+
+def held_elsewhere(conflicts: dict[str, str]) -> str:
+    """The refusal of a lease request, naming each zone or region asked for and its holder."""
+    held = "; ".join(f"{key.replace(':', ' ').replace(' *', ' (whole region)')} is held by "
+                     f"GameDay {holder}" for key, holder in sorted(conflicts.items()))
+    return f"refused: {held}; wait for it to end or abort it"
+
+
+class RunLeases:
+    """The leases of one GameDay: taken before any change, released once every fault is restored.
+    A run that never releases them is evicted by the next acquirer once neither it nor its dead
+    man's switch still runs."""
+
+    def __init__(self, run_id: str, board: StatusBoard) -> None:
+        self.run_id = run_id
+        self.board = board
+        self.held = False
+
+    async def take(self, plan: Iterable[ResolvedStep]) -> None:
+        """One GameDay at a time per zone or region: `LeasesHeld`, naming the holder, before any
+        change (every step is then skipped)."""
+        keys = plan_lease_keys(plan)
+        if not keys:
+            return
+        answer = await workflow.execute_activity(
+            "gameday.acquire_leases", LeaseRequest(run_id=self.run_id, keys=keys),
+            result_type=LeaseAnswer, start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=5), summary="lease the zones and regions")
+        if not answer.granted:
+            self.board.skip_all()
+            raise LeasesHeld(held_elsewhere(answer.conflicts))
+        self.held = True
+        self.board.event("leased", f"holding {', '.join(keys)}")
+
+    async def release(self) -> None:
+        """Give back what `take` got; a release that fails is recorded, and the next acquirer
+        reclaims the leases."""
+        if not self.held:
+            return
+        try:
+            await workflow.execute_activity(
+                "gameday.release_leases", self.run_id, result_type=int,
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
+                summary="release the zones and regions")
+        except ActivityError as error:
+            self.board.event("lease_release_failed",
+                             f"{describe(error)}; the next GameDay reclaims them")
 
 
 @workflow.defn(name="GameDayLeases")
