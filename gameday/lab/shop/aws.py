@@ -1,0 +1,139 @@
+"""How the shop reads AWS (moto): a region serves while a `tier=web` subnet of the `shop` VPC is
+on no deny-all network ACL; the global routing is the weighted records of `www.shop.example.com`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gameday.lab.shop.reading import CALL_TIMEOUT, NotConfigured, ReadCache, ShopConfig
+from gameday.lab.shop.verdicts import joined, route_verdict, verdict
+
+AWS_ACL_RUN_TAG = "gameday:run"        # activities.aws.TAG_RUN
+
+
+def aws_acl_cut(acl: Mapping[str, Any]) -> str | None:
+    """Why this network ACL lets nothing through, or None when it lets traffic through."""
+    acl_id = acl.get("NetworkAclId", "?")
+    tags = {t["Key"]: t["Value"] for t in acl.get("Tags", [])}
+    if tags.get(AWS_ACL_RUN_TAG):
+        return f"on gameday's deny-all network ACL {acl_id} (run {tags[AWS_ACL_RUN_TAG]})"
+    for egress, word in ((False, "inbound"), (True, "outbound")):
+        entries = [e for e in acl.get("Entries", []) if bool(e.get("Egress")) == egress]
+        allows = [int(e["RuleNumber"]) for e in entries if e.get("RuleAction") == "allow"]
+        denies = [int(e["RuleNumber"]) for e in entries if e.get("RuleAction") == "deny"
+                  and e.get("CidrBlock") == "0.0.0.0/0" and str(e.get("Protocol")) in ("-1", "all")]
+        if not allows:
+            return f"network ACL {acl_id} allows no {word} traffic"
+        if denies and min(denies) < min(allows):
+            return (f"network ACL {acl_id} denies all {word} traffic at rule {min(denies)}, "
+                    f"before its first allow (rule {min(allows)})")
+    return None
+
+
+class AwsShop:
+    """AWS clients are per service and region, each built once from `AWS_ENDPOINT_URL`."""
+
+    def __init__(self, env: Mapping[str, str], cache: ReadCache, config: ShopConfig):
+        self.env = env
+        self.cache = cache
+        self.config = config
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        endpoint = self.env.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            raise NotConfigured("AWS_ENDPOINT_URL is not set (see `gameday lab env`)")
+        with self._lock:
+            made = self._clients.get((service, region))
+            if made is None:
+                import boto3
+                from botocore.config import Config
+
+                if self._session is None:  # one session: its clients share the loaded models
+                    self._session = boto3.session.Session(
+                        aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID") or "gameday-lab",
+                        aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY")
+                        or "gameday-lab")
+                made = self._session.client(service, region_name=region, endpoint_url=endpoint,
+                                            config=Config(connect_timeout=1,
+                                                          read_timeout=CALL_TIMEOUT,
+                                                          retries={"max_attempts": 1,
+                                                                   "mode": "standard"}))
+                self._clients[(service, region)] = made
+            return made
+
+    def _read(self, notes: list[str], key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+        return self.cache.get(("aws", *key), load, notes)
+
+    def region(self, region: str) -> dict[str, Any]:
+        notes: list[str] = []
+        ec2 = self.client("ec2", region)
+        vpcs = self._read(notes, (region, "vpcs"), lambda: ec2.describe_vpcs(Filters=[
+            {"Name": "tag:Name", "Values": [self.config.aws_vpc_name]}])["Vpcs"])
+        vpc_ids = sorted(v["VpcId"] for v in vpcs)
+        if not vpc_ids:
+            return verdict("aws", region, True, f"no VPC named {self.config.aws_vpc_name} in "
+                           f"{region}: a region outside the lab, assumed to serve",
+                           modelled=False, notes=notes)
+        subnets = self._read(notes, (region, "web-subnets"), lambda: ec2.describe_subnets(Filters=[
+            {"Name": "vpc-id", "Values": vpc_ids},
+            {"Name": "tag:tier", "Values": [self.config.aws_web_tier]}])["Subnets"])
+        acls = self._read(notes, (region, "acls"), lambda: ec2.describe_network_acls(Filters=[
+            {"Name": "vpc-id", "Values": vpc_ids}])["NetworkAcls"])
+        acl_of: dict[str, Mapping[str, Any]] = {}
+        default_of: dict[str, Mapping[str, Any]] = {}
+        for acl in acls:
+            if acl.get("IsDefault"):
+                default_of[acl["VpcId"]] = acl
+            for association in acl.get("Associations", []):
+                acl_of[association["SubnetId"]] = acl
+        zones: dict[str, dict[str, Any]] = {}
+        for subnet in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"])):
+            acl = acl_of.get(subnet["SubnetId"]) or default_of.get(subnet["VpcId"]) or {}
+            cut = aws_acl_cut(acl) if acl else "no network ACL holds it"
+            zone = zones.setdefault(subnet["AvailabilityZone"], {"serving": False, "subnets": []})
+            name = next((t["Value"] for t in subnet.get("Tags", []) if t["Key"] == "Name"), None)
+            zone["subnets"].append({"id": subnet["SubnetId"], "name": name,
+                                    "network_acl": acl.get("NetworkAclId"), "cut": cut})
+            zone["serving"] = zone["serving"] or cut is None
+        serving = sorted(z for z, v in zones.items() if v["serving"])
+        if serving:
+            reason = f"serving from {joined(serving)}"
+        elif zones:
+            reason = (f"every {self.config.aws_web_tier}-tier subnet of "
+                      f"{self.config.aws_vpc_name} in {region} is on a deny-all network ACL "
+                      f"(zones {joined(sorted(zones))})")
+        else:
+            reason = (f"VPC {self.config.aws_vpc_name} has no subnet tagged "
+                      f"tier={self.config.aws_web_tier} in {region}")
+        return verdict("aws", region, bool(serving), reason, modelled=True, zones=zones,
+                       notes=notes)
+
+    def global_(self) -> dict[str, Any]:
+        notes: list[str] = []
+        route53 = self.client("route53", "us-east-1")
+        domain = self.config.aws_domain.rstrip(".") + "."
+        record = f"{self.config.aws_record}.{domain}"
+        hosted = self._read(notes, ("hosted-zones",), lambda: route53.get_paginator(
+            "list_hosted_zones").paginate().build_full_result()["HostedZones"])
+        zone_ids = [z["Id"] for z in hosted if z["Name"] == domain]
+        if not zone_ids:
+            return verdict("aws", "global", False, f"no Route53 hosted zone {domain}",
+                           notes=notes)
+        records: list[dict[str, Any]] = []
+        for zone_id in zone_ids:
+            records += self._read(notes, ("records", zone_id), lambda z=zone_id: route53
+                                  .get_paginator("list_resource_record_sets")
+                                  .paginate(HostedZoneId=z).build_full_result()
+                                  ["ResourceRecordSets"])
+        weighted = [r for r in records if r["Name"] == record and "Weight" in r]
+        routes = [{"region": r.get("SetIdentifier", ""), "weight": r["Weight"], "type": r["Type"]}
+                  for r in weighted]
+        for route in routes:
+            route["takes_traffic"] = route["weight"] > 0
+        return route_verdict("aws", f"the weighted records of {record.rstrip('.')}", routes,
+                             self.region, notes)

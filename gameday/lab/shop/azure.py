@@ -1,0 +1,146 @@
+"""How the shop reads Azure (gameday's ARM emulator): a region serves while a web VM located there
+has a NIC on no deny-all NSG; the global routing is the endpoints of Traffic Manager profile
+`shop-tm`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gameday.lab.shop.reading import CALL_TIMEOUT, CloudReader
+from gameday.lab.shop.verdicts import joined, last_segment, route_verdict, verdict, wire_text
+
+AZURE_RUN_TAG = "gameday-run"           # activities.azure.TAG_RUN
+AZURE_MANAGED_TAG = "gameday-managed-by"  # activities.azure.TAG_MANAGED
+ANYWHERE = {"0.0.0.0/0", "*", "internet", "any"}
+
+
+def _location(value: str | None) -> str:
+    """`East US` and `eastus` name the same Azure region."""
+    return (value or "").replace(" ", "").lower()
+
+
+def _anywhere(prefix: str | None, prefixes: list[str] | None) -> bool:
+    values = [p for p in [prefix, *(prefixes or [])] if p]
+    return any(v.lower() in ANYWHERE for v in values)
+
+
+def azure_nsg_cut(nsg: Any) -> str | None:
+    """Why this NSG lets nothing through, or None."""
+    tags = nsg.tags or {}
+    if tags.get(AZURE_MANAGED_TAG) == "gameday" or tags.get(AZURE_RUN_TAG):
+        return f"on gameday's deny-all NSG {nsg.name} (run {tags.get(AZURE_RUN_TAG, '?')})"
+    for direction in ("Inbound", "Outbound"):
+        rules = [r for r in nsg.security_rules or [] if wire_text(r.direction) == direction]
+        allows = [r.priority for r in rules if wire_text(r.access) == "Allow"]
+        remote = ("source_address_prefix", "source_address_prefixes") if direction == "Inbound" \
+            else ("destination_address_prefix", "destination_address_prefixes")
+        denies = [(r.priority, r.name) for r in rules if wire_text(r.access) == "Deny"
+                  and wire_text(r.protocol) in ("*", "") and _anywhere(getattr(r, remote[0]),
+                                                                       getattr(r, remote[1]))
+                  and (r.destination_port_range or "*") == "*"]
+        if denies:
+            priority, name = min(denies)
+            if not allows or priority < min(allows):
+                return (f"NSG {nsg.name} denies all {direction.lower()} traffic with rule {name} "
+                        f"at priority {priority}"
+                        + (f", before every allow (first at {min(allows)})" if allows else ""))
+    return None
+
+
+class AzureShop(CloudReader):
+    """The lab's ARM clients for `GAMEDAY_AZURE_ENDPOINT` (trusting `GAMEDAY_AZURE_CA_BUNDLE`),
+    without retries; `close()` lets them go."""
+
+    endpoint_variable = "GAMEDAY_AZURE_ENDPOINT"
+
+    def connect(self, endpoint: str) -> Any:
+        from gameday.lab.azure.clients import connect
+
+        return connect(endpoint, self.env.get("GAMEDAY_AZURE_CA_BUNDLE"),
+                       self.config.azure_subscription, retry_total=0,
+                       connection_timeout=1, read_timeout=CALL_TIMEOUT)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._clients is not None:
+                self._clients.close()
+                self._clients = None
+
+    @staticmethod
+    def _nsg(arm: Any, nsg_id: str) -> Any:
+        """One NSG by id; None when it is gone (a NIC cannot stay on a deleted NSG)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        parts = nsg_id.strip("/").split("/")
+        try:
+            return arm.network.network_security_groups.get(parts[3], parts[-1])
+        except ResourceNotFoundError:
+            return None
+
+    def _is_web(self, vm: Any) -> bool:
+        return (vm.tags or {}).get("tier") == "web" or (vm.name or "").startswith("web-")
+
+    def region(self, region: str) -> dict[str, Any]:
+        notes: list[str] = []
+        arm = self.clients()
+        group = self.config.azure_resource_group
+        vms = self.cache.get(("azure", "vms", group), lambda: list(
+            arm.compute.virtual_machines.list(group)), notes)
+        web = sorted((vm for vm in vms if self._is_web(vm) and _location(vm.location) == region),
+                     key=lambda vm: vm.name)
+        if not web:
+            return verdict("azure", region, True, f"no web VM in {region} (resource group "
+                           f"{group}): a region outside the lab, assumed to serve",
+                           modelled=False, notes=notes)
+        nics = self.cache.get(("azure", "nics"), lambda: {
+            (n.id or "").lower(): n for n in arm.network.network_interfaces.list_all()}, notes)
+        nsgs = self.cache.get(("azure", "nsgs"), lambda: {
+            (n.id or "").lower(): n for n in arm.network.network_security_groups.list_all()},
+            notes)
+        zones: dict[str, dict[str, Any]] = {}
+        for vm in web:
+            cuts: list[str | None] = []
+            for reference in vm.network_profile.network_interfaces or []:
+                nic = nics.get((reference.id or "").lower())
+                if nic is None:
+                    cuts.append(f"NIC {last_segment(reference.id)} does not exist")
+                    continue
+                held = nic.network_security_group
+                nsg = None
+                if held is not None and held.id:
+                    nsg = nsgs.get(held.id.lower())
+                    if nsg is None:  # made or deleted between the two list reads: ask for it
+                        nsg = self.cache.get(("azure", "nsg", held.id.lower()),
+                                             lambda i=held.id: self._nsg(arm, i), notes)
+                cuts.append(azure_nsg_cut(nsg) if nsg is not None else None)
+            serving = any(c is None for c in cuts)
+            zone = zones.setdefault(",".join(vm.zones or []) or "none",
+                                    {"serving": False, "vms": []})
+            zone["vms"].append({"name": vm.name, "serving": serving,
+                                "cut": None if serving else "; ".join(
+                                    c for c in cuts if c) or "it has no NIC"})
+            zone["serving"] = zone["serving"] or serving
+        serving_zones = sorted(z for z, v in zones.items() if v["serving"])
+        reason = (f"serving from zones {joined(serving_zones)}" if serving_zones else
+                  f"every web VM in {region} has all its NICs on a deny-all NSG "
+                  f"(zones {joined(sorted(zones))})")
+        return verdict("azure", region, bool(serving_zones), reason, modelled=True,
+                       zones=zones, notes=notes)
+
+    def global_(self) -> dict[str, Any]:
+        notes: list[str] = []
+        arm = self.clients()
+        group, name = self.config.azure_resource_group, self.config.azure_profile
+        profile = self.cache.get(("azure", "profile", group, name),
+                                 lambda: arm.traffic.profiles.get(group, name), notes)
+        if wire_text(profile.profile_status) not in ("Enabled", ""):
+            return verdict("azure", "global", False, f"Traffic Manager profile {name} is "
+                           f"{wire_text(profile.profile_status)}", routes=[], notes=notes)
+        routes = []
+        for endpoint in profile.endpoints or []:
+            status = wire_text(endpoint.endpoint_status) or "Enabled"
+            routes.append({"region": _location(endpoint.endpoint_location),
+                           "endpoint": endpoint.name, "status": status,
+                           "takes_traffic": status == "Enabled"})
+        return route_verdict("azure", f"the endpoints of Traffic Manager profile {name}", routes,
+                             self.region, notes)
