@@ -58,10 +58,12 @@ OUTCOMES: dict[str, set[str]] = {
 """How each kind of run may end when it is not terminated: `completed` when the interruption
 came after the end."""
 
-REFUSALS = ("refused", "already blackholed", "already holds", "already cut")
-"""A run refused before any change (a unit id two steps would share), or a step whose targets
-another step of the same run already holds (refused by its prepare), ends `failed` and restores:
-that keeps the promise."""
+REFUSALS = ("refused", "already blackholed", "already holds", "already cut",
+            "would leave backend service")
+"""A run refused before any change (a unit id two steps would share), a step whose targets
+another step of the same run already holds (refused by its prepare), or an evacuation that would
+leave a load balancer no capacity outside the region (two generated evacuations of one backend
+service's regions), ends `failed` and restores: that keeps the promise."""
 
 
 def identity(value: str | None) -> str:
