@@ -65,9 +65,11 @@ class DriftWatch:
         limit = self.runbook.guardrails.max_resources_per_step
         round_ = 0
         while True:
+            self._stop_if_told()
             await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
             try:
                 found = await resolve_step(step, self.runbook, only_new=True)
+                self._stop_if_told()
             except ActivityError as error:
                 if is_cancelled_exception(error):
                     raise  # the hold is over: the watch must stop, not look again
@@ -97,6 +99,7 @@ class DriftWatch:
                 resolved = resolved.model_copy(update={"step_id": unit.id})
                 try:
                     await self.inject(step.id, unit, units + index, resolved, group, [])
+                    self._stop_if_told()
                 except ActivityError as error:
                     if is_cancelled_exception(error):
                         raise
@@ -111,9 +114,10 @@ class DriftWatch:
             board.publish()
 
     def _stop_if_told(self) -> None:
-        """A watch told to stop stops, even when the activity its cancellation reached failed on
-        its own (an apply whose ACL an abort's restore had just deleted) instead of reporting the
-        cancellation: the error took the `CancelledError`'s place, and the loop would go on."""
+        """A watch told to stop stops, even when the activity its cancellation reached finished
+        anyway: failed on its own (an apply whose ACL an abort's restore had just deleted) or
+        completed before it learned of the cancellation. Either way the SDK hands back the
+        activity's outcome in the `CancelledError`'s place, and the loop would go on for ever."""
         if asyncio.current_task() in self._told_to_stop and workflow.patched(PATCH_DRIFT_STOPS_WHEN_TOLD):
             raise asyncio.CancelledError()
 
