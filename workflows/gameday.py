@@ -9,8 +9,9 @@ order in tasks that the workflow's cancellation does not reach, retrying without
 The workflow reads like the runbook: plan, gate, lease and arm, baseline, groups, compensate,
 recovery. Its helpers keep the rest: the approval rules (approvals.py) and the gates that wait on
 them and answer approve, reject and abort (gates.py), the zone leases (leases.py), the saga's order
-(saga.py), what the world sees (status_board.py), the steady state (steady_state.py), drift
-(drift.py), the cloud calls of a fault (fault_calls.py) and the dead man's switch (watchdog.py).
+(saga.py), the restores it drives (compensation.py), what the world sees (status_board.py), the
+steady state (steady_state.py), drift (drift.py), the cloud calls of a fault (fault_calls.py) and
+the dead man's switch (watchdog.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
@@ -47,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from gameday.units import drift_unit_id as drift_unit_id
     from workflows.approvals import ApprovalDesk
+    from workflows.compensation import PATCH_RESTORE_IN_ROUNDS as PATCH_RESTORE_IN_ROUNDS
+    from workflows.compensation import Compensation, shielded
     from workflows.drift import PATCH_DRIFT_STOPS_WHEN_TOLD as PATCH_DRIFT_STOPS_WHEN_TOLD
     from workflows.drift import DriftWatch
     from workflows.errors import describe
@@ -54,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gates import Gates, Rejected
     from workflows.leases import LeasesHeld, RunLeases
     from workflows.planning import guardrail_problems, resolve_step
-    from workflows.routing import RESTORE_RETRY, RESTORE_ROUND, round_pause
     from workflows.saga import Saga, SagaEntry
     from workflows.status_board import StatusBoard
     from workflows.steady_state import PATCH_WATCH_UNTIL_RESTORE as PATCH_WATCH_UNTIL_RESTORE
@@ -72,9 +74,6 @@ PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
 PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
 """Runs started before this change began restoring only once every apply had stopped."""
-PATCH_RESTORE_IN_ROUNDS = "restore-in-rounds"
-"""Runs started before this change restored with one activity retried without end, so the run never
-saw an attempt's failure."""
 PATCH_NO_APPLY_AFTER_ABORT = "no-apply-after-abort"
 """Runs started before this change counted a unit as applying only once its apply was scheduled,
 and applied it even when the abort came while its checkpoint was being recorded."""
@@ -152,6 +151,8 @@ class GameDayWorkflow:
         self._leases = RunLeases(workflow.info().workflow_id, self._board)
         self._steady = SteadyState(self._runbook, self._board, self._saga, self._gates.request_abort)
         self._drift = DriftWatch(self._runbook, self._board, self._inject)
+        self._compensation = Compensation(self._saga, self._board, self._watchdog,
+                                          self._fault_activity)
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -163,8 +164,9 @@ class GameDayWorkflow:
             await self._conduct(input)
         except Exception as error:
             await self._close_after_bug(error)
-        await self._shielded(asyncio.create_task(workflow.wait_condition(workflow.all_handlers_finished)),
-                             "cancellation while closing; the run closes with its own outcome")
+        handlers = asyncio.create_task(workflow.wait_condition(workflow.all_handlers_finished))
+        await shielded(self._board, handlers,
+                       "cancellation while closing; the run closes with its own outcome")
         status = self.status()
         if status.outcome == "failed" or not status.restored:
             raise ApplicationError(status.reason or "the GameDay failed", status.model_dump(mode="json"),
@@ -181,7 +183,7 @@ class GameDayWorkflow:
         reason = f"the GameDay workflow failed: {describe(error)}"
         self._board.end("failed", reason)
         try:
-            await self._compensate()
+            await self._compensation.compensate()
             await self._finish()
         except Exception as again:
             workflow.logger.exception("GameDay workflow failed while closing", exc_info=again)
@@ -210,20 +212,20 @@ class GameDayWorkflow:
                 # restores first: an apply learns of its cancellation only through its next
                 # heartbeat, and its cloud calls are not worth waiting for; whatever it did
                 # meanwhile is undone by a second restore once it has stopped
-                early = asyncio.create_task(self._compensate())
+                early = asyncio.create_task(self._compensation.compensate())
         await self._settle(body)
         # a cancellation from here on (the run is already stopping) must not cut off the restore,
         # the recovery check or the close-out: they run in a task of their own
-        await self._shielded(asyncio.create_task(self._close_out(early)),
-                             "cancellation while closing; restoring and closing go on")
+        await shielded(self._board, asyncio.create_task(self._close_out(early)),
+                       "cancellation while closing; restoring and closing go on")
 
     async def _close_out(self, early: asyncio.Task[None] | None) -> None:
         if self._watching is not None and not self._watching.done():
             self._watching.cancel()
         await self._drift.stop_all()
         if early is not None:
-            await self._shielded(early)
-        await self._compensate()
+            await shielded(self._board, early)
+        await self._compensation.compensate()
         await self._steady.check_recovery()
         await self._finish()
 
@@ -405,7 +407,7 @@ class GameDayWorkflow:
             self._steady.hold_ends[step.id] = workflow.now() + held
             await workflow.sleep(held, summary=f"{step.id}: hold the fault")
             await self._drift.stop([watch] if watch else [])
-            await self._restore_step(step.id)
+            await self._compensation.restore_step(step.id)
 
     def _units(self, step: FaultStep) -> list[tuple[FaultStep, ResolvedStep]]:
         return fault_units(step, self._board.plan[step.id])
@@ -457,98 +459,7 @@ class GameDayWorkflow:
             self._board.skip_all()
             raise Refused(f"the steady state does not hold before any fault: {failures}")
 
-    # --- compensation -------------------------------------------------------------------------
-
-    async def _restore(self, entry: SagaEntry) -> None:
-        """Restore one entry; the restore runs in its own task, so no cancellation stops it."""
-        if entry.restore is None:
-            entry.restore = asyncio.create_task(self._run_restore(entry))
-        await asyncio.shield(entry.restore)
-
-    async def _restore_step(self, step_id: str) -> None:
-        """Restore a step's units one by one, newest first (a region: zone by zone)."""
-        for entry in self._saga.units_of(step_id):
-            await self._restore(entry)
-
-    async def _restore_until_done(self, entry: SagaEntry) -> FaultResult:
-        """The restore, retried without end; in rounds, each failed round's last failure shown in
-        the step's status and the board, so an incident commander sees why it has not finished."""
-        if not workflow.patched(PATCH_RESTORE_IN_ROUNDS):
-            return await self._fault_activity("restore", entry.checkpoint, RESTORE_RETRY)
-        status = self._board.steps[entry.step_id]
-        unit = entry.checkpoint.unit_id
-        earlier = status.error  # why the step failed, if it did: kept once the restore is done
-        rounds = 0
-        while True:
-            try:
-                result = await self._fault_activity("restore", entry.checkpoint, RESTORE_ROUND)
-            except ActivityError as error:
-                if error.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
-                    raise
-                rounds += 1
-                status.error = describe(error)
-                pause = round_pause(rounds)
-                self._board.event("restore_retrying", f"{unit}: {RESTORE_ROUND.maximum_attempts} "
-                                  f"attempts failed, the last: {status.error}; trying again in "
-                                  f"{format_duration(pause)}", step=status.id)
-                self._board.publish()
-                await workflow.sleep(pause, summary=f"{unit}: wait before the restore tries again")
-                continue
-            status.error = earlier
-            return result
-
-    async def _run_restore(self, entry: SagaEntry) -> None:
-        status = self._board.steps[entry.step_id]
-        unit = entry.checkpoint.unit_id
-        status.state = "restoring"
-        raced = entry.applying
-        self._board.event("restoring", f"{unit}: restoring {entry.checkpoint.resources} resources"
-                          + (" while its apply stops" if raced else ""), step=status.id)
-        self._board.publish()
-        try:
-            result = await self._restore_until_done(entry)
-        except ActivityError as error:
-            status.state = "failed"
-            status.error = describe(error)
-            self._board.restore_failed = True
-            self._board.event("restore_failed", f"{unit}: {status.error}; run `gameday sweep "
-                              "--restore` or restore by hand", step=status.id)
-            self._board.publish()
-            return
-        if raced:
-            entry.restore = None  # restored again once its apply has stopped (`_compensate`)
-            self._board.event("restored", f"{unit}: {result.changed} changed back while its apply "
-                              "was stopping; restored again once it has stopped", step=status.id)
-            return
-        entry.restored = True
-        await self._watchdog.tell("restored", unit)
-        notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-        self._board.event("restored", f"{unit}: {result.changed} changed back, "
-                          f"{result.unchanged} already as before{notes}", step=status.id)
-        if self._saga.step_restored(entry.step_id):
-            status.state = "restored"
-            status.restored_at = workflow.now()
-        self._board.publish()
-
-    async def _compensate(self) -> None:
-        """Undo every fault still in effect, newest group first; the steps of a parallel group
-        restore together, each newest unit first."""
-        groups = self._saga.compensation_groups()
-        if not groups:
-            return
-        self._board.set_phase("restoring")
-        for steps in groups:
-            await self._shielded(asyncio.gather(*(self._restore_step(step_id) for step_id in steps)))
-
-    async def _shielded(self, work: asyncio.Future[Any],
-                        ignored: str = "cancellation during restore; restoring goes on") -> None:
-        """Wait for work (restores, the close-out) that no cancellation of the workflow may stop."""
-        while not work.done():
-            try:
-                await asyncio.shield(work)
-            except asyncio.CancelledError:
-                self._board.event("cancel_ignored", ignored)
-        work.result()
+    # --- the close-out (compensation.py restores) -------------------------------------------
 
     async def _finish(self) -> None:
         board = self._board
