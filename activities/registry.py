@@ -10,9 +10,10 @@ the mapping of domain errors onto Temporal's retry rules (`temporal_errors`, `re
 each failure one sentence with its full text in the details.
 
 Adding a fault: one module per cloud, plus one entry per cloud in `FAULTS`. A cloud that cannot
-offer an action says so with `NotSupported`: its resolve refuses the step with that sentence
-(`not_supported`), non-retryable. The activity names (`aws.apply_blackhole_zone`...) are those
-running histories hold: never rename them.
+offer an action says so in `gameday.support.NOT_SUPPORTED`, which `FAULTS` holds as `NotSupported`:
+`gameday validate` refuses such a step at its `action` line, and a run that got past validate is
+refused by the resolve with the same sentence (`not_supported`), non-retryable. The activity
+names (`aws.apply_blackhole_zone`...) are those running histories hold: never rename them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from gameday.plan import (
     StepRequest,
     activity_name,
 )
+from gameday.support import NOT_SUPPORTED, unsupported_sentence
 from gameday.sweep import Leftover, SweepScope
 
 Cloud = Literal["aws", "gcp", "azure"]
@@ -93,7 +95,7 @@ class NotSupported:
     reason: str
 
     def sentence(self, cloud: str, action: str) -> str:
-        return f"{action} is not supported on {cloud}: {self.reason}"
+        return unsupported_sentence(cloud, action, self.reason)
 
 
 Entry = Offered | NotSupported
@@ -110,8 +112,10 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
     ("azure", "blackhole_zone"): Offered("blackhole:AzureZoneBlackhole"),
     ("azure", "blackhole_region"): Offered("blackhole:AzureZoneBlackhole", RESOLVE_ONLY),
     ("azure", "evacuate_region"): Offered("evacuation:AzureRegionEvacuation"),
+    **{key: NotSupported(reason) for key, reason in NOT_SUPPORTED.items()},
 }
-"""The registry: every (cloud, action) a runbook can name, offered or explicitly not."""
+"""The registry: every (cloud, action) a runbook can name, offered or explicitly not (the gaps
+come from `gameday.support`, which `validate` reads too)."""
 
 SWEEPERS: dict[Cloud, str] = {
     "aws": "sweep:AwsSweeper",

@@ -31,6 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from gameday.durations import Duration, format_duration
 from gameday.identity import Identity, normalize_identity
 from gameday.signatures import PublicKey, SignatureRefused, parse_public_key
+from gameday.support import not_supported
 from gameday.targets import (
     SLUG,
     AwsAccount,
@@ -343,6 +344,7 @@ class Runbook(Strict):
             *self._guardrail_problems(),
             *self._duration_problems(),
             *self._held_for_no_time(),
+            *self._unsupported(),
         ]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, [
@@ -490,6 +492,21 @@ class Runbook(Strict):
                                 else ("steps", index))
                     problems.append(((*loc, "id"), f"step {step.id!r} is held for no time: nothing "
                                      "after it takes time; give it a duration"))
+        return problems
+
+
+    def _unsupported(self) -> list[tuple[Loc, str]]:
+        """Steps that ask a cloud for an action it does not offer (`gameday.support`)."""
+        problems: list[tuple[Loc, str]] = []
+        for index, item in enumerate(self.steps):
+            members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            for position, step in enumerate(members):
+                sentence = None if isinstance(step, WaitStep) else not_supported(step.target.cloud,
+                                                                                 step.action)
+                if sentence is not None:
+                    loc: Loc = (("steps", index, "parallel", position) if isinstance(item, ParallelGroup)
+                                else ("steps", index))
+                    problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
         return problems
 
 

@@ -214,3 +214,32 @@ def test_a_checkpoint_the_fault_cannot_read_is_refused_before_any_call(aws: dict
         activities.by_name["aws.restore_blackhole_zone"](foreign)
     assert blocked.value.type == "RestoreBlocked" and not blocked.value.non_retryable
     assert acl_snapshot() == before
+
+
+def test_the_registry_holds_every_gap_of_gameday_support_and_no_other() -> None:
+    from gameday.support import NOT_SUPPORTED
+
+    gaps = {key: entry.reason for key, entry in FAULTS.items() if isinstance(entry, NotSupported)}
+    assert gaps == NOT_SUPPORTED
+
+
+def test_validate_refuses_an_action_the_cloud_does_not_offer_at_its_line(monkeypatch, tmp_path) -> None:
+    from gameday import support
+    from gameday.loader import check_runbook
+
+    monkeypatch.setitem(support.NOT_SUPPORTED, ("gcp", "evacuate_region"), "no global load balancer")
+    path = tmp_path / "gaps.yaml"
+    path.write_text(
+        "name: gaps\napprovers: [ic@example.com]\nmax_duration: 10m\n"
+        "guardrails: {gcp_projects: [gameday-lab]}\n"
+        "steps:\n"
+        "  - id: drain\n"
+        "    action: evacuate_region\n"
+        "    duration: 1m\n"
+        "    target: {cloud: gcp, project: gameday-lab, region: us-central1,\n"
+        "             backend_services: [web]}\n")
+    runbook_found, problems = check_runbook(path)
+    assert runbook_found is None
+    assert [str(p) for p in problems] == [
+        f"{path}:7: steps[0].action: step 'drain': evacuate_region is not supported on gcp: "
+        "no global load balancer"]
