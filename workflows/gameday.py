@@ -74,6 +74,10 @@ PATCH_ARM_WITH_LEASES = "arm-watchdog-with-leases"
 """Runs started before this change armed the watchdog after the baseline check."""
 PATCH_RESTORE_AT_ONCE = "restore-while-applies-stop"
 """Runs started before this change began restoring only once every apply had stopped."""
+PATCH_BODY_STOPS_ON_ABORT = "body-stops-on-abort"
+"""Runs started before this change went on past an abort when the activity its cancellation
+reached completed first (the SDK then returns the result, not a `CancelledError`): they waited at
+the next gate, or held the next fault for its whole duration, before they restored and closed."""
 PATCH_NO_APPLY_AFTER_ABORT = "no-apply-after-abort"
 """Runs started before this change counted a unit as applying only once its apply was scheduled,
 and applied it even when the abort came while its checkpoint was being recorded."""
@@ -237,6 +241,7 @@ class GameDayWorkflow:
             raise Refused(f"max_duration {format_duration(self._runbook.max_duration)} is longer than "
                           f"the {format_duration(MAX_RUN)} a GameDay may last; nothing was changed")
         await self._make_plan()
+        self._stop_if_aborted()
         await self._gates.wait_for("start")
         self._board.set_phase("running")
         if workflow.patched(PATCH_ARM_WITH_LEASES):
@@ -251,9 +256,11 @@ class GameDayWorkflow:
             await self._leases.take(self._board.plan.values())
             await self._check_baseline()
             await self._watchdog.arm()
+        self._stop_if_aborted()
         if self._runbook.steady_state is not None:
             self._watching = asyncio.create_task(self._steady.watch())
         for index, item in enumerate(self._runbook.steps):
+            self._stop_if_aborted()
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
             async with asyncio.TaskGroup() as group:
                 for step in members:
@@ -372,10 +379,18 @@ class GameDayWorkflow:
         with tracer.start_as_current_span(f"step {step.id}", attributes=attributes):
             await self._carry_out_step(step, group)
 
+    def _stop_if_aborted(self) -> None:
+        """Stop the body here once an abort came: its cancellation can be lost on the way, when
+        the activity it reached completed first and the SDK handed back the result instead."""
+        if self._gates.abort is not None and workflow.patched(PATCH_BODY_STOPS_ON_ABORT):
+            raise asyncio.CancelledError()
+
     async def _carry_out_step(self, step: FaultStep | WaitStep, group: int) -> None:
         status = self._board.steps[step.id]
+        self._stop_if_aborted()
         if step.approval == "required":
             await self._gates.wait_for(step.id)
+            self._stop_if_aborted()
         if isinstance(step, WaitStep):
             status.state = "active"
             self._board.event("waiting", f"{step.id}: waiting {format_duration(step.duration)}",
@@ -395,6 +410,7 @@ class GameDayWorkflow:
             status.state = "failed" if self._gates.abort is None else ("restoring" if entries else "skipped")
             status.error = describe(_first(error))
             raise
+        self._stop_if_aborted()
         status.state = "active"
         status.injected_at = workflow.now()
         status.resources = sum(e.checkpoint.resources for e in entries)
