@@ -4,11 +4,15 @@ The check starts the lab (Temporal dev server with its UI, moto, the emulators, 
 the lab's three-cloud zone blackhole with the CLI (held for minutes), and reads its workflow page in
 headless Chromium at each stage an IC looks: awaiting approval (the approve command and the signal
 input to paste, the deadline, the abort command), active after a CLI approval (per cloud the zone cut
-and how many resources), and closed after an abort. It follows the "User Metadata" tab, where
-Temporal UI 2.x renders the workflow's *Current Details* (gameday/board.py), and saves
-`reports/ui-awaiting-approval.png`, `reports/ui-active.png` and `reports/ui-closed.png`; then a run
-that fails (its steady state does not hold) and the aborted one are told apart in the workflow
-list (`reports/ui-list.png`: Failed beside Completed, and by `GameDayOutcome`). It needs
+and how many resources), restoring after an abort while the GCP emulator refuses the restore's
+calls (the step restoring and its last failure), and closed once the emulator lets the restore
+through. It follows the "User Metadata" tab, where Temporal UI 2.x renders the workflow's *Current
+Details* (gameday/board.py), and saves `reports/ui-awaiting-approval.png`, `reports/ui-active.png`,
+`reports/ui-restoring.png` and `reports/ui-closed.png`; the CLI's approval, a Temporal Update, is
+read in the "Event History" tab with its answer (`reports/ui-update.png`: the expanded "Workflow
+Execution Update Completed" event). Then a run that fails (its steady state does not hold) and the
+aborted one are told apart in the workflow list (`reports/ui-list.png`: Failed beside Completed, and
+by `GameDayOutcome`). It needs
 Debian's `chromium`: without it the check skips, saying so, unless `GAMEDAY_UI_CHECK=required`
 (what `make test` sets once chromium is installed), which makes it fail instead.
 
@@ -48,12 +52,16 @@ from urllib.request import HTTPCookieProcessor, ProxyHandler, Request, build_ope
 
 import pytest
 
+from gameday.lab.faults import FaultConfig, FaultRule
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = "runbooks/lab/multicloud-zone-blackhole.yaml"
 RUNBOOK_NAME = "lab-multicloud-zone-blackhole"
 APPROVER = "ic@example.com"
+GCP_STEP = "blackhole-gcp-usc1a"
+REFUSAL = "Invalid value for field 'resource.tags.items[1]': 'gameday-x'. Must be a match of regex"
 SCREENSHOTS = {stage: ROOT / "reports" / f"ui-{stage.replace('_', '-')}.png"
-               for stage in ("awaiting_approval", "active", "closed", "list")}
+               for stage in ("awaiting_approval", "active", "restoring", "closed", "update", "list")}
 WIDTH, HEIGHT = 1400, 1100
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -263,6 +271,31 @@ OPEN_USER_METADATA = """(() => {
   return true;
 })()"""
 
+OPEN_EVENT_HISTORY = """(() => {
+  const tab = [...document.querySelectorAll('a')].find(a => a.pathname.endsWith('/history'));
+  if (!tab) return false;
+  tab.click();
+  return true;
+})()"""
+
+SORT_ASCENDING = """(() => {
+  const labelled = name => [...document.querySelectorAll('button')].find(
+    b => (b.innerText || '').trim() === name);
+  if (labelled('Ascending')) return true;
+  const order = labelled('Descending');
+  if (order) order.click();
+  return false;
+})()"""
+
+EXPAND_UPDATE_COMPLETED = """(() => {
+  const row = [...document.querySelectorAll('tr')].find(
+    r => (r.innerText || '').includes('Workflow Execution Update Completed'));
+  if (!row) return false;
+  row.click();
+  row.scrollIntoView({block: 'start'});
+  return true;
+})()"""
+
 FRAME_SOURCE = """(() => {
   const frame = document.getElementById('%s');
   return frame ? frame.getAttribute('src') : '';
@@ -299,6 +332,39 @@ def show_board(browser: DevToolsPipe, ui: str, run_id: str, expected: str, pictu
     return "\n".join(line.strip() for line in shown.splitlines() if line.strip()), page_text
 
 
+def show_update_answer(browser: DevToolsPipe, ui: str, run_id: str, answer: str, picture: Path) -> str:
+    """Open the run's Event History tab, wait for the `approve` Update's accepted and completed
+    events, expand the completed one until its outcome shows `answer`, and take the picture; the
+    page's text, its whitespace collapsed. The events are sorted oldest first, so that the Update's,
+    early in the run, stay on the table's first page however long the history grows."""
+    browser.navigate(f"{ui}/namespaces/default/workflows/{run_id}")
+    wait_for("the workflow page's Event History tab", lambda: browser.evaluate(OPEN_EVENT_HISTORY),
+             timeout=60)
+    wait_for("the Event History's sort order", lambda: browser.evaluate(SORT_ASCENDING), timeout=60)
+    wait_for("the Update's events in the Event History",
+             lambda: browser.evaluate(EXPAND_UPDATE_COMPLETED), timeout=60)
+
+    def expanded() -> str | None:
+        text = " ".join((browser.evaluate("document.body.innerText") or "").split())
+        return text if answer in text else None
+
+    shown = wait_for(f"the expanded Update Completed event to show {answer!r}", expanded, timeout=30)
+    browser.evaluate(EXPAND_UPDATE_COMPLETED.replace("row.click();", ""))  # in view, still expanded
+    time.sleep(0.5)
+    browser.screenshot(picture)
+    assert picture.stat().st_size > 10_000
+    return shown
+
+
+def gcp_faults(endpoint: str, *rules: FaultRule) -> None:
+    """Set the lab's GCP emulator's injected failures (none: every call goes through)."""
+    body = FaultConfig(rules=list(rules)).model_dump_json().encode()
+    request = Request(f"{endpoint}/_emulator/faults", data=body, method="POST",
+                      headers={"Content-Type": "application/json"})
+    with build_opener(ProxyHandler({})).open(request, timeout=15) as response:
+        assert response.status == 200
+
+
 def held_runbook(directory: Path) -> Path:
     """The lab's three-cloud zone blackhole, held for ten minutes instead of ten seconds, so that the
     session sees it active; it ends by the abort."""
@@ -311,8 +377,9 @@ def held_runbook(directory: Path) -> Path:
 
 def test_the_board_in_a_browser_from_approval_to_close(tmp_path: Path) -> None:
     """A scripted session of an incident commander: a three-cloud run awaiting approval, held
-    active and aborted, each stage read from the workflow page in Chromium and photographed; then
-    a failed run beside it in the list."""
+    active, aborted while one cloud refuses its restore, and closed once it lets it, each stage
+    read from the workflow page in Chromium and photographed, with the approval's Update in the
+    Event History; then a failed run beside it in the list."""
     binary = chromium_or_skip()
     from gameday.lab.manager import Lab
 
@@ -353,6 +420,7 @@ def test_the_board_in_a_browser_from_approval_to_close(tmp_path: Path) -> None:
 
             approved = gameday(env, "approve", run_id, "--as", APPROVER, "--plan-hash", waiting["plan_hash"])
             assert approved.returncode == 0, approved.stdout + approved.stderr
+            approved_detail = approved.stdout.strip()
             active = wait_for("all three clouds cut", lambda: (lambda s: s if all(
                 x["state"] == "active" for x in s["steps"]) else None)(
                     json.loads(gameday(env, "status", run_id, "--json").stdout)), timeout=90)
@@ -368,11 +436,38 @@ def test_the_board_in_a_browser_from_approval_to_close(tmp_path: Path) -> None:
             assert f'gameday abort {run_id} --as <you> --reason "<why>"' in board
             assert 'Send a Signal abort: {"by": "<you>", "reason": "<why>"}' in board.replace("`", "")
 
-            stopped = gameday(env, "abort", run_id, "--as", APPROVER, "--reason", "UI check done",
-                              "--wait")
-            aborted = True
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-            assert "every fault restored: True" in stopped.stdout
+            # the approval was a Temporal Update: the Event History shows it and the run's answer
+            history = show_update_answer(browser, ui, run_id, f'"detail": {json.dumps(approved_detail)}',
+                                         SCREENSHOTS["update"])
+            assert "Workflow Execution Update Accepted Name approve" in history
+            assert "Workflow Execution Update Completed" in history
+            assert '"accepted": true, "kind": "approved"' in history
+
+            # the abort's restore of the GCP zone is refused for a while: the board says so
+            gcp_faults(status["gcp_endpoint"], FaultRule(match="/setTags", status=400, code="invalid",
+                                                         message=REFUSAL))
+            try:
+                stopped = gameday(env, "abort", run_id, "--as", APPROVER, "--reason", "UI check done")
+                aborted = True
+                assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+                retrying = f"Restoring {GCP_STEP}: its restore retries until it succeeds; the last failure: "
+                wait_for("a failed round of the GCP restore on the board", lambda: retrying in
+                         api.current_details(run_id).replace("**", "").replace("\\", ""), timeout=60)
+                board, _ = show_board(browser, ui, run_id, retrying, SCREENSHOTS["restoring"])
+                restoring = json.loads(gameday(env, "status", run_id, "--json").stdout)
+            finally:
+                gcp_faults(status["gcp_endpoint"])
+            assert restoring["phase"] == "restoring"
+            assert [x["state"] for x in restoring["steps"] if x["id"] == GCP_STEP] == ["restoring"]
+            assert board.startswith(f"{RUNBOOK_NAME} · restoring · ")
+            # the UI's markdown shows the error's straight quotes as curly ones
+            assert (f"{retrying}GCP refused restoring us-central1-a: 400 Invalid value for field "
+                    in board), board
+            assert "Must be a match of regex" in board, board
+            closed = wait_for("the run closed once the restore went through", lambda: (
+                lambda s: s if s["phase"] == "aborted" else None)(
+                    json.loads(gameday(env, "status", run_id, "--json").stdout)), timeout=90)
+            assert closed["outcome"] == "aborted" and closed["restored"] is True
             board, _ = show_board(browser, ui, run_id, "aborted", SCREENSHOTS["closed"])
             assert board.startswith(f"{RUNBOOK_NAME} · aborted · hypothesis held: not tested · every "
                                     "fault restored: yes")
