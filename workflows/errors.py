@@ -1,8 +1,13 @@
-"""Failures as one sentence, for events, results and the CLI."""
+"""Failures as one sentence, for events, results and the CLI; the refusal of a run before any
+change."""
 
 from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError, FailureError
+
+
+class Refused(Exception):
+    """A guardrail, a lease or the plan refused the run; nothing was touched."""
 
 
 def describe(error: BaseException) -> str:

@@ -52,10 +52,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.compensation import Compensation, shielded
     from workflows.drift import PATCH_DRIFT_STOPS_WHEN_TOLD as PATCH_DRIFT_STOPS_WHEN_TOLD
     from workflows.drift import DriftWatch
-    from workflows.errors import describe
+    from workflows.errors import Refused, describe
     from workflows.fault_calls import fault_activity, fault_units, prepare_activity
     from workflows.gates import Gates, Rejected
-    from workflows.leases import LeasesHeld, RunLeases
+    from workflows.leases import RunLeases
     from workflows.planning import guardrail_problems, resolve_step
     from workflows.saga import Saga, SagaEntry
     from workflows.status_board import StatusBoard
@@ -118,10 +118,6 @@ def _first(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
-
-
-class Refused(Exception):
-    """A guardrail refused the plan; nothing was touched."""
 
 
 def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
@@ -280,7 +276,7 @@ class GameDayWorkflow:
             self._board.end("rejected", str(error))
         elif self._gates.abort is not None:
             self._board.end("aborted", f"aborted by {self._gates.abort.by}: {self._gates.abort.reason}")
-        elif isinstance(error, Refused | LeasesHeld):
+        elif isinstance(error, Refused):
             self._board.end("failed", str(error))
         elif error is not None:
             self._board.end("failed", describe(error))

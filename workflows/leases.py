@@ -34,12 +34,8 @@ with workflow.unsafe.imports_passed_through():
         overlaps,
     )
     from gameday.plan import ResolvedStep
-    from workflows.errors import describe
+    from workflows.errors import Refused, describe
     from workflows.status_board import StatusBoard
-
-
-class LeasesHeld(Exception):
-    """Another GameDay holds a zone or region of the plan; nothing was touched."""
 
 
 def plan_lease_keys(plan: Iterable[ResolvedStep]) -> list[str]:
@@ -66,7 +62,7 @@ class RunLeases:
         self.held = False
 
     async def take(self, plan: Iterable[ResolvedStep]) -> None:
-        """One GameDay at a time per zone or region: `LeasesHeld`, naming the holder, before any
+        """One GameDay at a time per zone or region: `Refused`, naming the holder, before any
         change (every step is then skipped)."""
         keys = plan_lease_keys(plan)
         if not keys:
@@ -77,7 +73,7 @@ class RunLeases:
             retry_policy=RetryPolicy(maximum_attempts=5), summary="lease the zones and regions")
         if not answer.granted:
             self.board.skip_all()
-            raise LeasesHeld(held_elsewhere(answer.conflicts))
+            raise Refused(held_elsewhere(answer.conflicts))
         self.held = True
         self.board.event("leased", f"holding {', '.join(keys)}")
 
