@@ -498,15 +498,10 @@ class Runbook(Strict):
     def _unsupported(self) -> list[tuple[Loc, str]]:
         """Steps that ask a cloud for an action it does not offer (`gameday.support`)."""
         problems: list[tuple[Loc, str]] = []
-        for index, item in enumerate(self.steps):
-            members = item.parallel if isinstance(item, ParallelGroup) else [item]
-            for position, step in enumerate(members):
-                sentence = None if isinstance(step, WaitStep) else not_supported(step.target.cloud,
-                                                                                 step.action)
-                if sentence is not None:
-                    loc: Loc = (("steps", index, "parallel", position) if isinstance(item, ParallelGroup)
-                                else ("steps", index))
-                    problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
+        for loc, step in self._located_steps():
+            sentence = None if isinstance(step, WaitStep) else not_supported(step.target.cloud, step.action)
+            if sentence is not None:
+                problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
         return problems
 
 
