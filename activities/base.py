@@ -5,13 +5,14 @@ error mapping to every fault."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import os
 import re
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import timedelta
@@ -227,6 +228,25 @@ def restore_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise _cloud_failure(exc, retryable=True) from None
         except UserError as exc:
             raise activity_failure(exc, "RestoreBlocked") from None
+        except Exception as exc:
+            raise unexpected_failure(exc) from None
+
+    return wrapper
+
+
+def one_sentence_failures(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """For the activities that touch no cloud (run state, leases, probes, notifications): a
+    failure is one sentence with its full text in the details, as a fault's is; user errors stop,
+    anything else is retried as Temporal retries any exception."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except (FailureError, asyncio.CancelledError):
+            raise  # a cancellation, or a failure already in Temporal's terms
+        except UserError as exc:
+            raise activity_failure(exc, type(exc).__name__, non_retryable=True) from None
         except Exception as exc:
             raise unexpected_failure(exc) from None
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 from temporalio import activity
 
+from activities.base import one_sentence_failures
 from gameday.probing import (  # noqa: F401  (re-exported: the probe activities' payloads)
     MAX_VALUE_CHARS,
     MAX_WATCH_RESULTS,
@@ -121,11 +122,13 @@ async def check_all(probes: list[Probe]) -> CheckReport:
 
 
 @activity.defn(name="probe.check")
+@one_sentence_failures
 async def check(request: CheckRequest) -> CheckReport:
     return await check_all(request.probes)
 
 
 @activity.defn(name="probe.watch")
+@one_sentence_failures
 async def watch(request: WatchRequest) -> WatchReport:
     report = WatchReport(checks=0, failed_checks=0, consecutive_failures=request.failed_before,
                          breached=False, changes=[])

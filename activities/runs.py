@@ -12,6 +12,7 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecut
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.base import one_sentence_failures
 from activities.sweep_scope import sweep_scope_from_env
 from gameday.leases import LeaseAnswer, LeaseBatch, LeaseBatchAnswer, LeaseRequest, LeaseState, leases_id
 from gameday.sweep import SweepScope
@@ -92,6 +93,7 @@ class RunStateActivities:
         self.leases = LeaseDesk(client)
 
     @activity.defn(name="gameday.run_state")
+    @one_sentence_failures
     async def run_state(self, workflow_id: str) -> str:
         """`running`, or how the run closed (`terminated`, `failed`, ...), or `missing`."""
         try:
@@ -110,6 +112,7 @@ class RunStateActivities:
         return "running" in states
 
     @activity.defn(name="gameday.acquire_leases")
+    @one_sentence_failures
     async def acquire_leases(self, request: LeaseRequest) -> LeaseAnswer:
         """Granted, or refused naming the live runs that hold overlapping keys; dead holders are
         evicted on the way."""
@@ -125,6 +128,7 @@ class RunStateActivities:
         return await self.leases.acquire(task_queue, request.model_copy(update={"evict": dead}))
 
     @activity.defn(name="gameday.release_leases")
+    @one_sentence_failures
     async def release_leases(self, run_id: str) -> int:
         return await self.leases.release(activity.info().task_queue, run_id)
 

@@ -354,3 +354,26 @@ def test_a_cloudwatch_probe_sends_its_call_once(servers, runner):
         servers.aws_faults()
     assert not result.ok
     assert len(sent) == 1, [call["key"] for call in sent]
+
+
+def test_an_activity_that_touches_no_cloud_fails_in_one_sentence_too(servers, runner):
+    """Run state and leases ask Temporal; a failure there reads like a fault's: one sentence
+    naming what failed, the traceback in the details, retried as any exception is."""
+    from temporalio.client import Client
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.runs import RunStateActivities
+
+    async def asking():
+        client = await Client.connect(servers.env["TEMPORAL_ADDRESS"])
+        try:  # Temporal refuses an empty workflow id as an invalid argument
+            await ActivityEnvironment().run(RunStateActivities(client).run_state, "")
+        except ApplicationError as failure:
+            return failure
+        raise AssertionError("asking about an empty workflow id succeeded")
+
+    failure = runner.run(asking())
+    assert failure.message.startswith("the activity failed: RPCError: "), failure.message
+    assert "\n" not in failure.message and not failure.non_retryable
+    assert "Traceback" in failure.details[0]["traceback"]

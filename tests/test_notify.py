@@ -81,3 +81,64 @@ def test_a_dead_webhook_never_fails_the_gameday(aws, client, runner, task_queue)
     assert (result.outcome, result.restored) == ("completed", True)
     assert any(e.kind == "notify_failed" for e in result.events)
     assert acl_snapshot() == before
+
+
+@pytest.fixture
+def answering():
+    """A webhook that answers every post with the status the test sets."""
+    status = {"code": 404}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status["code"])
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b"no_team\n\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/secret-token", status
+    server.shutdown()
+    server.server_close()
+
+
+def _post_failure(webhook: str):
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.notify import post
+    from gameday.status import Notification
+
+    async def posting():
+        try:
+            await ActivityEnvironment().run(post, Notification(webhook=webhook, text="ended",
+                                                               workflow_id="gd-1"))
+        except ApplicationError as failure:
+            return failure
+        raise AssertionError("the post did not fail")
+
+    import asyncio
+
+    return asyncio.run(posting())
+
+
+@pytest.mark.parametrize("code, final", [(404, True), (403, True), (429, False), (503, False)])
+def test_a_refusing_webhook_is_one_sentence_that_keeps_its_secret(answering, code, final):
+    url, status = answering
+    status["code"] = code
+    failure = _post_failure(url)
+    assert failure.type == "WebhookRefused"
+    assert failure.non_retryable is final  # a 4xx stays a 4xx; a 429 or a 5xx may pass later
+    assert failure.message.startswith(f"the webhook at 127.0.0.1 answered {code} ")
+    assert "\n" not in failure.message and "secret-token" not in str(failure)
+    assert failure.details == ({"body": "no_team\n\n"},)
+
+
+def test_a_webhook_that_does_not_answer_is_one_retryable_sentence():
+    failure = _post_failure("http://127.0.0.1:9/services/secret-token")
+    assert (failure.type, failure.non_retryable) == ("WebhookUnreachable", False)
+    assert failure.message == "the webhook at 127.0.0.1 did not answer: ConnectError"
