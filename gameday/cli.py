@@ -151,10 +151,16 @@ def _held(value: bool | None) -> str:
     return "not tested" if value is None else str(value)
 
 
+def _missed(final: Any) -> list[Any]:
+    """The steps whose recovery objective (`expect`) was missed."""
+    return [step for step in final.steps if step.expectation_met is False]
+
+
 def _wait_exit_code(final: Any) -> int:
     """Contract §6 for `run --wait`: 0 only for `completed` with the hypothesis held (or not
-    tested: a runbook without a steady state). Missed objectives will also exit 1, here."""
-    return 0 if final.outcome == "completed" and final.hypothesis_held is not False else 1
+    tested: a runbook without a steady state) and no recovery objective missed (§10)."""
+    held = final.outcome == "completed" and final.hypothesis_held is not False
+    return 0 if held and not _missed(final) else 1
 
 
 def _abort_hint(run_id: str) -> str:
@@ -207,6 +213,10 @@ def run(
                f"every fault restored: {final.restored}")
     if final.reason and final.outcome != "completed":
         typer.echo(f"reason: {first_sentence(final.reason)}")
+    missed = _missed(final)
+    if missed:
+        typer.echo("recovery objective missed: " + "; ".join(
+            f"{step.id}: {(step.expectation_note or '').removeprefix('missed: ')}" for step in missed))
     raise typer.Exit(_wait_exit_code(final))
 
 

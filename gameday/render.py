@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gameday.durations import format_duration
 from gameday.errors import first_sentence
-from gameday.status import Event, GameDayStatus, approve_flags
+from gameday.status import Event, GameDayStatus, StepStatus, approve_flags
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -69,13 +71,25 @@ def print_status(run_id: str, status: GameDayStatus, events: int = 10) -> None:
         held = "not tested" if status.hypothesis_held is None else status.hypothesis_held
         console.print(f"hypothesis held: {held}; every fault restored: {status.restored}")
     table = Table(box=None, header_style="bold")
-    for column in ("step", "action", "cloud", "state", "resources"):
+    objectives = any(step.recover_within_seconds is not None for step in status.steps)
+    for column in ("step", "action", "cloud", "state", "resources", *(("objective",) if objectives else ())):
         table.add_column(column)
     for step in status.steps:
-        table.add_row(step.id, step.action, step.cloud or "", step.state, str(step.resources))
+        row = [step.id, step.action, step.cloud or "", step.state, str(step.resources)]
+        table.add_row(*row, *((objective_cell(step),) if objectives else ()))
     console.print(table)
     console.print("active faults: " + (", ".join(status.active_faults) or "none"))
     if status.events:
         console.print("[bold]recent events[/bold]")
         for event in status.events[-events:]:
             console.print("  " + event_line(event), markup=False)
+
+
+def objective_cell(step: StepStatus) -> str:
+    """A step's recovery objective and its verdict: `met (42s of 5m)`, `missed (...)`, ``."""
+    if step.recover_within_seconds is None:
+        return ""
+    within = format_duration(timedelta(seconds=step.recover_within_seconds))
+    took = step.time_to_recover_seconds
+    measured = f"{took:.0f}s of {within}" if took is not None else f"within {within}"
+    return f"{step.expectation or 'measuring'} ({measured})"

@@ -16,6 +16,9 @@ it); a check that failed while the apply was still running gives a negative time
 A report of a run that has not ended says so: its timeline runs to the moment the report was made
 (`last_seen_at`), a fault still in effect is shown as held "so far", and the hypothesis is "in
 progress". A closed run without a steady state has `hypothesis_held` null: "not tested".
+
+A step with a recovery objective (`expect`) carries the workflow's own measure of it (`objective`:
+met, missed, not measured, or still measuring), read from the status, not recomputed here.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gameday.runbook import Runbook
-from gameday.status import CLOSED_PHASES, Event, GameDayStatus, ProbeResult, StepStatus
+from gameday.status import CLOSED_PHASES, Event, Expectation, GameDayStatus, ProbeResult, StepStatus
 
 REPORT_FORMAT = "gameday-report/1"
 
@@ -54,6 +57,20 @@ class PhaseWindow(Model):
     start: datetime
     end: datetime
     seconds: float
+
+
+class Objective(Model):
+    """A step's recovery objective as the workflow measured it (gameday/objectives.py)."""
+
+    recover_within_seconds: float
+    met: bool | None
+    """None: could not be measured, or still being measured (`note` says which)."""
+    verdict: Expectation
+    note: str | None
+    detected_at: datetime | None = None
+    detect_seconds: float | None = None
+    recovered_at: datetime | None = None
+    recover_seconds: float | None = None
 
 
 class StepReport(Model):
@@ -86,6 +103,8 @@ class StepReport(Model):
     """That check's probe and what it saw."""
     detect_seconds: float | None = None
     """Time-to-detect: from `start` (the apply done) to `detected_at`; negative: during the apply."""
+    objective: Objective | None = None
+    """The step's `expect`, measured; None for a step without one."""
 
 
 class ProbeCheck(Model):
@@ -217,6 +236,7 @@ def build_report(run_id: str, status: GameDayStatus, runbook: Runbook | None = N
     for report_step, step in zip(steps, status.steps, strict=True):
         if report_step.kind == "fault" and step.injected_at is not None:
             _detect(report_step, _utc(step.injected_at), checks, events)
+        report_step.objective = _objective(step, closed)
     unrecorded = [s.id for s in steps if s.restore_basis == "not recorded"]
     if unrecorded:
         which = "its restore" if len(unrecorded) == 1 else "their restores"
@@ -305,6 +325,19 @@ def _detect(step: StepReport, injected: datetime, checks: list[ProbeCheck],
         step.detected_by = f"{check.name}: {check.value}"
         step.detect_seconds = _seconds(injected, check.at)
         return
+
+
+def _objective(step: StepStatus, closed: bool) -> Objective | None:
+    if step.recover_within_seconds is None:
+        return None
+    return Objective(
+        recover_within_seconds=step.recover_within_seconds, met=step.expectation_met,
+        verdict=step.expectation or ("not measured" if closed else "measuring"),
+        note=step.expectation_note,
+        detected_at=_utc(step.failure_detected_at) if step.failure_detected_at else None,
+        detect_seconds=step.time_to_detect_seconds,
+        recovered_at=_utc(step.recovered_at) if step.recovered_at else None,
+        recover_seconds=step.time_to_recover_seconds)
 
 
 def _phases(current: str, started: datetime, last_seen: datetime,

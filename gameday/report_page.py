@@ -44,6 +44,8 @@ KIND_CLASS = {
     "abort_requested": "bad", "abort_repeated": "bad", "aborted": "warn", "rejected_by": "warn",
     "rejected": "warn", "failed": "bad", "restore_failed": "bad", "phase": "info",
 }
+VERDICT_CLASS = {"met": "good", "missed": "bad", "measuring": "info"}
+"""A recovery objective's verdict as a coloured tag; `not measured` stays grey."""
 STATE_CLASS = {"restored": "good", "failed": "bad", "active": "warn", "restoring": "warn"}
 HYPOTHESIS_CLASS = {"held": "ok", "not held": "bad", "not tested": "muted", "in progress": "muted"}
 
@@ -376,5 +378,6 @@ def render_page(report: Report) -> str:
                                                                  "running")]
         + [(c, k) for k, c in CLOUD_COLOURS.items() if any(s.cloud == k for s in faults)],
         timeline=timeline(report), decision_log=decision_log(report), kind_class=KIND_CLASS,
-        state_class=STATE_CLASS,
+        state_class=STATE_CLASS, verdict_class=VERDICT_CLASS,
+        objectives=[s for s in report.steps if s.objective is not None],
         hypothesis_class=HYPOTHESIS_CLASS[report.hypothesis])

@@ -61,7 +61,17 @@ class StepBase(Strict):
     )
 
 
+class Expectation(Strict):
+    """What the runbook expects of the system while and after the fault holds (contract §10)."""
+
+    recover_within: Duration = Field(
+        description="from the fault's apply until every steady-state probe passes again")
+
+
 class FaultStepBase(StepBase):
+    expect: Expectation | None = Field(
+        None, description="an objective measured against the steady-state checks: "
+        "{recover_within: 5m}; needs steady_state")
     duration: Duration | None = Field(
         None, description="held this long, then restored; omitted: held until the run ends"
     )
@@ -345,6 +355,7 @@ class Runbook(Strict):
             *self._duration_problems(),
             *self._held_for_no_time(),
             *self._unsupported(),
+            *self._expectation_problems(),
         ]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, [
@@ -494,7 +505,6 @@ class Runbook(Strict):
                                      "after it takes time; give it a duration"))
         return problems
 
-
     def _unsupported(self) -> list[tuple[Loc, str]]:
         """Steps that ask a cloud for an action it does not offer (`gameday.support`)."""
         problems: list[tuple[Loc, str]] = []
@@ -503,6 +513,17 @@ class Runbook(Strict):
             if sentence is not None:
                 problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
         return problems
+
+    def _expectation_problems(self) -> list[tuple[Loc, str]]:
+        """An objective is measured against the steady-state checks: without them, nothing could
+        say whether it was met."""
+        if self.steady_state is not None:
+            return []
+        return [((*loc, "expect"), f"step {step.id!r} expects recovery within "
+                 f"{format_duration(step.expect.recover_within)}, but the runbook has no "
+                 "steady_state to measure it against")
+                for loc, step in self._located_steps()
+                if not isinstance(step, WaitStep) and step.expect is not None]
 
 
 def _item_time(item: FaultStep | WaitStep | ParallelGroup) -> timedelta:

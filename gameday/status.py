@@ -19,6 +19,8 @@ StepState = Literal[
     "pending", "awaiting_approval", "injecting", "active", "restoring", "restored", "skipped",
     "failed",
 ]
+Expectation = Literal["met", "missed", "not measured", "measuring"]
+"""A recovery objective's verdict (gameday/objectives.py): `measuring` until it is final."""
 CLOSED_PHASES: frozenset[str] = frozenset({"completed", "aborted", "rejected", "failed"})
 
 
@@ -97,6 +99,20 @@ class StepStatus(Model):
     injected_at: datetime | None = None
     restored_at: datetime | None = None
     error: str | None = None
+    recover_within_seconds: float | None = None
+    """The step's objective, `expect.recover_within`; None: the step has none (gameday/objectives.py)."""
+    expectation_met: bool | None = None
+    """Whether every probe passed again within the objective; None: no objective, not measurable,
+    or still being measured (`expectation` says which, `expectation_note` why)."""
+    expectation: Expectation | None = None
+    expectation_note: str | None = None
+    failure_detected_at: datetime | None = None
+    """The first failed check after the apply."""
+    time_to_detect_seconds: float | None = None
+    recovered_at: datetime | None = None
+    """The first check after the last failure at which every probe passed."""
+    time_to_recover_seconds: float | None = None
+    """From the apply to `recovered_at`; 0 when no check failed."""
 
 
 class GameDayStatus(Model):

@@ -56,6 +56,11 @@ def test_the_contract_example_is_valid():
     (VALID + "  - id: blackhole-aws-use1a\n    action: wait\n    duration: 1m\n",
      "rb.yaml:11: steps[1].id: step id 'blackhole-aws-use1a' is used more than once"),
     (VALID.replace("max_duration: 2h", "max_duration: 2h\ncolour: red"), "rb.yaml:4: colour: unknown field"),
+    (VALID.replace("duration: 15m", "duration: 15m\n    expect: {recover_within: 5m}"),
+     "rb.yaml:11: steps[0].expect: step 'blackhole-aws-use1a' expects recovery within 5m, but the "
+     "runbook has no steady_state to measure it against"),
+    (VALID.replace("duration: 15m", "duration: 15m\n    expect: {recover_within: soon}"),
+     "rb.yaml:11: steps[0].expect.recover_within:"),
     (VALID.replace("action: blackhole_zone", "action: explode"),
      "rb.yaml:8: steps[0].action: action must be one of 'blackhole_zone', 'blackhole_region', "
      "'evacuate_region', 'wait', not 'explode'"),

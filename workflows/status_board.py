@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from opentelemetry import trace
 
     from gameday.board import BoardFacts, render_board
+    from gameday.objectives import Check, Recovery
     from gameday.plan import ResolvedStep, Scope
     from gameday.runbook import ParallelGroup, Runbook, WaitStep
     from gameday.status import (
@@ -47,6 +48,7 @@ PATCH_PUBLISH_CUT_ZONES = "publish-cut-zones"
 TRACED_EVENTS = {"approved", "approval_refused", "rejected_by", "rejection_refused",
                  "abort_requested", "abort_repeated"}
 """Events that the current span carries too: the decisions of people, visible in a trace."""
+RECENT_CHECKS = 50
 
 
 class StatusBoard:
@@ -73,6 +75,14 @@ class StatusBoard:
         self.probe_checks_dropped = 0
         self.notifications: list[asyncio.Task[None]] = []
         self.zones_published: list[str] = []
+        self.objectives = {s.id: s.expect.recover_within for s in runbook.fault_steps() if s.expect}
+        """Each step's `expect.recover_within`, measured from the checks (gameday/objectives.py)."""
+        self.recoveries: dict[str, Recovery] = {}
+        self.recent_checks: list[Check] = []
+        """The last `RECENT_CHECKS` checks, for a measure that starts after its first checks came."""
+        self.injecting_since: dict[str, datetime] = {}
+        """When each fault step began its apply, as first published: the end of the measure of the
+        faults of earlier runbook items."""
         self.steps: dict[str, StepStatus] = {}
         for index, item in enumerate(runbook.steps):
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
@@ -115,6 +125,37 @@ class StatusBoard:
             del self.probe_checks[:excess]
             self.probe_checks_dropped += excess
 
+    def observe_checks(self, checks: list[Check]) -> None:
+        """Measure each applied step's recovery against its objective with these checks."""
+        if not self.objectives:
+            return
+        checks = sorted(checks, key=lambda c: c.at)
+        self.start_recoveries()
+        for check in checks:
+            for step_id, recovery in self.recoveries.items():
+                recovery.observe(check, self.window_end(step_id)[0])
+        self.recent_checks = (self.recent_checks + checks)[-RECENT_CHECKS:]
+
+    def start_recoveries(self) -> None:
+        """A measure for each step with an objective once it is applied, fed the recent checks: a
+        watch may report checks made after the apply before the workflow has recorded the apply."""
+        for step_id, within in self.objectives.items():
+            applied = self.steps[step_id].injected_at
+            if applied is None or step_id in self.recoveries:
+                continue
+            recovery = self.recoveries[step_id] = Recovery(within, applied)
+            for check in self.recent_checks:
+                recovery.observe(check, self.window_end(step_id)[0])
+
+    def window_end(self, step_id: str) -> tuple[datetime | None, str | None]:
+        """When, and by which step, the step's measure was closed: a fault of a later runbook item
+        began its apply (its effects may show before the apply ends); (None, None) until then."""
+        group = self.steps[step_id].group
+        later = sorted((self.injecting_since.get(s.id) or s.injected_at, s.id)
+                       for s in self.steps.values() if s.group > group
+                       and (s.injected_at is not None or s.id in self.injecting_since))
+        return later[0] if later else (None, None)
+
     # --- reading --------------------------------------------------------------------------------
 
     def closed(self) -> str | None:
@@ -131,6 +172,32 @@ class StatusBoard:
             return "not tested"
         return "yes" if self.hypothesis_held else "no"
 
+    def step_status(self, step: StepStatus) -> StepStatus:
+        """The step as recorded, with its objective's measure when it has one."""
+        within = self.objectives.get(step.id)
+        if within is None:
+            return step
+        fields: dict[str, Any] = {"recover_within_seconds": within.total_seconds()}
+        recovery = self.recoveries.get(step.id)
+        if recovery is None and step.injected_at is not None:  # applied, not published yet
+            recovery = Recovery(within, step.injected_at)
+            for check in self.recent_checks:
+                recovery.observe(check, self.window_end(step.id)[0])
+        if recovery is None:
+            if self.ended is not None:
+                return step.model_copy(update={**fields, "expectation": "not measured",
+                                               "expectation_note": "could not be measured: the fault "
+                                               "was never applied"})
+            return step.model_copy(update={**fields, "expectation": "measuring",
+                                           "expectation_note": "not applied yet"})
+        end, by = self.window_end(step.id)
+        verdict = recovery.verdict(end, self.ended is not None, by)
+        return step.model_copy(update={
+            **fields, "expectation_met": verdict.met, "expectation": verdict.expectation,
+            "expectation_note": verdict.note,
+            "failure_detected_at": verdict.detected_at, "time_to_detect_seconds": verdict.detect_seconds,
+            "recovered_at": verdict.recovered_at, "time_to_recover_seconds": verdict.recover_seconds})
+
     def status(self) -> GameDayStatus:
         """The `status` query's answer (contract §5 and §7)."""
         closed = self.ended is not None
@@ -139,7 +206,7 @@ class StatusBoard:
             phase=self.phase,
             pending_approval=self.desk.pending[0] if self.desk.pending else None,
             pending_approvals=list(self.desk.pending),
-            steps=list(self.steps.values()),
+            steps=[self.step_status(s) for s in self.steps.values()],
             active_faults=[s.id for s in self.steps.values() if s.state in ("active", "restoring")
                            and s.cloud is not None],
             plan_hash=self.plan_hash,
@@ -175,6 +242,11 @@ class StatusBoard:
     def publish(self) -> None:
         """Keep the Temporal UI's current details the incident commander's board (gameday/board.py),
         and `GameDayZones` the places cut right now."""
+        now = workflow.now()
+        for step in self.steps.values():  # the workflow publishes each step as it begins injecting
+            if step.state == "injecting" and step.cloud is not None:
+                self.injecting_since.setdefault(step.id, now)
+        self.start_recoveries()
         in_effect = [(e.step_id, e.checkpoint) for e in self.saga.in_effect()]
         workflow.set_current_details(render_board(self.status(), BoardFacts(
             workflow_id=workflow.info().workflow_id, now=workflow.now(), runbook=self.runbook,

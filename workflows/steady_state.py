@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.durations import format_duration
+    from gameday.objectives import Check, as_check, split_rounds
     from gameday.probing import CheckReport, CheckRequest, WatchReport, WatchRequest
     from gameday.runbook import Runbook
     from gameday.status import Abort, ProbeResult
@@ -61,6 +62,14 @@ class SteadyState:
                              f"({result.latency_ms:.0f} ms)")
         if keep:
             self.board.keep_checks(report.results)
+            self.board.observe_checks(self.as_checks([report.results]))
+
+    def as_checks(self, rounds: list[list[ProbeResult]]) -> list[Check]:
+        """Rounds of results as the checks that recovery objectives are measured with."""
+        steady = self.runbook.steady_state
+        probes = len(steady.probes) if steady is not None else 0
+        found = (as_check(results, probes) for results in rounds)
+        return [check for check in found if check is not None]
 
     def watched_checks(self, report: WatchReport) -> list[ProbeResult]:
         """Every check of a watch window, as the activity reports it; from a worker that predates
@@ -142,7 +151,12 @@ class SteadyState:
                 continue
             for change in report.changes:
                 self.record_probes(change, keep=False)
-            self.board.keep_checks(self.watched_checks(report))
+            watched = self.watched_checks(report)
+            self.board.keep_checks(watched)
+            # every change of verdict too: a window's results stop at `MAX_WATCH_RESULTS`
+            checks = {c.at: c for c in self.as_checks([c.results for c in report.changes])}
+            checks.update((c.at, c) for c in self.as_checks(split_rounds(watched)))
+            self.board.observe_checks(list(checks.values()))
             failed = report.consecutive_failures
             if report.breached:
                 self.board.hypothesis_held = False
