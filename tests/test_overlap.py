@@ -34,6 +34,28 @@ def test_a_step_restored_before_the_next_one_starts_may_share_its_resources():
                                                   _resolved("b", "subnet-1")])) == 1
 
 
+def test_a_power_interruption_beside_a_network_cut_of_its_instances_is_allowed():
+    """A GCP blackhole changes an instance's network tags, a power interruption its power state:
+    each restores only its own part. Two power interruptions of one instance still conflict."""
+    stop = {"action": "stop_instances", "duration": "2s",
+            "target": {"cloud": "gcp", "project": "gameday-lab", "zone": "us-central1-a"}}
+    cut = {"id": "cut", "action": "blackhole_zone", "duration": "2s",
+           "target": {"cloud": "gcp", "project": "gameday-lab", "zone": "us-central1-a"}}
+    scope = Scope(cloud="gcp", account="gameday-lab", region="us-central1", zone="us-central1-a")
+    instance = [Resource(id="web-1", kind="instance")]
+
+    def resolved(step_id: str, action: str) -> ResolvedStep:
+        return ResolvedStep(step_id=step_id, action=action, scope=scope, resources=instance)
+
+    together = runbook({"parallel": [cut, {"id": "power", **stop}]})
+    assert overlap_problems(together, [resolved("cut", "blackhole_zone"),
+                                       resolved("power", "stop_instances")]) == []
+    twice = runbook({"parallel": [{"id": "power", **stop}, {"id": "again", **stop}]})
+    [problem] = overlap_problems(twice, [resolved("power", "stop_instances"),
+                                         resolved("again", "stop_instances")])
+    assert "(e.g. the power of web-1)" in problem
+
+
 def test_a_run_whose_steps_overlap_is_refused_before_any_change(aws, client, runner, task_queue):
     before = acl_snapshot()
     region = {"id": "region", "action": "blackhole_region", "duration": "2s",

@@ -47,17 +47,25 @@ def guardrail_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[s
     return problems + overlap_problems(runbook, resolved)
 
 
+ASPECTS = {"blackhole_zone": "network", "blackhole_region": "network",
+           "evacuate_region": "traffic", "stop_instances": "power", "failover_database": "writer"}
+"""What of a resource each action changes: a zone's power interruption beside its network cut
+stops the instances whose network tags the cut changes, and each restores only its own part."""
+
+
 def overlap_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[str]:
-    """Two faults of one run that may be in effect at once must not change the same resource: the
-    second would checkpoint the first's fault as the state to restore, and one of them would then
-    leave it behind. Steps of one item are in effect together; an earlier step is still in effect
-    in a later item when it is held until the run ends (no duration)."""
+    """Two faults of one run that may be in effect at once must not change the same resource in
+    the same way (`ASPECTS`): the second would checkpoint the first's fault as the state to
+    restore, and one of them would then leave it behind. Steps of one item are in effect
+    together; an earlier step is still in effect in a later item when it is held until the run
+    ends (no duration)."""
     placed: dict[str, tuple[int, bool]] = {}
     for index, item in enumerate(runbook.steps):
         for step in item.parallel if isinstance(item, ParallelGroup) else [item]:
             if not isinstance(step, WaitStep):
                 placed[step.id] = (index, step.held_for is None)
-    touched = {r.step_id: {resource.id for resource in r.resources} for r in resolved}
+    touched = {r.step_id: {f"the {ASPECTS.get(r.action, r.action)} of {resource.id}"
+                           for resource in r.resources} for r in resolved}
     problems = []
     ordered = [r.step_id for r in resolved if r.step_id in placed]
     for position, first in enumerate(ordered):
