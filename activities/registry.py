@@ -45,10 +45,12 @@ from gameday.support import NOT_SUPPORTED, unsupported_sentence
 from gameday.sweep import Leftover, SweepScope
 
 Cloud = Literal["aws", "gcp", "azure"]
-Action = Literal["blackhole_zone", "blackhole_region", "evacuate_region"]
+Action = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
+                 "failover_database"]
 
 CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "azure")
-ACTIONS: tuple[Action, ...] = ("blackhole_zone", "blackhole_region", "evacuate_region")
+ACTIONS: tuple[Action, ...] = ("blackhole_zone", "blackhole_region", "evacuate_region",
+                               "stop_instances", "failover_database")
 VERBS: tuple[ActivityVerb, ...] = ("resolve", "prepare", "apply", "restore")
 
 
@@ -106,12 +108,16 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
     ("aws", "blackhole_zone"): Offered("blackhole:AwsZoneBlackhole"),
     ("aws", "blackhole_region"): Offered("blackhole:AwsZoneBlackhole", RESOLVE_ONLY),
     ("aws", "evacuate_region"): Offered("evacuation:AwsRegionEvacuation"),
+    ("aws", "stop_instances"): Offered("power:AwsPowerInterruption"),
+    ("aws", "failover_database"): Offered("database:AwsDatabaseFailover"),
     ("gcp", "blackhole_zone"): Offered("blackhole:GcpZoneBlackhole"),
     ("gcp", "blackhole_region"): Offered("blackhole:GcpZoneBlackhole", RESOLVE_ONLY),
     ("gcp", "evacuate_region"): Offered("evacuation:GcpRegionEvacuation"),
+    ("gcp", "stop_instances"): Offered("power:GcpPowerInterruption"),
     ("azure", "blackhole_zone"): Offered("blackhole:AzureZoneBlackhole"),
     ("azure", "blackhole_region"): Offered("blackhole:AzureZoneBlackhole", RESOLVE_ONLY),
     ("azure", "evacuate_region"): Offered("evacuation:AzureRegionEvacuation"),
+    ("azure", "stop_instances"): Offered("power:AzurePowerInterruption"),
     **{key: NotSupported(reason) for key, reason in NOT_SUPPORTED.items()},
 }
 """The registry: every (cloud, action) a runbook can name, offered or explicitly not (the gaps

@@ -32,7 +32,8 @@ class Scope(Model):
     @classmethod
     def of(cls, target: Target) -> Scope:
         zone = getattr(target, "zone", None)
-        return cls(cloud=target.cloud, account=target_scope(target), region=target.region, zone=zone)
+        region = target.region or ""  # an Azure database target may leave its region to ARM
+        return cls(cloud=target.cloud, account=target_scope(target), region=region, zone=zone)
 
 
 class Resource(Model):

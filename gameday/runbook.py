@@ -38,7 +38,9 @@ from gameday.targets import (
     AwsRegion,
     AzureSubscription,
     Count,
+    DatabaseTarget,
     GcpProject,
+    InstancesTarget,
     RegionTarget,
     RegionTraffic,
     Strict,
@@ -48,7 +50,8 @@ from gameday.targets import (
 from gameday.units import UnitStep, unit_id_problems, zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
-FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region"]
+FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
+                      "failover_database"]
 
 # --- steps ------------------------------------------------------------------------------------
 
@@ -120,16 +123,35 @@ class EvacuateRegionStep(FaultStepBase):
     target: RegionTraffic
 
 
+class StopInstancesStep(FaultStepBase):
+    """A zone's power interruption: its running instances stopped abruptly, then started again."""
+
+    action: Literal["stop_instances"]
+    target: InstancesTarget
+
+
+class FailoverDatabaseStep(FaultStepBase):
+    """The zone's database writers fail over to a replica in another zone, and back."""
+
+    action: Literal["failover_database"]
+    target: DatabaseTarget
+    fail_back: bool = Field(True, description="on restore, make each original writer the writer "
+                            "again; false: leave the database where the failover put it")
+
+
 class WaitStep(StepBase):
     action: Literal["wait"]
     duration: Duration
 
 
-FaultStep = BlackholeZoneStep | BlackholeRegionStep | EvacuateRegionStep
+FaultStep = (BlackholeZoneStep | BlackholeRegionStep | EvacuateRegionStep | StopInstancesStep
+             | FailoverDatabaseStep)
 Step = Annotated[
     Annotated[BlackholeZoneStep, Tag("blackhole_zone")]
     | Annotated[BlackholeRegionStep, Tag("blackhole_region")]
     | Annotated[EvacuateRegionStep, Tag("evacuate_region")]
+    | Annotated[StopInstancesStep, Tag("stop_instances")]
+    | Annotated[FailoverDatabaseStep, Tag("failover_database")]
     | Annotated[WaitStep, Tag("wait")],
     Discriminator("action"),
 ]
@@ -513,6 +535,7 @@ class Runbook(Strict):
             if sentence is not None:
                 problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
         return problems
+
 
     def _expectation_problems(self) -> list[tuple[Loc, str]]:
         """An objective is measured against the steady-state checks: without them, nothing could

@@ -3,7 +3,7 @@
 The one table of gaps: `gameday validate` (the runbook model) refuses a step that asks a cloud for
 an action listed here, at the step's `action` line, and the worker's fault registry
 (`activities.registry.FAULTS`) holds the same entries as `NotSupported`, so that no gap is
-silent and none is said in two places. Empty today: every cloud offers every action.
+silent and none is said in two places.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gameday.runbook import Cloud, FaultAction
 
-NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {}
-"""(cloud, action) → why the cloud cannot offer the action, as the end of a sentence."""
+NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {
+    ("gcp", "failover_database"): "gameday does not drive Cloud SQL failovers yet (the lab has "
+    "no Cloud SQL Admin API to rehearse them against)",
+    ("azure", "failover_database"): "gameday does not drive PostgreSQL flexible server failovers "
+    "yet (the lab has no flexible servers to rehearse them against)",
+}
+"""(cloud, action) → why the action cannot run on the cloud, as the end of a sentence."""
 
 
 def unsupported_sentence(cloud: str, action: str, reason: str) -> str:

@@ -165,6 +165,89 @@ class AzureRegionTraffic(Strict):
     traffic_manager_profiles: list[str] = Field(min_length=1)
 
 
+class AwsInstancesTarget(Strict):
+    """The EC2 instances of one zone (stop_instances)."""
+
+    cloud: Literal["aws"]
+    account: AwsAccount
+    region: AwsRegion
+    zone: str = Field(description="availability zone name, like us-east-1a")
+    tags: Tags = Field({}, description="only instances carrying all of these tags")
+
+    @model_validator(mode="after")
+    def _zone_in_region(self) -> AwsInstancesTarget:
+        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
+            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
+        return self
+
+
+class GcpInstancesTarget(Strict):
+    """The Compute Engine instances of one zone (stop_instances)."""
+
+    cloud: Literal["gcp"]
+    project: GcpProject
+    zone: GcpZone
+    labels: Tags = Field({}, description="only instances carrying all of these labels")
+
+    @property
+    def region(self) -> str:
+        match = _GCP_ZONE.match(self.zone)
+        return match.group(1) if match else self.zone
+
+
+class AzureInstancesTarget(Strict):
+    """The virtual machines of one zone of a resource group (stop_instances)."""
+
+    cloud: Literal["azure"]
+    subscription: AzureSubscription
+    resource_group: AzureResourceGroup
+    region: AzureRegion
+    zone: AzureZone
+    tags: Tags = Field({}, description="only VMs carrying all of these tags")
+
+
+class AwsDatabaseTarget(Strict):
+    """Aurora (or Multi-AZ DB) clusters whose writer may be in the zone (failover_database)."""
+
+    cloud: Literal["aws"]
+    account: AwsAccount
+    region: AwsRegion
+    zone: str = Field(description="availability zone name, like us-east-1a")
+    db_clusters: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        min_length=1, description="cluster identifiers; those whose writer is in the zone fail over")
+
+    @model_validator(mode="after")
+    def _zone_in_region(self) -> AwsDatabaseTarget:
+        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
+            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
+        return self
+
+
+class GcpDatabaseTarget(Strict):
+    """Cloud SQL HA instances whose primary may be in the zone (failover_database)."""
+
+    cloud: Literal["gcp"]
+    project: GcpProject
+    zone: GcpZone
+    instances: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+
+    @property
+    def region(self) -> str:
+        match = _GCP_ZONE.match(self.zone)
+        return match.group(1) if match else self.zone
+
+
+class AzureDatabaseTarget(Strict):
+    """PostgreSQL flexible servers (zone-redundant HA) whose primary may be in the zone."""
+
+    cloud: Literal["azure"]
+    subscription: AzureSubscription
+    resource_group: AzureResourceGroup
+    region: AzureRegion | None = Field(None, description="the servers' region, when known")
+    zone: AzureZone
+    servers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+
+
 ZoneTarget = Annotated[AwsZoneTarget | GcpZoneTarget | AzureZoneTarget, Field(discriminator="cloud")]
 RegionTarget = Annotated[
     AwsRegionTarget | GcpRegionTarget | AzureRegionTarget, Field(discriminator="cloud")
@@ -172,17 +255,27 @@ RegionTarget = Annotated[
 RegionTraffic = Annotated[
     AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic, Field(discriminator="cloud")
 ]
+InstancesTarget = Annotated[
+    AwsInstancesTarget | GcpInstancesTarget | AzureInstancesTarget, Field(discriminator="cloud")
+]
+DatabaseTarget = Annotated[
+    AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget, Field(discriminator="cloud")
+]
 Target = (
     AwsZoneTarget | GcpZoneTarget | AzureZoneTarget
     | AwsRegionTarget | GcpRegionTarget | AzureRegionTarget
     | AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic
+    | AwsInstancesTarget | GcpInstancesTarget | AzureInstancesTarget
+    | AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget
 )
 
 
 def target_scope(target: Target) -> str:
     """The account, project or subscription a target lives in."""
-    if isinstance(target, AwsZoneTarget | AwsRegionTarget | AwsRegionTraffic):
+    if isinstance(target, AwsZoneTarget | AwsRegionTarget | AwsRegionTraffic | AwsInstancesTarget
+                  | AwsDatabaseTarget):
         return target.account
-    if isinstance(target, GcpZoneTarget | GcpRegionTarget | GcpRegionTraffic):
+    if isinstance(target, GcpZoneTarget | GcpRegionTarget | GcpRegionTraffic | GcpInstancesTarget
+                  | GcpDatabaseTarget):
         return target.project
     return target.subscription

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gameday.lab.faults import FaultRule
-from tests.support.clouds import CLOUD_LABS, CloudLab
+from tests.support.clouds import ACTION_LABS, CLOUD_LABS, CloudLab, action_lab
 from tests.support.gameday import (
     abort,
     approve,
@@ -28,8 +28,19 @@ STEP = "zone-outage"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=sorted(CLOUD_LABS))
+@pytest.fixture(params=sorted(CLOUD_LABS) + sorted(ACTION_LABS))
 def cloud(request, servers) -> CloudLab:
+    """Every fault of every cloud: the zone blackhole, then each further action."""
+    kind = CLOUD_LABS.get(request.param) or action_lab(request.param)
+    lab = kind(servers)
+    lab.seed()
+    yield lab
+    lab.faults()
+
+
+@pytest.fixture(params=sorted(CLOUD_LABS))
+def zone_cloud(request, servers) -> CloudLab:
+    """The zone blackhole of each cloud: for what only a blackhole does (drift, a region)."""
     lab = CLOUD_LABS[request.param](servers)
     lab.seed()
     yield lab
@@ -178,8 +189,9 @@ def test_worker_killed_mid_fault_and_a_new_worker_finishes(cloud, client, runner
     assert cloud.snapshot() == before
 
 
-def test_drift_a_resource_that_appears_is_cut_and_restored(cloud, client, runner, task_queue):
+def test_drift_a_resource_that_appears_is_cut_and_restored(zone_cloud, client, runner, task_queue):
     """Created after the plan, so only the drift check can find it; restored with the rest."""
+    cloud = zone_cloud
 
     async def scenario():
         handle = await start(client, runbook(cloud.zone_step(STEP, "5m"), drift_interval="1s"),
@@ -243,8 +255,9 @@ REGION_OUTAGE = {
 }
 
 
-def test_abort_during_a_region_outage_restores_zones_first_traffic_last(cloud, client, runner,
+def test_abort_during_a_region_outage_restores_zones_first_traffic_last(zone_cloud, client, runner,
                                                                          task_queue):
+    cloud = zone_cloud
     before = cloud.snapshot()
     steps = [*REGION_OUTAGE[cloud.cloud], {"id": "soak", "action": "wait", "duration": "5m"}]
 

@@ -29,6 +29,11 @@ PATCH_DRIFT_STOPS_WHEN_TOLD = "drift-stops-when-told"
 """Runs started before this change kept a drift watch going when the activity it was cancelled in
 failed instead of reporting its cancellation, and the GameDay waited for the watch for ever."""
 
+DRIFTING = ("blackhole_zone", "blackhole_region")
+"""The actions whose hold brings new resources of the place under the fault: a blackhole cuts
+whatever appears in its zone. An evacuation moves named records; a power interruption stops what
+runs when it starts (keeping groups from launching into the zone is `deny_capacity`'s part)."""
+
 Inject = Callable[[str, FaultStep, int, ResolvedStep, int, list[SagaEntry]], Awaitable[None]]
 """The GameDay's injection of one unit: (step id, unit, unit index, resolved unit, group, the
 step's saga entries so far); it records the compensation before it applies."""
@@ -50,7 +55,7 @@ class DriftWatch:
               units: int) -> asyncio.Task[None] | None:
         """While a blackhole holds, look for resources that appeared in its zone beyond the
         `planned` ones; `units` is how many units the step already has."""
-        if self.runbook.drift_interval is None or step.action == "evacuate_region":
+        if self.runbook.drift_interval is None or step.action not in DRIFTING:
             return None
         watch = asyncio.create_task(self._follow(step, planned, group, units))
         self.watches.append(watch)

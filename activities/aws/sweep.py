@@ -1,7 +1,16 @@
-"""AWS sweep: gameday's network ACLs left by runs that are over, found by their tags.
+"""AWS sweep: what gameday left by runs that are over, found by its tags.
 
-Before: a gameday ACL (tag `gameday:run`) holds subnets, its tags map each to the ACL it had.
-After sweep: each subnet is back on that ACL, and the gameday ACL is deleted.
+- `network-acl`: a gameday ACL (tag `gameday:run`) holds subnets, its tags map each to the ACL it
+  had. After sweep: each subnet is back on that ACL, and the gameday ACL is deleted.
+- `instance`: an instance a power interruption stopped (tags `gameday:run`, `gameday:step`).
+  After sweep: it is running again (started, waited for) and its marks are gone.
+- `auto-scaling-group`: one step's hold on a group whose healing a power interruption suspended
+  (tag `gameday:hold:<step>:<digest>` = the run; `gameday:suspended` names what gameday
+  suspended). After sweep: the step's instances in the region are running again first, then the
+  hold is gone, and with the group's last hold exactly those processes are resumed.
+- `db-cluster`: a cluster a database failover moved (tags `gameday:run`, `gameday:step`,
+  `gameday:restore:writer`, `gameday:fail-back`). After sweep: unless the tags say not to fail
+  back, the writer they name is the writer again; gameday's tags are gone.
 """
 
 from __future__ import annotations
@@ -10,16 +19,28 @@ import os
 
 from activities.aws.api import TAG_RESTORE, TAG_RUN, TAG_STEP, AwsApi, tags_of
 from activities.aws.blackhole import AwsZoneBlackhole
+from activities.aws.database import AwsDatabaseFailover
+from activities.aws.power import (
+    GONE,
+    TAG_HOLD,
+    TAG_SUSPENDED,
+    AwsPowerInterruption,
+    group_tags,
+    holds_of,
+)
 from gameday.plan import FaultResult
 from gameday.sweep import Leftover, SweepScope
 
 
 class AwsSweeper:
-    """Finds gameday's network ACLs by their tags and undoes them from those tags alone."""
+    """Finds what gameday changed by its tags (network ACLs, stopped instances, held groups,
+    failed-over clusters) and undoes each from those tags alone."""
 
     def __init__(self, api: AwsApi | None = None):
         self.api = api or AwsApi()
         self.blackhole = AwsZoneBlackhole(self.api)
+        self.power = AwsPowerInterruption(self.api)
+        self.database = AwsDatabaseFailover(self.api)
 
     def regions(self, scope: SweepScope) -> list[str]:
         if scope.aws_regions:
@@ -45,9 +66,46 @@ class AwsSweeper:
                     detail={"vpc": acl["VpcId"], "subnets_held": ",".join(sorted(held)),
                             "restore_map": ",".join(f"{k}={v}" for k, v in sorted(subnets.items()))},
                 ))
+            leftovers += self._power_leftovers(region)
+            leftovers += self.database.find(region)
         return leftovers
 
+    def _power_leftovers(self, region: str) -> list[Leftover]:
+        """Instances, then groups (their sweep starts the instances first anyway)."""
+        ec2 = self.api.ec2(region)
+        found: list[Leftover] = []
+        reservations = self.api.pages(ec2, "describe_instances", "Reservations",
+                                      Filters=[{"Name": "tag-key", "Values": [TAG_RUN]}])
+        for instance in (i for r in reservations for i in r.get("Instances", [])):
+            if instance["State"]["Name"] in GONE:
+                continue  # terminated meanwhile: nothing to start
+            tags = tags_of(instance)
+            found.append(Leftover(
+                cloud="aws", kind="instance", id=instance["InstanceId"], run_id=tags[TAG_RUN],
+                step_id=tags.get(TAG_STEP, ""), location=region,
+                detail={"state": instance["State"]["Name"], "name": tags.get("Name", ""),
+                        "zone": instance.get("Placement", {}).get("AvailabilityZone", "")}))
+        autoscaling = self.api.client("autoscaling", region)
+        groups = self.api.pages(autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups",
+                                Filters=[{"Name": "tag-key", "Values": [TAG_SUSPENDED]}])
+        for group in groups:
+            tags = group_tags(group)
+            for key, run_id in sorted(holds_of(tags).items()):
+                found.append(Leftover(
+                    cloud="aws", kind="auto-scaling-group", id=group["AutoScalingGroupName"],
+                    run_id=run_id, step_id=key.removeprefix(TAG_HOLD).rsplit(":", 1)[0],
+                    location=region, detail={"hold": key,
+                                             "suspended_by_gameday": tags[TAG_SUSPENDED]}))
+        return found
+
     def sweep(self, leftover: Leftover) -> FaultResult:
+        if leftover.kind == "instance":
+            return self.power.start_marked(self.api.ec2(leftover.location), [leftover.id],
+                                           leftover.run_id, leftover.step_id)
+        if leftover.kind == "auto-scaling-group":
+            return self._sweep_group(leftover)
+        if leftover.kind == "db-cluster":
+            return self.database.sweep(leftover)
         ec2 = self.api.ec2(leftover.location)
         acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                            Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])
@@ -57,3 +115,19 @@ class AwsSweeper:
         original = {k.removeprefix(TAG_RESTORE): v for k, v in tags_of(acl).items()
                     if k.startswith(TAG_RESTORE)}
         return self.blackhole.restore_subnets(ec2, original, [acl["VpcId"]], [leftover.id])
+
+    def _sweep_group(self, leftover: Leftover) -> FaultResult:
+        """Start the step's stopped instances first (the group must not replace them), then
+        release the step's hold, from the tags alone."""
+        ec2 = self.api.ec2(leftover.location)
+        reservations = self.api.pages(ec2, "describe_instances", "Reservations", Filters=[
+            {"Name": f"tag:{TAG_RUN}", "Values": [leftover.run_id]},
+            {"Name": f"tag:{TAG_STEP}", "Values": [leftover.step_id]}])
+        stopped = [i["InstanceId"] for r in reservations for i in r.get("Instances", [])]
+        result = self.power.start_marked(ec2, stopped, leftover.run_id, leftover.step_id)
+        autoscaling = self.api.client("autoscaling", leftover.location)
+        if self.power.release_group(autoscaling, leftover.id, leftover.detail["hold"]):
+            result.changed += 1
+        else:
+            result.notes.append(f"Auto Scaling group {leftover.id} is already gone")
+        return result

@@ -1,9 +1,12 @@
-"""Azure sweep: gameday's NSGs (tagged `gameday-run`) and the NICs carrying gameday's restore tag,
-left by runs that are over, found in each subscription.
+"""Azure sweep: gameday's NSGs (tagged `gameday-run`), the NICs carrying gameday's restore tag and
+the VMs a power interruption marked (tagged `gameday-run`), left by runs that are over, found in
+each subscription.
 
-Before: a NIC on a gameday NSG carries `gameday-restore-nsg` naming the NSG it had.
+Before: a NIC on a gameday NSG carries `gameday-restore-nsg` naming the NSG it had; a VM gameday
+powered off carries `gameday-run` and `gameday-step` (it was running: only those are marked).
 After sweep: the NIC is back on that NSG (or none) without the tag (a NIC moved elsewhere
-meanwhile only loses the stale tag); a gameday NSG, once no NIC holds it, is deleted.
+meanwhile only loses the stale tag); a gameday NSG, once no NIC holds it, is deleted; the VM is
+running again, without gameday's tags.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from activities.azure.api import (
     resource_id,
 )
 from activities.azure.blackhole import AzureZoneBlackhole, BlackholeState, from_restore_tag, nsg_of, tally
+from activities.azure.power import RUNNING, restore_vm
 from activities.base import progress
 from gameday.errors import UserError
 from gameday.plan import FaultResult
@@ -28,9 +32,13 @@ from gameday.sweep import Leftover, SweepScope
 UNKNOWN_RUN = "(unknown)"
 """The run of a NIC whose restore tag no gameday NSG explains: unrecoverable, never `running`."""
 
+KINDS = ("network-interface", "network-security-group", "virtual-machine")
+
+
 class AzureSweeper:
-    """Finds gameday's NSGs (tagged `gameday-run`) and the NICs carrying gameday's restore tag in
-    each subscription, and undoes each from those tags alone."""
+    """Finds gameday's NSGs (tagged `gameday-run`), the NICs carrying gameday's restore tag and
+    the VMs marked by a power interruption in each subscription, and undoes each from those tags
+    alone."""
 
     def __init__(self, connection: AzureConnection | None = None):
         self.connection = connection or AzureConnection()
@@ -44,6 +52,8 @@ class AzureSweeper:
                                 arm.network.network_interfaces.list_all)
                 nsgs = listing(f"listing the NSGs of subscription {subscription}",
                                 arm.network.network_security_groups.list_all)
+                vms = listing(f"listing the VMs of subscription {subscription}",
+                               arm.compute.virtual_machines.list_all)
             ours = {nsg.id.lower(): nsg for nsg in nsgs if TAG_RUN in (nsg.tags or {})}
             for nic in sorted(nics, key=lambda n: n.id.lower()):
                 tags = nic.tags or {}
@@ -69,15 +79,27 @@ class AzureSweeper:
                     detail={"resource_group": id_parts(nsg.id)[1], "region": nsg.location or "",
                             "nics_held": ",".join(held)},
                 ))
+            for vm in sorted(vms, key=lambda v: str(v.id).lower()):
+                tags = vm.tags or {}
+                if TAG_RUN not in tags:
+                    continue
+                leftovers.append(Leftover(
+                    cloud="azure", kind="virtual-machine", id=str(vm.id), run_id=tags[TAG_RUN],
+                    step_id=tags.get(TAG_STEP, ""), location=subscription,
+                    detail={"resource_group": id_parts(str(vm.id))[1],
+                            "zone": ",".join(vm.zones or []), "restore": "start"},
+                ))
         return leftovers
 
     def sweep(self, leftover: Leftover) -> FaultResult:
-        if leftover.kind not in ("network-interface", "network-security-group"):
+        if leftover.kind not in KINDS:
             raise UserError(f"azure has no leftover of kind {leftover.kind}")
         result = FaultResult()
         with self.connection.clients(leftover.location) as arm:
             if leftover.kind == "network-interface":
                 self._sweep_nic(arm, leftover.id, result)
+            elif leftover.kind == "virtual-machine":
+                self._sweep_vm(arm, leftover, result)
             else:
                 self._sweep_nsg(arm, leftover, result)
         progress(1, 1)
@@ -103,6 +125,28 @@ class AzureSweeper:
                             "was removed")
         outcome = self.blackhole.move_nic(arm, resource_id(nic), current, None)
         tally(result, outcome, f"NIC {nic_id} no longer exists; nothing to restore")
+
+    @staticmethod
+    def _sweep_vm(arm: ArmClients, leftover: Leftover, result: FaultResult) -> None:
+        """Running again, without gameday's tags: a VM is marked only just before gameday powers
+        it off, so a marked VM was running. A VM whose mark names another run is left alone."""
+        _, group, name = id_parts(leftover.id)
+        vm = find(f"reading VM {name}", lambda: arm.compute.virtual_machines.get(group, name))
+        if vm is None:
+            result.notes.append(f"VM {leftover.id} no longer exists; nothing to restore")
+            return
+        if (vm.tags or {}).get(TAG_RUN) != leftover.run_id:
+            result.notes.append(f"VM {leftover.id} no longer carries the mark of run "
+                                f"{leftover.run_id}; left alone")
+            result.unchanged += 1
+            return
+        outcome = restore_vm(arm, leftover.id, RUNNING)
+        if outcome == "gone":
+            result.notes.append(f"VM {leftover.id} no longer exists; nothing to restore")
+        elif outcome == "changed":
+            result.changed += 1
+        else:
+            result.unchanged += 1
 
     def _holder_tags(self, arm: ArmClients, nsg: str) -> dict[str, str]:
         _, group, name = id_parts(nsg)

@@ -1,9 +1,11 @@
-"""GCP sweep: gameday's deny rules and blackhole tags left by runs that are over.
+"""GCP sweep: gameday's deny rules, blackhole tags and stopped instances left by runs that are over.
 
-Before: deny rules named `gameday-…` whose description names a run, and instances carrying a
-`gameday-…` network tag (mapped to its run through the rules that target it).
+Before: deny rules named `gameday-…` whose description names a run, instances carrying a
+`gameday-…` network tag (mapped to its run through the rules that target it), and instances
+carrying the power interruption's marks (labels `gameday-run`, `gameday-step`).
 After sweep: the rule is deleted (only while its description still names that run); the tag is
-removed from the instance, every other tag stays.
+removed from the instance, every other tag stays; a marked instance is started and waited for
+until it runs, then loses the marks (only while they still name that run).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from google.cloud import compute_v1
 from activities.base import progress
 from activities.gcp.api import Compute, call, compute_clients, last, mutate, translated
 from activities.gcp.blackhole import TAG_PREFIX, GcpZoneBlackhole, parse_description
+from activities.gcp.power import GcpPowerInterruption, count
 from gameday.errors import UserError
 from gameday.plan import FaultResult, Scope
 from gameday.sweep import Leftover, SweepScope
@@ -34,6 +37,7 @@ class GcpSweeper:
     def __init__(self, clients: Callable[[], Compute] = compute_clients):
         self._clients = clients
         self.blackhole = GcpZoneBlackhole(clients)
+        self.power = GcpPowerInterruption(clients)
 
     def find(self, scope: SweepScope) -> list[Leftover]:
         compute = self._clients()
@@ -41,6 +45,7 @@ class GcpSweeper:
         for project in scope.gcp_projects:
             with translated(f"looking for gameday artifacts in project {project}"):
                 tagged = self._tagged(compute, project)
+                stopped = self.power.marked_instances(compute, project)
                 rules = [(rule, parsed) for rule in call(compute.firewalls.list, project=project)
                          if rule.name.startswith(TAG_PREFIX)
                          and (parsed := parse_description(rule.description)) is not None]
@@ -71,6 +76,12 @@ class GcpSweeper:
                             "instances_tagged": str(sum(holding.get(t, 0)
                                                         for t in rule.target_tags))},
                 ))
+            leftovers += [Leftover(
+                cloud="gcp", kind="stopped-instance", id=f"{zone}/{instance.name}", run_id=run_id,
+                step_id=step_id, location=zone,
+                detail={"project": project, "zone": zone, "instance": instance.name,
+                        "status": instance.status})
+                for zone, instance, (run_id, step_id) in stopped]
         return leftovers
 
     def _tagged(self, compute: Compute, project: str) -> list[tuple[str, str, str]]:
@@ -102,7 +113,25 @@ class GcpSweeper:
             self.blackhole.count(result, outcome, name, "has nothing to restore")
             progress(1, 1)
             return result
+        if leftover.kind == "stopped-instance":
+            with translated(f"starting instance {leftover.detail['instance']}"):
+                return self._power_on(compute, project, leftover)
         raise UserError(f"gcp has no leftover of kind {leftover.kind}")
+
+    def _power_on(self, compute: Compute, project: str, leftover: Leftover) -> FaultResult:
+        """Start an instance a dead run stopped, then remove its marks: only while they still
+        name that run."""
+        zone, name = leftover.detail["zone"], leftover.detail["instance"]
+        scope = Scope(cloud="gcp", account=project, region=zone.rsplit("-", 1)[0], zone=zone)
+        owner = (leftover.run_id, leftover.step_id)
+        if self.power.owner_now(compute, scope, name) != owner:
+            return FaultResult(notes=[f"instance {name} no longer carries the marks of run "
+                                      f"{leftover.run_id}; left alone"])
+        result = FaultResult()
+        count(result, self.power.power_on(compute, scope, name, owner), name,
+              "has nothing to start")
+        progress(1, 1)
+        return result
 
     @staticmethod
     def _delete_rule(compute: Compute, project: str, leftover: Leftover) -> FaultResult:

@@ -195,6 +195,7 @@ class Lab:
             time.sleep(0.2)
 
     def _seed(self, env: dict[str, str]) -> None:
+        from gameday.lab.aws.databases import seed_databases
         from gameday.lab.aws.seed import seed_aws
         from gameday.lab.azure.seed import seed_azure
         from gameday.lab.gcp.seed import seed_gcp
@@ -203,9 +204,10 @@ class Lab:
         os.environ.update(env)
         try:
             summary = {
-                "aws": seed_aws(),
+                "aws": {**seed_aws(), "db_clusters": seed_databases()},
                 "gcp": seed_gcp(env["GAMEDAY_GCP_ENDPOINT"]),
-                "azure": seed_azure(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"]),
+                "azure": seed_azure(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"],
+                                    powered_off=True),
             }
         finally:
             for key, value in saved.items():

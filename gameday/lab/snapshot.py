@@ -44,6 +44,23 @@ def aws_view() -> dict[str, str]:
             name = subnets.get(association["SubnetId"])
             if name:  # moto's default VPC is not part of the lab
                 view[f"aws subnet {name} acl"] = label
+    for reservation in ec2.describe_instances()["Reservations"]:
+        for instance in reservation["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            marked = " (gameday)" if "gameday:run" in tags else ""
+            name = tags.get("Name", instance["InstanceId"])
+            view[f"aws instance {name} state"] = instance["State"]["Name"] + marked
+    autoscaling = boto3.client("autoscaling", region_name="us-east-1")
+    for group in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
+        view[f"aws group {group['AutoScalingGroupName']} suspended"] = ",".join(
+            sorted(p["ProcessName"] for p in group.get("SuspendedProcesses", []))) or "none"
+    rds = boto3.client("rds", region_name="us-east-1")
+    for cluster in rds.describe_db_clusters()["DBClusters"]:
+        tags = {t["Key"]: t["Value"] for t in cluster.get("TagList", [])}
+        writer = next((m["DBInstanceIdentifier"] for m in cluster["DBClusterMembers"]
+                       if m["IsClusterWriter"]), "none")
+        marked = " (gameday)" if "gameday:run" in tags else ""
+        view[f"aws db-cluster {cluster['DBClusterIdentifier']} writer"] = writer + marked
     route53 = boto3.client("route53", region_name="us-east-1")
     for zone in route53.list_hosted_zones()["HostedZones"]:
         for record in route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]:
@@ -61,6 +78,9 @@ def gcp_view(endpoint: str) -> dict[str, str]:
             for instance in scope.get("instances", []):
                 view[f"gcp instance {instance['name']} tags"] = ",".join(
                     sorted(instance.get("tags", {}).get("items", [])))
+                view[f"gcp instance {instance['name']} status"] = instance["status"]
+                view[f"gcp instance {instance['name']} labels"] = ",".join(
+                    f"{k}={v}" for k, v in sorted(instance.get("labels", {}).items()))
         for rule in http.get(f"{base}/global/firewalls").json().get("items", []):
             view[f"gcp firewall {rule['name']}"] = f"priority {rule['priority']} {rule['direction']}"
         for service in http.get(f"{base}/global/backendServices").json().get("items", []):
@@ -82,6 +102,12 @@ def azure_view(endpoint: str, ca_bundle: str) -> dict[str, str]:
             view[f"azure nic {nic.name} nsg"] = nsg
         for nsg in clients.network.network_security_groups.list(RESOURCE_GROUP):
             view[f"azure nsg {nsg.name}"] = f"{len(nsg.security_rules or [])} rules"
+        for vm in clients.compute.virtual_machines.list(RESOURCE_GROUP, expand="instanceView"):
+            statuses = (vm.instance_view.statuses or []) if vm.instance_view else []
+            power = next((s.code.split("/", 1)[1] for s in statuses
+                          if (s.code or "").startswith("PowerState/")), "unknown")
+            marked = sorted(k for k in vm.tags or {} if k.startswith("gameday-"))
+            view[f"azure vm {vm.name} power"] = power + (f" ({', '.join(marked)})" if marked else "")
         for profile in clients.traffic.profiles.list_by_resource_group(RESOURCE_GROUP):
             for endpoint_ in profile.endpoints or []:
                 view[f"azure traffic {profile.name}/{endpoint_.name} status"] = str(

@@ -27,7 +27,8 @@ class CloudLab(Protocol):
     def target_count(self) -> int: ...
     def snapshot(self) -> Any: ...
     def blackholed(self) -> bool:
-        """Every target of `zone_step` is cut off, and nothing else is."""
+        """Every target of `zone_step` is under the fault (cut off, stopped...), and nothing else
+        is."""
     def faults(self, *rules: FaultRule, seed: int = 0) -> None: ...
     def calls(self, match: str) -> list[dict[str, Any]]: ...
     def add_target(self) -> str:
@@ -291,6 +292,24 @@ class AzureLab:
 
 
 CLOUD_LABS: dict[str, type] = {"aws": AwsLab, "gcp": GcpLab, "azure": AzureLab}
+"""The zone blackhole of each cloud: the labs every scenario runs against."""
+
+ACTION_LABS: dict[str, str] = {
+    "aws-stop_instances": "tests.support.power_aws:AwsPowerLab",
+    "gcp-stop_instances": "tests.support.power_gcp:GcpPowerLab",
+    "azure-stop_instances": "tests.support.power_azure:AzurePowerLab",
+    "aws-failover_database": "tests.support.failover_aws:AwsFailoverLab",
+}
+"""Each further (cloud, action) as a `CloudLab` whose `zone_step` names that action: the scenarios
+that hold for every fault (exact restore after success, abort, cancel, a refused apply, throttled
+restore, guardrails, SIGKILL) run against these too. Loaded by name (`action_lab`)."""
+
+
+def action_lab(name: str) -> type:
+    import importlib
+
+    module, cls = ACTION_LABS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def traffic_snapshot(servers: Servers) -> dict[str, Any]:

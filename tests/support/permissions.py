@@ -48,6 +48,27 @@ AWS_ACTIONS: frozenset[str] = frozenset({
     "route53:ChangeResourceRecordSets",
     # sweep: the regions to look in, when GAMEDAY_SWEEP_AWS_REGIONS names none
     "ec2:DescribeRegions",
+    # stop_instances (and its sweep): the zone's instances, their groups and the groups' processes
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceAttribute",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    # apply_ and restore_stop_instances: gameday's marks (ec2:CreateTags is above), the stop and
+    # the start, the groups' holds and their HealthCheck/ReplaceUnhealthy processes
+    "ec2:DeleteTags",
+    "ec2:StopInstances",
+    "ec2:StartInstances",
+    "autoscaling:CreateOrUpdateTags",
+    "autoscaling:DeleteTags",
+    "autoscaling:SuspendProcesses",
+    "autoscaling:ResumeProcesses",
+    # failover_database (and its sweep): the named clusters, their instances' zones
+    "rds:DescribeDBClusters",
+    "rds:DescribeDBInstances",
+    # apply_ and restore_failover_database: gameday's marks on the cluster, the failover and back
+    "rds:AddTagsToResource",
+    "rds:RemoveTagsFromResource",
+    "rds:FailoverDBCluster",
 })
 
 # --- GCP: IAM permissions of a custom role -----------------------------------------------------
@@ -73,6 +94,10 @@ GCP_PERMISSIONS: frozenset[str] = frozenset({
     # sweep: gameday's deny rules and tags left by runs that are over (instances.list above)
     "compute.firewalls.list",
     "compute.firewalls.get",
+    # apply_ and restore_stop_instances, sweep: mark (labels) and power each instance off and on
+    "compute.instances.setLabels",
+    "compute.instances.stop",
+    "compute.instances.start",
     # every mutation: poll its operation until DONE
     "compute.zoneOperations.get",
     "compute.globalOperations.get",
@@ -82,8 +107,14 @@ GCP_PERMISSIONS: frozenset[str] = frozenset({
 
 AZURE_ACTIONS: frozenset[str] = frozenset({
     # resolve_blackhole_zone: the VMs of the resource group; sweep: every NIC and NSG listed
-    # (the reads below) in the scopes the role is assigned on
+    # (the reads below) in the scopes the role is assigned on; *_stop_instances: each VM with its
+    # instance view, and sweep every VM
     "Microsoft.Compute/virtualMachines/read",
+    # apply and restore_stop_instances, sweep: gameday's tags on a VM (PATCH), its power-off
+    # without shutdown, its start
+    "Microsoft.Compute/virtualMachines/write",
+    "Microsoft.Compute/virtualMachines/powerOff/action",
+    "Microsoft.Compute/virtualMachines/start/action",
     # resolve, prepare, apply and restore_blackhole_zone: each VM's NICs, read-modify-write
     "Microsoft.Network/networkInterfaces/read",
     "Microsoft.Network/networkInterfaces/write",
@@ -134,6 +165,9 @@ GCP_CALLS: dict[str, frozenset[str]] = {
     "InstancesClient.aggregated_list": frozenset({"compute.instances.list"}),
     "InstancesClient.get": frozenset({"compute.instances.get"}),
     "InstancesClient.set_tags_unary": frozenset({"compute.instances.setTags"}),
+    "InstancesClient.set_labels_unary": frozenset({"compute.instances.setLabels"}),
+    "InstancesClient.stop_unary": frozenset({"compute.instances.stop"}),
+    "InstancesClient.start_unary": frozenset({"compute.instances.start"}),
     "FirewallsClient.get": frozenset({"compute.firewalls.get"}),
     "FirewallsClient.list": frozenset({"compute.firewalls.list"}),
     "FirewallsClient.insert_unary": frozenset({"compute.firewalls.create",
@@ -167,6 +201,15 @@ AZURE_CALLS: dict[str, frozenset[str]] = {
         "Microsoft.Compute/virtualMachines/read"}),
     "ComputeManagementClient.virtual_machines.get": frozenset({
         "Microsoft.Compute/virtualMachines/read"}),
+    "ComputeManagementClient.virtual_machines.list_all": frozenset({
+        "Microsoft.Compute/virtualMachines/read"}),
+    # a PATCH of tags only: no NIC, disk or other linked resource is referenced by the body
+    "ComputeManagementClient.virtual_machines.begin_update": frozenset({
+        "Microsoft.Compute/virtualMachines/write"}),
+    "ComputeManagementClient.virtual_machines.begin_power_off": frozenset({
+        "Microsoft.Compute/virtualMachines/powerOff/action"}),
+    "ComputeManagementClient.virtual_machines.begin_start": frozenset({
+        "Microsoft.Compute/virtualMachines/start/action"}),
     "NetworkManagementClient.network_interfaces.get": frozenset({
         "Microsoft.Network/networkInterfaces/read"}),
     "NetworkManagementClient.network_interfaces.list": frozenset({

@@ -15,7 +15,9 @@ Where moto is laxer than EC2 in a way that hides a race, the proxy answers as EC
 `DependencyViolation`, and `ReplaceNetworkAclAssociation` onto an ACL that does not exist with
 `InvalidNetworkAclID.NotFound` (moto deletes the ACL, and drops a subnet's association before
 finding that its new ACL does not exist: either way the subnet ends with no ACL, where no restore
-finds it); each check is atomic with its call.
+finds it); each check is atomic with its call. Instances show the power states in between
+(`stopping`, `pending`) and EC2's refusals of `StopInstances` and `StartInstances`, which moto
+skips (`gameday.lab.aws.power`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from gameday.lab.aws.power import PowerModel
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.realistic import Bucket, Decision, RateCall
 
@@ -100,6 +103,10 @@ class AwsFaultProxy(Emulator):
         self._associations = threading.Lock()
         """Held across a DeleteNetworkAcl's dependency check and the delete, and across each
         ReplaceNetworkAclAssociation: no association lands between the check and the delete."""
+        self.power = PowerModel()
+
+    def reset(self) -> None:
+        self.power.reset()
 
     def fault_key(self, request: Request) -> str:
         return aws_action(request)
@@ -162,6 +169,10 @@ class AwsFaultProxy(Emulator):
 
     def handle(self, request: Request) -> Response:
         action = aws_action(request)
+        if action in ("StopInstances", "StartInstances"):
+            return self.power.power_call(action, request, self._forward)
+        if action == "DescribeInstances":
+            return self.power.describe_instances(request, self._forward)
         if action not in ("DeleteNetworkAcl", "ReplaceNetworkAclAssociation"):
             return self._forward(request)
         acl_id = (_form(request).get("NetworkAclId") or [""])[0]

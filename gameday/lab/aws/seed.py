@@ -6,6 +6,8 @@ from typing import Any
 
 import boto3
 
+from gameday.lab.aws.fleet import seed_fleet
+
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 
@@ -18,7 +20,9 @@ def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, 
 
     Per zone: `subnets_per_zone` subnets tagged `gameday=enabled` (tier web, then app) and one
     untagged `ops` subnet that no tag-filtered GameDay may touch. Web subnets sit on a custom
-    `shop-web` ACL, the second VPC's subnets on their own `batch` ACL.
+    `shop-web` ACL, the second VPC's subnets on their own `batch` ACL. The web subnets hold the
+    web instances and the Auto Scaling group of `gameday.lab.aws.fleet` (`instances`,
+    `auto_scaling_group`).
     """
     ec2 = boto3.client("ec2", region_name=region)
     shop = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
@@ -57,9 +61,10 @@ def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, 
         subnets[zone].append(batch_subnet["SubnetId"])
         _associate(ec2, batch_subnet["SubnetId"], batch_acl)
     hosted_zone = seed_route53()
+    fleet = seed_fleet(region, {zone: subnets[zone][0] for zone in ZONES})
     return {"region": region, "vpcs": {"shop": shop, "batch": batch},
             "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets,
-            "hosted_zone": hosted_zone}
+            "hosted_zone": hosted_zone, **fleet}
 
 
 SHOP_DOMAIN = "shop.example.com"

@@ -1,12 +1,19 @@
 """Microsoft.Compute virtual machines: zones, tags and the NICs they use (profiles kept loosely).
 
 A VM has a power state (running after its creation) shown in its instance view (`GET` with
-`$expand=instanceView`, or `GET .../instanceView`). The power actions `start`, `powerOff`,
-`deallocate` and `restart` answer as ARM does: 202 with `Azure-AsyncOperation` and `Location`;
-while the operation runs the VM is `starting`/`stopping`/`deallocating` (and another write to it
-is 429), and its end state is set when the operation completes (first poll, or `operation_seconds`
-later when nobody polls). `Retry-After: 1` tells clients that poll on their own schedule (the
-Azure CLI waits 30 s without it) to come back in a second: lab time is short.
+`$expand=instanceView`, a list with `$expand=instanceView`, or `GET .../instanceView`). The power
+actions `start`, `powerOff` (`skipShutdown` accepted), `deallocate` and `restart` answer as ARM
+does: 202 with `Azure-AsyncOperation` and `Location`; while the operation runs the VM is
+`starting`/`stopping`/`deallocating` with provisioning state `Updating`, and its end state is set
+when the operation completes (first poll, or `operation_seconds` later when nobody polls). An
+action already in effect (`start` of a running VM, `powerOff` of a stopped one) is a 202 that
+changes nothing; `powerOff` of a deallocated VM is 409 `OperationNotAllowed`, as ARM answers it.
+While an operation holds the VM, every other write to it (action, PUT, PATCH, DELETE) is 409
+`AnotherOperationInProgress` naming the operation to poll, as Microsoft.Compute answers
+(Microsoft.Network answers 429). `PATCH` takes a `VirtualMachineUpdate`: `tags` given replace the
+tags, `properties` given are merged one level deep. `Retry-After: 1` tells clients that poll on
+their own schedule (the Azure CLI waits 30 s without it) to come back in a second: lab time is
+short.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from gameday.lab.azure.arm import (
     tags_of,
 )
 from gameday.lab.azure.network import NetworkProvider, owner_of
+from gameday.lab.azure.operations import retry_after
 from gameday.lab.emulator import Request, Response
 
 if TYPE_CHECKING:
@@ -63,6 +71,7 @@ class ComputeProvider:
         arm.route("GET", SUB + "/providers/Microsoft\\.Compute/virtualMachines", self.list_all)
         arm.route("GET", vms + rf"/(?P<vm>{NAME})", self.get_vm)
         arm.route("PUT", vms + rf"/(?P<vm>{NAME})", self.put_vm)
+        arm.route("PATCH", vms + rf"/(?P<vm>{NAME})", self.patch_vm)
         arm.route("DELETE", vms + rf"/(?P<vm>{NAME})", self.delete_vm)
         arm.route("GET", vms + rf"/(?P<vm>{NAME})/instanceView", self.get_instance_view)
         actions = "|".join(POWER_ACTIONS)
@@ -95,12 +104,18 @@ class ComputeProvider:
     def _vm_id(self, request: Request) -> str:
         return f"{self.arm.group(request).id}/providers/{VM_TYPE}/{request.params['vm']}"
 
+    def _lister(self, request: Request) -> Any:
+        """How a list renders each VM: `$expand=instanceView` adds its instance view."""
+        expand = (request.arg("$expand") or "").lower().split(",")
+        return lambda vm: self.render(vm, "instanceview" in expand)
+
     def list_vms(self, request: Request) -> Response:
         group = self.arm.group(request)
-        return self.arm.page(request, self.vms.in_group(*owner_of(group.id)), self.render)
+        return self.arm.page(request, self.vms.in_group(*owner_of(group.id)), self._lister(request))
 
     def list_all(self, request: Request) -> Response:
-        return self.arm.page(request, self.vms.in_subscription(request.params["sub"]), self.render)
+        return self.arm.page(request, self.vms.in_subscription(request.params["sub"]),
+                             self._lister(request))
 
     def _existing(self, request: Request) -> Resource:
         vm = self.vms.get(self._vm_id(request))
@@ -116,24 +131,71 @@ class ComputeProvider:
     def get_instance_view(self, request: Request) -> Response:
         return respond(self.instance_view(self._existing(request)))
 
+    def ensure_idle(self, vm: Resource, doing: str) -> None:
+        """409 AnotherOperationInProgress while an operation holds the VM, naming the operation's
+        status URL, as Microsoft.Compute answers."""
+        op = self.arm.operations.busy(vm.key)
+        if op is None:
+            return
+        subscription = owner_of(vm.id)[0]
+        status = (f"/subscriptions/{subscription}/providers/{NS}/locations/{op.location}/"
+                  f"operations/{op.id}")
+        raise ArmError(409, "AnotherOperationInProgress", f"Operation '{doing}' is not allowed: "
+                       f"another operation ({op.name}) on this or dependent resource is in "
+                       f"progress. To retrieve status of the operation use uri: {status}.",
+                       {"Retry-After": str(retry_after(op))})
+
     def power_action(self, request: Request) -> Response:
         vm = self._existing(request)
-        self.arm.operations.ensure_idle(vm.key, vm.id)
-        during, after, name = POWER_ACTIONS[request.params["action"]]
-        self.power[vm.key] = during
+        action = request.params["action"]
+        self.ensure_idle(vm, action)
+        during, after, name = POWER_ACTIONS[action]
+        now = self.power.get(vm.key, "running")
+        if action == "powerOff" and now == "deallocated":
+            raise ArmError(409, "OperationNotAllowed", f"Operation 'powerOff' is not allowed on "
+                           f"VM '{vm.name}' since the VM is deallocated or marked to be "
+                           "deallocated.")
+        if now != after or action == "restart":
+            self.power[vm.key] = during
+        vm.state = "Updating"
 
         def done() -> None:
             if self.vms.get(vm.id) is vm:
                 self.power[vm.key] = after
+                vm.state = "Succeeded"
 
         return self.arm.action_response(request, namespace=NS, location=vm.location or "",
                                         holds=vm.key, name=f"{name}Operation", on_done=done)
+
+    def patch_vm(self, request: Request) -> Response:
+        """A `VirtualMachineUpdate`: tags replaced when given, properties merged one level deep;
+        zones and NICs are not changed here."""
+        vm = self._existing(request)
+        self.ensure_idle(vm, "Update VM")
+        check_if_match(request, vm)
+        body = body_of(request)
+        if "zones" in body and [str(z) for z in body["zones"] or []] != vm.extra.get("zones", []):
+            raise ArmError(409, "PropertyChangeNotAllowed", "Changing property 'zones' is not "
+                           "allowed.")
+        if "tags" in body:
+            vm.tags = tags_of(body)
+        for name, value in (body.get("properties") or {}).items():
+            if name in _COMPUTED:
+                continue
+            current = vm.properties.get(name)
+            vm.properties[name] = ({**current, **value} if isinstance(current, dict)
+                                   and isinstance(value, dict) else value)
+        vm.touch()
+        return self.arm.write_response(request, vm, created=False, kind="virtualMachines",
+                                       namespace=NS, location=vm.location or "", holds=vm.key,
+                                       render=lambda: self.render(vm))
 
     def put_vm(self, request: Request) -> Response:
         vm_id = self._vm_id(request)
         existing = self.vms.get(vm_id)
         vm_id = existing.id if existing else vm_id
-        self.arm.operations.ensure_idle(key(vm_id), vm_id)
+        if existing is not None:
+            self.ensure_idle(existing, "Update VM")
         check_if_match(request, existing)
         body = body_of(request)
         location = require_location(body, existing)
@@ -207,7 +269,7 @@ class ComputeProvider:
         vm = self.vms.get(self._vm_id(request))
         if vm is None:
             return respond(None, 204)
-        self.arm.operations.ensure_idle(vm.key, vm.id)
+        self.ensure_idle(vm, "Delete VM")
         check_if_match(request, vm)
 
         def remove() -> None:

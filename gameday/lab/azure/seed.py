@@ -4,6 +4,10 @@ Resource group `shop` in eastus; VNet `shop-vnet` with subnet `app`; eight VMs o
 six tagged `gameday=enabled`; eleven NICs, the three of the `web-*` VMs associated with the
 pre-existing NSG `web-nsg`; Traffic Manager profile `shop-tm` with enabled AzureEndpoints in eastus
 and westus. Seeding twice leaves the same topology (every write is a create-or-update).
+
+With `powered_off=True`, zone 1 also holds the VMs of `POWERED_OFF`, tagged `gameday=enabled` and
+already out of power before any run: `batch-1` stopped (powered off, still allocated) and
+`spare-1` deallocated, each with one NIC (what a power interruption must leave as it found it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ VMS = [
     ("app-1", "1", True, 2), ("app-2", "2", True, 2), ("app-3", "3", True, 2),
     ("db-1", "1", False, 1), ("bastion-1", "2", False, 1),
 ]
+#: (VM name, zone, power state it is left in): seeded with `powered_off=True` only
+POWERED_OFF = [("batch-1", "1", "stopped"), ("spare-1", "1", "deallocated")]
 WEB_RULES = [("allow-http", 100, "80"), ("allow-https", 110, "443")]
 ENDPOINT_REGIONS = [("eastus", 1), ("westus", 2)]
 
@@ -41,13 +47,44 @@ def create_resource_group(clients: ArmClients, subscription: str, name: str,
 
 def seed_azure(endpoint: str, ca_bundle: str,
                subscription: str = "00000000-0000-0000-0000-000000000000",
-               resource_group: str = "shop") -> dict[str, Any]:
-    """Build the lab topology at `endpoint` and return a summary of what exists."""
+               resource_group: str = "shop", powered_off: bool = False) -> dict[str, Any]:
+    """Build the lab topology at `endpoint` and return a summary of what exists; with
+    `powered_off`, the VMs of `POWERED_OFF` too, each left in its power state."""
     clients = connect(endpoint, ca_bundle, subscription)
     try:
-        return _seed(clients, subscription, resource_group)
+        summary = _seed(clients, subscription, resource_group)
+        if powered_off:
+            summary["powered_off"] = _powered_off(clients, resource_group, summary["subnet"])
+        return summary
     finally:
         clients.close()
+
+
+def _powered_off(clients: ArmClients, rg: str, subnet_id: str) -> dict[str, str]:
+    """The VMs of `POWERED_OFF`, each powered off (`stopped`) or deallocated, waited for."""
+    network, compute = clients.network, clients.compute
+    states: dict[str, str] = {}
+    for vm_name, zone, state in POWERED_OFF:
+        nic = network.network_interfaces.begin_create_or_update(rg, f"{vm_name}-nic0", {
+            "location": LOCATION, "tags": {"app": "shop"},
+            "properties": {"ipConfigurations": [
+                {"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]},
+        }).result()
+        compute.virtual_machines.begin_create_or_update(rg, vm_name, {
+            "location": LOCATION, "zones": [zone],
+            "tags": {"app": "shop", "gameday": "enabled", "tier": "batch"},
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_B2s"},
+                "osProfile": {"computerName": vm_name, "adminUsername": "azureuser"},
+                "networkProfile": {"networkInterfaces": [{"id": nic.id}]},
+            },
+        }).result()
+        if state == "deallocated":
+            compute.virtual_machines.begin_deallocate(rg, vm_name).result()
+        else:
+            compute.virtual_machines.begin_power_off(rg, vm_name, skip_shutdown=True).result()
+        states[vm_name] = state
+    return states
 
 
 def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
@@ -148,8 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ca-bundle", required=True)
     parser.add_argument("--subscription", default="00000000-0000-0000-0000-000000000000")
     parser.add_argument("--resource-group", default="shop")
+    parser.add_argument("--powered-off", action="store_true",
+                        help="also the VMs of POWERED_OFF, already stopped or deallocated")
     args = parser.parse_args(argv)
-    summary = seed_azure(args.endpoint, args.ca_bundle, args.subscription, args.resource_group)
+    summary = seed_azure(args.endpoint, args.ca_bundle, args.subscription, args.resource_group,
+                         powered_off=args.powered_off)
     print(json.dumps(summary, indent=2))
 
 

@@ -6,13 +6,14 @@ import base64
 import hashlib
 import itertools
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.gcp.catalogue import REGIONS, ZONES
-from gameday.lab.gcp.operations import OperationStore, OpFailure
+from gameday.lab.gcp.operations import WAIT_BLOCK, OperationStore, OpFailure
 from gameday.lab.realistic import Bucket, Decision, RateCall
 
 GOOGLE_BASE = "https://www.googleapis.com/compute/v1"
@@ -39,6 +40,11 @@ READS = "reads"
 LISTS = "lists"
 OPERATION_READS = "operation-reads"
 _PROJECT_PATH = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)(?:/(?P<rest>.*))?$")
+_WAIT_PATH = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)/(?P<scope>global|regions/[^/]+|"
+                        r"zones/[^/]+)/operations/(?P<name>[^/]+)/wait$")
+POWER_SECONDS = 30.0
+"""How long a power operation (stop, start, suspend, resume) takes when nobody hurries it:
+Compute Engine's take tens of seconds."""
 _QUOTA = {MUTATIONS: ("Queries", "defaultPerMinutePerProject"),
           READS: ("Read requests", "ReadRequestsPerMinutePerProject"),
           LISTS: ("List requests", "ListRequestsPerMinutePerProject"),
@@ -96,6 +102,12 @@ class ComputeCore(Emulator):
                  keyfile: str | None = None, link_base: str = GOOGLE_BASE):
         super().__init__(host, port, certfile, keyfile)
         self.link_base = link_base.rstrip("/")
+        self.power_seconds = POWER_SECONDS
+        """Seconds a power operation takes; its instance shows the transitional status meanwhile."""
+        self.polls_hurry = True
+        """Whether reading a power operation finishes it early (two `get`s, or one `wait`), as
+        every operation of the emulator does; False gives Compute Engine's timing: RUNNING
+        until `power_seconds` have passed, however it is read."""
         self.state = State()
         self._ids = itertools.count(1)
         self.operations = OperationStore(self.link, self.next_id)
@@ -107,7 +119,24 @@ class ComputeCore(Emulator):
     def reset(self) -> None:
         self.state = State()
         self.operations = OperationStore(self.link, self.next_id)
+        self.power_seconds = POWER_SECONDS
+        self.polls_hurry = True
         super().reset()
+
+    def handle(self, request: Request) -> Response:
+        """Settle what time has finished (an instance's stop lands whether or not anyone polls
+        it), and hold a `wait` on an operation that takes time, outside the lock, until it is
+        DONE or for `WAIT_BLOCK` seconds, before answering it."""
+        with self.lock:
+            self.operations.settle()
+            found = _WAIT_PATH.match(request.path) if request.method == "POST" else None
+            pause = (self.operations.remaining(found["project"], found["scope"], found["name"])
+                     if found else 0.0)
+        if pause:
+            time.sleep(min(pause, WAIT_BLOCK))
+            with self.lock:
+                self.operations.settle()
+        return super().handle(request)
 
     def error_body(self, error: ApiError) -> Any:
         reason = _BASE_REASONS.get(error.code, error.code)
@@ -233,12 +262,14 @@ class ComputeCore(Emulator):
     # --- mutations -------------------------------------------------------------------------
 
     def mutate(self, request: Request, scope: str, op_type: str,
-               apply: Callable[[], Outcome], on_done: Callable[[], None] | None = None) -> Response:
+               apply: Callable[[], Outcome], on_done: Callable[[], None] | None = None,
+               seconds: Callable[[], float | None] | None = None) -> Response:
         """Run `apply` once per `requestId` and answer with the Operation that records it.
 
         `apply` raises `ApiError` for what fails synchronously (409, 412, 400, 404 of the target)
         and returns an `OpFailure` for what the operation reports as failed; `on_done` runs when
-        the operation is DONE (not when it failed or replays a `requestId`).
+        the operation is DONE (not when it failed or replays a `requestId`); `seconds`, asked
+        after `apply`, is how long the operation takes (None: no time of its own).
         """
         project = request.params["project"]
         request_id = request.arg("requestId")
@@ -246,9 +277,10 @@ class ComputeCore(Emulator):
         if previous is not None:
             return Response(200, previous)
         target_link, target_id, failure = apply()
-        return Response(200, self.operations.create(project, scope, op_type, target_link,
-                                                    target_id, failure, request_id,
-                                                    None if failure else on_done))
+        return Response(200, self.operations.create(
+            project, scope, op_type, target_link, target_id, failure, request_id,
+            None if failure else on_done, seconds() if seconds and not failure else None,
+            hurried=self.polls_hurry))
 
     def use_network(self, project: str, name: str, delta: int) -> None:
         key = (project, name)

@@ -17,9 +17,12 @@ Known deviations from Compute Engine:
 - subnetworks are read-only: one per region for each auto-mode network, none for custom-mode
   networks; addresses come from the region's auto-mode range in insertion order and keep
   counting past the /20;
-- a power operation (stop, start, suspend, resume, reset) reaches its final status only when its
-  operation is read DONE (`get` twice or `wait`); an operation nobody polls leaves the instance
-  in STOPPING, STAGING or SUSPENDING;
+- a power operation (stop, start, suspend, resume) shows its instance STOPPING, STAGING or
+  SUSPENDING for `power_seconds` (30 s by default), then lands whether or not anyone polls it;
+  by default reading its operation DONE (`get` twice, or `wait`) hurries it, as for every
+  operation; with `polls_hurry = False` it keeps Compute Engine's timing (RUNNING until done,
+  `wait` answered when DONE or after a few seconds); a start goes straight to STAGING (no
+  PROVISIONING), and reset is instant;
 - managed instance groups are not emulated (their lists are served empty, `get` is 404);
 - region quotas are fixed, generous limits with usage counted from the project's resources;
 - only zonal unmanaged instance groups; backend services accept only zonal groups;

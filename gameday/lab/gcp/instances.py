@@ -1,6 +1,7 @@
 """VM instances (zonal resources, zonal operations): insert, get, list, aggregatedList, delete,
 setTags, setLabels and setMetadata, with fingerprints checked like Compute Engine (412
-conditionNotMet), and the power operations stop, start, suspend, resume and reset.
+conditionNotMet), and the power operations stop, start, suspend, resume and reset, which take
+time (`power_seconds`) and land whether or not anyone polls them.
 
 An instance has Compute Engine's shape: a boot disk (`disks[]`), `metadata` with its fingerprint,
 `scheduling` and the project's default compute service account, unless the insert gave them.
@@ -240,11 +241,15 @@ class InstancesApi(NetworkingApi):
 
     def power(self, request: Request, action: str) -> Response:
         """stop, start, suspend, resume or reset: the transitional status now, the final one
-        when the operation is DONE; an instance already where the action leads is left as is."""
+        when the operation is DONE (`power_seconds` later, or earlier when its reads hurry it);
+        an instance already where the action leads is left as is, at once. An instance in
+        another transition is not ready: starting a STOPPING instance is refused (400
+        resourceNotReady), as on Compute Engine."""
         project, zone, name = request.params["project"], self.zone(request), request.params["name"]
         sources, transitional, final = _POWER[action]
         stamp = {"stop": "lastStopTimestamp", "start": "lastStartTimestamp",
                  "resume": "lastStartTimestamp", "suspend": "lastSuspendedTimestamp"}.get(action)
+        moving: list[bool] = []
 
         def apply() -> Outcome:
             instance = self._instance(request)
@@ -256,6 +261,7 @@ class InstancesApi(NetworkingApi):
                                    f"{name}' is not ready (it is {status}; {action} needs "
                                    f"{' or '.join(sorted(sources))}).")
                 self._store(request, {**instance, "status": transitional})
+                moving.append(action != "reset")
             return instance["selfLink"], instance["id"], None
 
         def finish() -> None:
@@ -266,7 +272,8 @@ class InstancesApi(NetworkingApi):
                     changed[stamp] = now()
                 self.state.instances[(project, zone)][name] = changed
 
-        return self.mutate(request, f"zones/{zone}", action, apply, finish)
+        return self.mutate(request, f"zones/{zone}", action, apply, finish,
+                           lambda: self.power_seconds if any(moving) else None)
 
 
 _POWER: dict[str, tuple[frozenset[str], str, str]] = {

@@ -2,17 +2,23 @@
 
 A new operation is PENDING; each `get` moves it one step (the first get says RUNNING, the next
 DONE); `wait` makes it DONE at once; `list` shows it as it is. The emulator applies a mutation's
-effect when it creates the operation, so the resource is visible no later than DONE; a power
-operation moves its instance to the transitional status (STOPPING, STAGING, SUSPENDING) at once
-and to the final one (TERMINATED, RUNNING, SUSPENDED) when the operation is DONE. A failed
+effect when it creates the operation, so the resource is visible no later than DONE. A failed
 operation ends DONE with `error.errors[]`, `httpErrorStatusCode` and `httpErrorMessage`.
 A `requestId` seen before in the project returns the operation it created, unchanged.
+
+An operation that takes time (a power operation: its instance is STOPPING, STAGING or SUSPENDING
+meanwhile) has a `due` time. At `due` it is DONE and its effect lands whether or not anyone polls
+it (`settle`), as on Compute Engine. Created `hurried` (the emulator's default), reading it also
+finishes it early, as above; created unhurried, it is RUNNING until `due` however often it is
+read, and `wait` is answered when it is DONE or after `WAIT_BLOCK` seconds, whichever is first
+(Compute Engine's `wait` returns within about two minutes, DONE or not).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +29,8 @@ from typing import Any
 from gameday.lab.emulator import ApiError
 
 _NEXT = {"PENDING": "RUNNING", "RUNNING": "DONE", "DONE": "DONE"}
+WAIT_BLOCK = 2.0
+"""The longest the emulator holds a `wait` on an unhurried operation before answering RUNNING."""
 
 
 def now() -> str:
@@ -48,6 +56,8 @@ class OperationStore:
         self._ops: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._failures: dict[tuple[str, str, str], OpFailure] = {}
         self._on_done: dict[tuple[str, str, str], Callable[[], None]] = {}
+        self._due: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        """(project, scope, name) → (monotonic time it is DONE by, whether reads hurry it)."""
         self._requests: dict[tuple[str, str], tuple[str, str]] = {}
         self._seq = itertools.count(1)
 
@@ -67,9 +77,11 @@ class OperationStore:
 
     def create(self, project: str, scope: str, op_type: str, target_link: str, target_id: str,
                failure: OpFailure | None = None, request_id: str | None = None,
-               on_done: Callable[[], None] | None = None) -> dict[str, Any]:
+               on_done: Callable[[], None] | None = None, seconds: float | None = None,
+               hurried: bool = True) -> dict[str, Any]:
         """A new PENDING operation; `on_done` runs (under the emulator's lock) when it is DONE,
-        for the effects Compute Engine shows only then (an instance's STOPPING → TERMINATED)."""
+        for the effects Compute Engine shows only then (an instance's STOPPING → TERMINATED).
+        With `seconds`, it is DONE that long after now at the latest (see the module's note)."""
         seq = next(self._seq)
         name = f"operation-{seq:013d}-{uuid.uuid4().hex[:12]}"
         op: dict[str, Any] = {
@@ -96,7 +108,23 @@ class OperationStore:
             self._on_done[(project, scope, name)] = on_done
         if request_id:
             self._requests[(project, request_id)] = (scope, name)
+        if seconds is not None:
+            self._due[(project, scope, name)] = (time.monotonic() + seconds, hurried)
         return op
+
+    def settle(self) -> None:
+        """Finish every operation whose time has come, whether or not anyone reads it."""
+        if not self._due:
+            return
+        moment = time.monotonic()
+        for (project, scope, name), (due, _) in list(self._due.items()):
+            if due <= moment and name in self._ops.get((project, scope), {}):
+                self.get(project, scope, name, finish=True)
+
+    def remaining(self, project: str, scope: str, name: str) -> float:
+        """Seconds until an unhurried operation is DONE (0 for every other operation)."""
+        due, hurried = self._due.get((project, scope, name), (0.0, True))
+        return 0.0 if hurried else max(0.0, due - time.monotonic())
 
     def get(self, project: str, scope: str, name: str, *, finish: bool = False) -> dict[str, Any]:
         """The operation after one more step (or after all of them when `finish`)."""
@@ -106,8 +134,13 @@ class OperationStore:
             raise ApiError(404, "notFound", f"The resource 'projects/{project}/{scope}/"
                                             f"operations/{name}' was not found")
         status = "DONE" if finish else _NEXT[op["status"]]
+        due, hurried = self._due.get((project, scope, name), (0.0, True))
+        if status == "DONE" and not hurried and time.monotonic() < due:
+            status = "RUNNING"
         if status == op["status"]:
             return op
+        if status == "DONE":
+            self._due.pop((project, scope, name), None)
         op = copy.deepcopy(op)
         op["status"] = status
         if "startTime" not in op:
@@ -127,6 +160,8 @@ class OperationStore:
         return op
 
     def delete(self, project: str, scope: str, name: str) -> None:
+        """Forget an operation; what it does still lands (at once: nothing is left to settle)."""
+        self._due.pop((project, scope, name), None)
         self.get(project, scope, name, finish=True)
         del self._ops[(project, scope)][name]
 

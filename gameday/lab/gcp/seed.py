@@ -2,7 +2,8 @@
 
 `seed_gcp(endpoint)` fills an empty project on an emulator (or anything speaking Compute Engine
 REST) with: networks `shop-vpc` and `batch-vpc`; instances in us-central1-a/b/c in both networks
-and in us-east1-b, most labelled `gameday=enabled`; unmanaged instance groups
+and in us-east1-b, most labelled `gameday=enabled` (`batch-us-central1-a-1` stopped before any
+run: TERMINATED, as an instance someone shut down is); unmanaged instance groups
 `web-us-central1-a`, `web-us-central1-b` and `web-us-east1-b`; a global backend service `web`
 over those groups (capacityScaler 1.0); and two ordinary firewall rules.
 """
@@ -27,10 +28,12 @@ class VM:
     network: str
     labels: dict[str, str]
     tags: tuple[str, ...]
+    running: bool = True
 
 
 def lab_instances() -> list[VM]:
-    """The seeded instances: per central zone two web, one api, one batch; some unlabelled."""
+    """The seeded instances: per central zone two web, one api, one batch; some unlabelled; the
+    batch instance of us-central1-a stopped."""
     vms: list[VM] = []
     for zone in CENTRAL_ZONES:
         vms += [
@@ -40,7 +43,8 @@ def lab_instances() -> list[VM]:
                ("http-server", "web")),
             VM(f"api-{zone}-1", zone, "shop-vpc", {"gameday": "enabled", "tier": "api"},
                ("api",)),
-            VM(f"batch-{zone}-1", zone, "batch-vpc", {"gameday": "enabled"}, ("batch",)),
+            VM(f"batch-{zone}-1", zone, "batch-vpc", {"gameday": "enabled"}, ("batch",),
+               running=zone != "us-central1-a"),
             VM(f"legacy-{zone}-1", zone, "shop-vpc", {"team": "ops"}, ("ssh",)),
         ]
     vms.append(VM("bastion-us-central1-a", "us-central1-a", "batch-vpc", {}, ("ssh",)))
@@ -64,12 +68,17 @@ class GcpClients:
         self.zone_ops = compute_v1.ZoneOperationsClient(**options)
 
     def wait(self, project: str, op: compute_v1.Operation) -> None:
-        """Wait for `op` through the emulator's own operations endpoints; raise if it failed."""
-        if op.zone:
-            done = self.zone_ops.wait(project=project, zone=op.zone.rsplit("/", 1)[1],
-                                      operation=op.name)
-        else:
-            done = self.global_ops.wait(project=project, operation=op.name)
+        """Wait for `op` through the emulator's own operations endpoints until it is DONE (a
+        `wait` may answer before); raise if it failed."""
+        done = op
+        while True:
+            if op.zone:
+                done = self.zone_ops.wait(project=project, zone=op.zone.rsplit("/", 1)[1],
+                                          operation=op.name)
+            else:
+                done = self.global_ops.wait(project=project, operation=op.name)
+            if done.status == compute_v1.Operation.Status.DONE:
+                break
         if done.error.errors:
             raise RuntimeError(f"{done.operation_type} {done.target_link} failed: "
                                f"{done.error.errors[0].message}")
@@ -102,6 +111,10 @@ def seed_gcp(endpoint: str, project: str = "gameday-lab") -> dict[str, Any]:
                 labels=vm.labels, tags=compute_v1.Tags(items=list(vm.tags)),
                 network_interfaces=[compute_v1.NetworkInterface(
                     network=f"global/networks/{vm.network}")])))
+    for vm in vms:
+        if not vm.running:
+            clients.wait(project, clients.instances.stop_unary(project=project, zone=vm.zone,
+                                                               instance=vm.name))
     groups: dict[str, str] = {}
     for zone in WEB_ZONES:
         name = f"web-{zone}"
@@ -130,6 +143,7 @@ def seed_gcp(endpoint: str, project: str = "gameday-lab") -> dict[str, Any]:
         "instances": len(vms),
         "gameday_instances": sum(1 for vm in vms if vm.labels.get("gameday") == "enabled"),
         "instances_per_zone": zones,
+        "stopped_instances": [vm.name for vm in vms if not vm.running],
         "instance_groups": sorted(groups),
         "backend_services": ["web"],
         "firewalls": [firewall.name for firewall in firewalls],

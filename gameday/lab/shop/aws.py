@@ -1,5 +1,6 @@
 """How the shop reads AWS (moto): a region serves while a `tier=web` subnet of the `shop` VPC is
-on no deny-all network ACL; the global routing is the weighted records of `www.shop.example.com`."""
+on no deny-all network ACL and holds a running `tier=web` instance (powered and reachable); the
+global routing is the weighted records of `www.shop.example.com`."""
 
 from __future__ import annotations
 
@@ -91,22 +92,37 @@ class AwsShop:
                 default_of[acl["VpcId"]] = acl
             for association in acl.get("Associations", []):
                 acl_of[association["SubnetId"]] = acl
+        instances = self._read(notes, (region, "web-instances"), lambda: [
+            i for r in ec2.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": "vpc-id", "Values": vpc_ids},
+                {"Name": "tag:tier", "Values": [self.config.aws_web_tier]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]).build_full_result()["Reservations"] for i in r["Instances"]])
+        running: dict[str, list[str]] = {}
+        for instance in instances:
+            running.setdefault(instance.get("SubnetId", ""), []).append(instance["InstanceId"])
         zones: dict[str, dict[str, Any]] = {}
         for subnet in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"])):
             acl = acl_of.get(subnet["SubnetId"]) or default_of.get(subnet["VpcId"]) or {}
             cut = aws_acl_cut(acl) if acl else "no network ACL holds it"
             zone = zones.setdefault(subnet["AvailabilityZone"], {"serving": False, "subnets": []})
             name = next((t["Value"] for t in subnet.get("Tags", []) if t["Key"] == "Name"), None)
+            powered = sorted(running.get(subnet["SubnetId"], []))
             zone["subnets"].append({"id": subnet["SubnetId"], "name": name,
-                                    "network_acl": acl.get("NetworkAclId"), "cut": cut})
-            zone["serving"] = zone["serving"] or cut is None
+                                    "network_acl": acl.get("NetworkAclId"), "cut": cut,
+                                    "running_instances": powered})
+            zone["serving"] = zone["serving"] or (cut is None and bool(powered))
         serving = sorted(z for z, v in zones.items() if v["serving"])
         if serving:
             reason = f"serving from {joined(serving)}"
-        elif zones:
+        elif zones and all(s["cut"] for z in zones.values() for s in z["subnets"]):
             reason = (f"every {self.config.aws_web_tier}-tier subnet of "
                       f"{self.config.aws_vpc_name} in {region} is on a deny-all network ACL "
                       f"(zones {joined(sorted(zones))})")
+        elif zones:
+            reason = (f"no running {self.config.aws_web_tier}-tier instance in a reachable "
+                      f"{self.config.aws_web_tier}-tier subnet of {self.config.aws_vpc_name} in "
+                      f"{region} (zones {joined(sorted(zones))})")
         else:
             reason = (f"VPC {self.config.aws_vpc_name} has no subnet tagged "
                       f"tier={self.config.aws_web_tier} in {region}")

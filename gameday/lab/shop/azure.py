@@ -1,6 +1,6 @@
 """How the shop reads Azure (gameday's ARM emulator): a region serves while a web VM located there
-has a NIC on no deny-all NSG; the global routing is the endpoints of Traffic Manager profile
-`shop-tm`."""
+is powered (`PowerState/running` in its instance view) and has a NIC on no deny-all NSG; the
+global routing is the endpoints of Traffic Manager profile `shop-tm`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,23 @@ from gameday.lab.shop.verdicts import joined, last_segment, route_verdict, verdi
 AZURE_RUN_TAG = "gameday-run"           # activities.azure.TAG_RUN
 AZURE_MANAGED_TAG = "gameday-managed-by"  # activities.azure.TAG_MANAGED
 ANYWHERE = {"0.0.0.0/0", "*", "internet", "any"}
+
+
+def vm_power(vm: Any) -> str:
+    """The VM's power state from its instance view (`running`, `stopped`, `deallocated`,
+    `starting`...); "" when the answer has none."""
+    view = getattr(vm, "instance_view", None)
+    for status in (view.statuses or []) if view is not None else []:
+        code = status.code or ""
+        if code.startswith("PowerState/"):
+            return code.split("/", 1)[1]
+    return ""
+
+
+def powered_cut(vm: Any) -> str | None:
+    """Why this VM cannot serve for lack of power, or None (running, or the state unknown)."""
+    power = vm_power(vm)
+    return None if power in ("running", "") else f"VM {vm.name} is {power} (not running)"
 
 
 def _location(value: str | None) -> str:
@@ -85,7 +102,7 @@ class AzureShop(CloudReader):
         arm = self.clients()
         group = self.config.azure_resource_group
         vms = self.cache.get(("azure", "vms", group), lambda: list(
-            arm.compute.virtual_machines.list(group)), notes)
+            arm.compute.virtual_machines.list(group, expand="instanceView")), notes)
         web = sorted((vm for vm in vms if self._is_web(vm) and _location(vm.location) == region),
                      key=lambda vm: vm.name)
         if not web:
@@ -99,6 +116,7 @@ class AzureShop(CloudReader):
             notes)
         zones: dict[str, dict[str, Any]] = {}
         for vm in web:
+            unpowered = powered_cut(vm)
             cuts: list[str | None] = []
             for reference in vm.network_profile.network_interfaces or []:
                 nic = nics.get((reference.id or "").lower())
@@ -113,17 +131,17 @@ class AzureShop(CloudReader):
                         nsg = self.cache.get(("azure", "nsg", held.id.lower()),
                                              lambda i=held.id: self._nsg(arm, i), notes)
                 cuts.append(azure_nsg_cut(nsg) if nsg is not None else None)
-            serving = any(c is None for c in cuts)
+            serving = unpowered is None and any(c is None for c in cuts)
             zone = zones.setdefault(",".join(vm.zones or []) or "none",
                                     {"serving": False, "vms": []})
-            zone["vms"].append({"name": vm.name, "serving": serving,
-                                "cut": None if serving else "; ".join(
+            zone["vms"].append({"name": vm.name, "serving": serving, "power": vm_power(vm),
+                                "cut": None if serving else unpowered or "; ".join(
                                     c for c in cuts if c) or "it has no NIC"})
             zone["serving"] = zone["serving"] or serving
         serving_zones = sorted(z for z, v in zones.items() if v["serving"])
         reason = (f"serving from zones {joined(serving_zones)}" if serving_zones else
-                  f"every web VM in {region} has all its NICs on a deny-all NSG "
-                  f"(zones {joined(sorted(zones))})")
+                  f"no web VM in {region} is both running and reachable: each is powered off "
+                  f"or has all its NICs on a deny-all NSG (zones {joined(sorted(zones))})")
         return verdict("azure", region, bool(serving_zones), reason, modelled=True,
                        zones=zones, notes=notes)
 

@@ -1,6 +1,6 @@
 """How the shop reads GCP (gameday's Compute emulator): a region serves while an instance labelled
-`tier=web` in one of its zones is cut off by no deny-all firewall rule; the global routing is the
-backends of backend service `web`."""
+`tier=web` in one of its zones is RUNNING and cut off by no deny-all firewall rule; the global
+routing is the backends of backend service `web`."""
 
 from __future__ import annotations
 
@@ -102,16 +102,28 @@ class GcpShop(CloudReader):
                            "lab, assumed to serve", modelled=False, notes=notes)
         firewalls = self.cache.get(("gcp", "firewalls"), self._firewalls, notes)
         zones: dict[str, dict[str, Any]] = {}
+        powered = 0
         for instance in web:
             cut = gcp_instance_cut(instance, firewalls)
+            status = wire_text(instance.status)
+            powered += status == "RUNNING"
             zone = zones.setdefault(last_segment(instance.zone), {"serving": False, "instances": []})
             zone["instances"].append({"name": instance.name, "tags": list(instance.tags.items),
-                                      "cut": cut})
-            zone["serving"] = zone["serving"] or cut is None
+                                      "status": status, "cut": cut})
+            zone["serving"] = zone["serving"] or (cut is None and status == "RUNNING")
         serving = sorted(z for z, v in zones.items() if v["serving"])
-        reason = (f"serving from {joined(serving)}" if serving else
-                  f"every instance labelled tier={self.config.gcp_web_tier} in {region} is cut "
-                  f"off by a deny-all firewall rule (zones {joined(sorted(zones))})")
+        tier = f"tier={self.config.gcp_web_tier}"
+        if serving:
+            reason = f"serving from {joined(serving)}"
+        elif not powered:
+            reason = (f"no instance labelled {tier} in {region} is running (zones "
+                      f"{joined(sorted(zones))})")
+        elif powered == len(web):
+            reason = (f"every instance labelled {tier} in {region} is cut off by a deny-all "
+                      f"firewall rule (zones {joined(sorted(zones))})")
+        else:
+            reason = (f"every instance labelled {tier} in {region} is stopped or cut off by a "
+                      f"deny-all firewall rule (zones {joined(sorted(zones))})")
         return verdict("gcp", region, bool(serving), reason, modelled=True, zones=zones,
                        notes=notes)
 

@@ -21,6 +21,10 @@ locals {
   network_acls   = [for arn in local.ec2_arns : "${arn}:network-acl/*"]
   subnets        = [for arn in local.ec2_arns : "${arn}:subnet/*"]
   vpcs           = [for arn in local.ec2_arns : "${arn}:vpc/*"]
+  instances      = [for arn in local.ec2_arns : "${arn}:instance/*"]
+  groups         = [for region in var.regions : "arn:${data.aws_partition.current.partition}:autoscaling:${region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
+  gameday_marks  = ["gameday:run", "gameday:step"]
+  db_clusters    = [for region in var.regions : "arn:${data.aws_partition.current.partition}:rds:${region}:${data.aws_caller_identity.current.account_id}:cluster:*"]
   hosted_zones   = [for id in var.route53_hosted_zone_ids : "arn:${data.aws_partition.current.partition}:route53:::hostedzone/${id}"]
 }
 
@@ -31,10 +35,16 @@ data "aws_iam_policy_document" "gameday" {
     sid    = "Read"
     effect = "Allow"
     actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
       "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeInstanceAttribute",
+      "ec2:DescribeInstances",
       "ec2:DescribeNetworkAcls",
       "ec2:DescribeRegions",
       "ec2:DescribeSubnets",
+      "rds:DescribeDBClusters",
+      "rds:DescribeDBInstances",
       "route53:ListHostedZones",
       "sts:GetCallerIdentity",
     ]
@@ -99,6 +109,87 @@ data "aws_iam_policy_document" "gameday" {
     resources = concat(local.network_acls, local.subnets)
   }
 
+  # stop_instances: gameday's marks on instances (run and step), and no other tag.
+  statement {
+    sid       = "MarkInstances"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags"]
+    resources = local.instances
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = local.gameday_marks
+    }
+  }
+
+  # stop_instances: stop and start only instances that carry gameday's mark (marked first).
+  # Instances with EBS volumes encrypted by a customer managed KMS key also need kms:CreateGrant
+  # on that key to start again: grant it in the key's policy, not here.
+  statement {
+    sid       = "PowerMarkedInstances"
+    effect    = "Allow"
+    actions   = ["ec2:StopInstances", "ec2:StartInstances"]
+    resources = local.instances
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/gameday:run"
+      values   = ["false"]
+    }
+  }
+
+  # stop_instances: a group's holds (gameday:hold:*, gameday:suspended), and no other tag.
+  statement {
+    sid       = "HoldGroups"
+    effect    = "Allow"
+    actions   = ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"]
+    resources = local.groups
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["gameday:*"]
+    }
+  }
+
+  # stop_instances: suspend and resume the processes of groups gameday holds (held first).
+  statement {
+    sid       = "SuspendHealingOfHeldGroups"
+    effect    = "Allow"
+    actions   = ["autoscaling:SuspendProcesses", "autoscaling:ResumeProcesses"]
+    resources = local.groups
+    condition {
+      test     = "Null"
+      variable = "autoscaling:ResourceTag/gameday:suspended"
+      values   = ["false"]
+    }
+  }
+
+  # failover_database: gameday's marks on a cluster (gameday:run, gameday:step,
+  # gameday:restore:writer, gameday:fail-back), and no other tag.
+  statement {
+    sid       = "MarkDbClusters"
+    effect    = "Allow"
+    actions   = ["rds:AddTagsToResource", "rds:RemoveTagsFromResource"]
+    resources = local.db_clusters
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["gameday:*"]
+    }
+  }
+
+  # failover_database: fail over only clusters gameday marked first (and back on restore).
+  statement {
+    sid       = "FailOverMarkedClusters"
+    effect    = "Allow"
+    actions   = ["rds:FailoverDBCluster"]
+    resources = local.db_clusters
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/gameday:run"
+      values   = ["false"]
+    }
+  }
+
   # evacuate_region: the weighted records of the named hosted zones, changed by UPSERT only
   # (and, when route53_record_names is set, only those records).
   dynamic "statement" {
@@ -137,7 +228,7 @@ data "aws_iam_policy_document" "gameday" {
 
 resource "aws_iam_role" "gameday" {
   name                 = var.role_name
-  description          = "gameday worker: region-outage GameDays (network ACLs, Route53 weights)"
+  description          = "gameday worker: region-outage GameDays (network ACLs, Route53 weights, instance power)"
   assume_role_policy   = var.assume_role_policy
   max_session_duration = var.max_session_duration
   permissions_boundary = var.permissions_boundary

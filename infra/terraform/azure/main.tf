@@ -20,12 +20,17 @@ locals {
 resource "azurerm_role_definition" "gameday" {
   name        = var.role_name
   scope       = local.subscription
-  description = "Region-outage GameDays: deny-all NSGs on NICs, Traffic Manager endpoint status."
+  description = "Region-outage GameDays: deny-all NSGs on NICs, VM power off and start, Traffic Manager endpoint status."
 
   permissions {
     actions = [
-      # resolve_blackhole_zone
+      # resolve_blackhole_zone; *_stop_instances: each VM with its instance view
       "Microsoft.Compute/virtualMachines/read",
+      # apply and restore_stop_instances: gameday's tags on each VM it powers off (PATCH), the
+      # power-off without shutdown and the start
+      "Microsoft.Compute/virtualMachines/write",
+      "Microsoft.Compute/virtualMachines/powerOff/action",
+      "Microsoft.Compute/virtualMachines/start/action",
       # *_blackhole_zone: each NIC, read-modify-write
       "Microsoft.Network/networkInterfaces/read",
       "Microsoft.Network/networkInterfaces/write",

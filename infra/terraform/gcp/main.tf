@@ -20,7 +20,7 @@ resource "google_project_iam_custom_role" "gameday" {
   project     = var.project_id
   role_id     = var.role_id
   title       = "gameday worker"
-  description = "Region-outage GameDays: deny firewall rules and instance tags, backend capacity."
+  description = "Zone and region outage GameDays: deny rules, instance tags and power, backend capacity."
   stage       = "GA"
   permissions = [
     # resolve_blackhole_zone / _region
@@ -42,6 +42,10 @@ resource "google_project_iam_custom_role" "gameday" {
     # sweep: gameday's leftover deny rules
     "compute.firewalls.list",
     "compute.firewalls.get",
+    # *_stop_instances and sweep: mark (labels), stop and start each instance
+    "compute.instances.setLabels",
+    "compute.instances.stop",
+    "compute.instances.start",
     # every mutation: its operation
     "compute.zoneOperations.get",
     "compute.globalOperations.get",
