@@ -7,15 +7,17 @@ balancer's health checks would see the data plane:
 - `GET /aws/<region>/health`: 200 when at least one zone of the region has a subnet tagged
   `tier=web` in the VPC named `shop` that is not on a deny-all network ACL (one gameday made,
   tagged `gameday:run`, or any ACL whose first rule matching 0.0.0.0/0 in a direction is a deny
-  that comes before every allow, or that allows nothing in a direction);
+  that comes before every allow, or that allows nothing in a direction) and holds a running
+  `tier=web` instance (a power interruption stops them);
 - `GET /gcp/<region>/health`: 200 when at least one instance labelled `tier=web` in a zone of the
   region is not cut off: no enabled deny-all firewall rule of its network (protocol `all`, from or
   to 0.0.0.0/0) that targets it (by one of its tags, or all instances) takes precedence over every
-  allow rule that targets it in that direction (as gameday's tag plus priority-0 rules do);
+  allow rule that targets it in that direction (as gameday's tag plus priority-0 rules do) and
+  it is RUNNING;
 - `GET /azure/<region>/health`: 200 when at least one web VM (tag `tier=web`, or a name starting
   `web-`) located in the region has a NIC not on a deny-all NSG (one gameday made, tagged
   `gameday-managed-by=gameday`, or one whose deny-all rule comes before every allow in a
-  direction);
+  direction) and the VM is running;
 - `GET /<cloud>/global/health`: 200 when the global routing sends traffic to at least one serving
   region: AWS, the weighted records `www.shop.example.com` with weight > 0 (the region is the
   `SetIdentifier`); GCP, the backends of backend service `web` with capacityScaler > 0 (the region
