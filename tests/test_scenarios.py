@@ -23,6 +23,7 @@ from tests.support.gameday import (
     step_state,
     wait_for,
 )
+from workflows.watchdog import WatchdogStatus
 
 STEP = "zone-outage"
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +155,23 @@ def test_guardrail_refuses_a_target_outside_the_allowed_scopes(cloud, client, ru
     assert result.outcome == "failed"
     assert "not allowed by this worker" in (result.reason or "")
     assert result.steps[0].state in ("pending", "skipped")
+    assert cloud.snapshot() == before
+
+
+def test_a_terminated_gameday_is_restored_exactly_by_its_watchdog(cloud, client, runner, task_queue):
+    """Terminated mid-fault, the GameDay runs no code of its own again: its dead man's switch
+    restores every checkpoint it was handed."""
+    before = cloud.snapshot()
+
+    async def scenario():
+        handle = await _approved_and_active(client, cloud, task_queue)
+        assert cloud.blackholed()
+        await handle.terminate(reason="operator pulled the plug")
+        watchdog = client.get_workflow_handle(f"{handle.id}-watchdog", result_type=WatchdogStatus)
+        return await watchdog.result()
+
+    status = runner.run(scenario(), timeout=180)
+    assert "terminated" in status.fired and status.in_effect == []
     assert cloud.snapshot() == before
 
 
