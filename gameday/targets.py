@@ -64,29 +64,33 @@ class Strict(BaseModel):
 
 
 # --- targets ----------------------------------------------------------------------------------
+# The bases hold what every target of a cloud names (and checks) the same way; each target adds
+# what it picks out. Their fields come first, in this order, in the JSON schema too.
 
 
-class AwsZoneTarget(Strict):
+class AwsPlaced(Strict):
     cloud: Literal["aws"]
     account: AwsAccount
     region: AwsRegion
+
+
+class AwsZoned(AwsPlaced):
     zone: str = Field(description="availability zone name, like us-east-1a")
-    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
-    tags: Tags = Field({}, description="only subnets carrying all of these tags")
 
     @model_validator(mode="after")
-    def _zone_in_region(self) -> AwsZoneTarget:
+    def _zone_in_region(self) -> AwsZoned:
         if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
             raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
         return self
 
 
-class GcpZoneTarget(Strict):
+class GcpPlaced(Strict):
     cloud: Literal["gcp"]
     project: GcpProject
+
+
+class GcpZoned(GcpPlaced):
     zone: GcpZone
-    network: str | None = None
-    labels: Tags = Field({}, description="only instances carrying all of these labels")
 
     @property
     def region(self) -> str:
@@ -94,21 +98,34 @@ class GcpZoneTarget(Strict):
         return match.group(1) if match else self.zone
 
 
-class AzureZoneTarget(Strict):
+class AzureGrouped(Strict):
     cloud: Literal["azure"]
     subscription: AzureSubscription
     resource_group: AzureResourceGroup
+
+
+class AzureZoned(AzureGrouped):
     region: AzureRegion
     zone: AzureZone
+
+
+class AwsZoneTarget(AwsZoned):
+    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
+    tags: Tags = Field({}, description="only subnets carrying all of these tags")
+
+
+class GcpZoneTarget(GcpZoned):
+    network: str | None = None
+    labels: Tags = Field({}, description="only instances carrying all of these labels")
+
+
+class AzureZoneTarget(AzureZoned):
     tags: Tags = Field({}, description="only VMs carrying all of these tags")
 
 
-class AwsRegionTarget(Strict):
+class AwsRegionTarget(AwsPlaced):
     """Every zone of a region (blackhole_region): as AwsZoneTarget, with the region only."""
 
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
     vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
     tags: Tags = Field({}, description="only subnets carrying all of these tags")
 
@@ -117,9 +134,7 @@ class AwsRegionTarget(Strict):
                              vpc_ids=self.vpc_ids, tags=self.tags)
 
 
-class GcpRegionTarget(Strict):
-    cloud: Literal["gcp"]
-    project: GcpProject
+class GcpRegionTarget(GcpPlaced):
     region: GcpRegion
     network: str | None = None
     labels: Tags = Field({}, description="only instances carrying all of these labels")
@@ -129,10 +144,7 @@ class GcpRegionTarget(Strict):
                              labels=self.labels)
 
 
-class AzureRegionTarget(Strict):
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
+class AzureRegionTarget(AzureGrouped):
     region: AzureRegion
     tags: Tags = Field({}, description="only VMs carrying all of these tags")
 
@@ -142,107 +154,78 @@ class AzureRegionTarget(Strict):
                                tags=self.tags)
 
 
-class AwsRegionTraffic(Strict):
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
+class AwsRegionTraffic(AwsPlaced):
     hosted_zone_id: str = Field(min_length=1, description="the zone's id, or its DNS name")
     record_names: list[str] = Field(min_length=1)
 
 
-class GcpRegionTraffic(Strict):
-    cloud: Literal["gcp"]
-    project: GcpProject
+class GcpRegionTraffic(GcpPlaced):
     region: GcpRegion
     backend_services: list[str] = Field(min_length=1)
 
 
-class AzureRegionTraffic(Strict):
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
+class AzureRegionTraffic(AzureGrouped):
     region: AzureRegion
     traffic_manager_profiles: list[str] = Field(min_length=1)
 
 
-class AwsInstancesTarget(Strict):
+class AwsInstancesTarget(AwsZoned):
     """The EC2 instances of one zone (stop_instances)."""
 
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
-    zone: str = Field(description="availability zone name, like us-east-1a")
     tags: Tags = Field({}, description="only instances carrying all of these tags")
 
-    @model_validator(mode="after")
-    def _zone_in_region(self) -> AwsInstancesTarget:
-        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
-        return self
 
-
-class GcpInstancesTarget(Strict):
+class GcpInstancesTarget(GcpZoned):
     """The Compute Engine instances of one zone (stop_instances)."""
 
-    cloud: Literal["gcp"]
-    project: GcpProject
-    zone: GcpZone
     labels: Tags = Field({}, description="only instances carrying all of these labels")
 
-    @property
-    def region(self) -> str:
-        match = _GCP_ZONE.match(self.zone)
-        return match.group(1) if match else self.zone
 
-
-class AzureInstancesTarget(Strict):
+class AzureInstancesTarget(AzureZoned):
     """The virtual machines of one zone of a resource group (stop_instances)."""
 
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
-    region: AzureRegion
-    zone: AzureZone
     tags: Tags = Field({}, description="only VMs carrying all of these tags")
 
 
-class AwsDatabaseTarget(Strict):
+class AwsCapacityTarget(AwsZoned):
+    """Auto Scaling groups that may launch into the zone (deny_capacity)."""
+
+    auto_scaling_groups: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        min_length=1, description="group names; each with subnets in the zone stops launching there")
+
+
+class GcpCapacityTarget(GcpPlaced):
+    """Regional managed instance groups that stop scaling and healing (deny_capacity)."""
+
+    region: GcpRegion
+    instance_group_managers: list[Annotated[str, Field(pattern=SLUG)]] = Field(
+        min_length=1, description="regional managed instance group names")
+
+
+class AzureCapacityTarget(AzureGrouped):
+    """Virtual machine scale sets that stop scaling and repairing (deny_capacity)."""
+
+    region: AzureRegion | None = Field(None, description="the scale sets' region, when known")
+    scale_sets: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, description="scale set names in the resource group")
+
+
+class AwsDatabaseTarget(AwsZoned):
     """Aurora (or Multi-AZ DB) clusters whose writer may be in the zone (failover_database)."""
 
-    cloud: Literal["aws"]
-    account: AwsAccount
-    region: AwsRegion
-    zone: str = Field(description="availability zone name, like us-east-1a")
     db_clusters: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
         min_length=1, description="cluster identifiers; those whose writer is in the zone fail over")
 
-    @model_validator(mode="after")
-    def _zone_in_region(self) -> AwsDatabaseTarget:
-        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
-        return self
 
-
-class GcpDatabaseTarget(Strict):
+class GcpDatabaseTarget(GcpZoned):
     """Cloud SQL HA instances whose primary may be in the zone (failover_database)."""
 
-    cloud: Literal["gcp"]
-    project: GcpProject
-    zone: GcpZone
     instances: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
 
-    @property
-    def region(self) -> str:
-        match = _GCP_ZONE.match(self.zone)
-        return match.group(1) if match else self.zone
 
-
-class AzureDatabaseTarget(Strict):
+class AzureDatabaseTarget(AzureGrouped):
     """PostgreSQL flexible servers (zone-redundant HA) whose primary may be in the zone."""
 
-    cloud: Literal["azure"]
-    subscription: AzureSubscription
-    resource_group: AzureResourceGroup
     region: AzureRegion | None = Field(None, description="the servers' region, when known")
     zone: AzureZone
     servers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
@@ -258,6 +241,9 @@ RegionTraffic = Annotated[
 InstancesTarget = Annotated[
     AwsInstancesTarget | GcpInstancesTarget | AzureInstancesTarget, Field(discriminator="cloud")
 ]
+CapacityTarget = Annotated[
+    AwsCapacityTarget | GcpCapacityTarget | AzureCapacityTarget, Field(discriminator="cloud")
+]
 DatabaseTarget = Annotated[
     AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget, Field(discriminator="cloud")
 ]
@@ -266,16 +252,15 @@ Target = (
     | AwsRegionTarget | GcpRegionTarget | AzureRegionTarget
     | AwsRegionTraffic | GcpRegionTraffic | AzureRegionTraffic
     | AwsInstancesTarget | GcpInstancesTarget | AzureInstancesTarget
+    | AwsCapacityTarget | GcpCapacityTarget | AzureCapacityTarget
     | AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget
 )
 
 
 def target_scope(target: Target) -> str:
     """The account, project or subscription a target lives in."""
-    if isinstance(target, AwsZoneTarget | AwsRegionTarget | AwsRegionTraffic | AwsInstancesTarget
-                  | AwsDatabaseTarget):
+    if isinstance(target, AwsPlaced):
         return target.account
-    if isinstance(target, GcpZoneTarget | GcpRegionTarget | GcpRegionTraffic | GcpInstancesTarget
-                  | GcpDatabaseTarget):
+    if isinstance(target, GcpPlaced):
         return target.project
     return target.subscription
