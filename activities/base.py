@@ -11,6 +11,7 @@ import functools
 import os
 import re
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,7 +23,15 @@ from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
-from activities.throttle import APPLY, RESTORE, CallAbandoned, caller, calling_as, run_as
+from activities.throttle import (
+    APPLY,
+    RESTORE,
+    STOP_POLL,
+    CallAbandoned,
+    caller,
+    calling_as,
+    run_as,
+)
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError, first_sentence
 from gameday.guardrails import WorkerSite, refusals
 from gameday.plan import (
@@ -97,6 +106,27 @@ def progress(done: int, total: int) -> None:
     if activity.in_activity():
         activity.heartbeat({"done": done, "total": total})
         stop_if_cancelled()
+
+
+def poll_until(ready: Callable[[], bool], *, limit: float, interval: float,
+               still: Callable[[], str]) -> None:
+    """Return once `ready()` (a read of the cloud) is true, asked again every `interval` seconds:
+    the activity heartbeats between reads and stops at once when it is cancelled or its caller
+    stops.
+    After `limit` seconds this attempt gives up with a retryable `CloudError` saying `still()`
+    (what has not settled yet): Temporal's next attempt reads the cloud afresh, so a wait never
+    outlives the activity's timeouts."""
+    deadline = time.monotonic() + limit
+    who = caller()
+    while not ready():
+        if time.monotonic() > deadline:
+            raise CloudError(still(), retryable=True)
+        beat()
+        until = time.monotonic() + interval
+        while (left := until - time.monotonic()) > 0:
+            if who.stopped():
+                raise CallAbandoned("stopped waiting for the cloud: the activity stopped")
+            time.sleep(min(left, STOP_POLL))
 
 
 FAN_OUT_TICK = 0.5

@@ -19,14 +19,13 @@ waiting polls with heartbeats and gives up, to be retried by Temporal, after `WA
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from activities.aws.api import TAG_RESTORE, TAG_RUN, TAG_STEP, AwsApi
-from activities.base import beat, progress
+from activities.base import poll_until, progress
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -290,13 +289,8 @@ class AwsDatabaseFailover:
         return seen
 
     def _wait(self, what: str, ready: Callable[[], bool]) -> None:
-        started = time.monotonic()
-        while not ready():
-            if time.monotonic() - started > WAIT_LIMIT:
-                raise CloudError(f"gave up waiting for {what} after {WAIT_LIMIT:.0f} s",
-                                 retryable=True)
-            beat()
-            time.sleep(poll_interval())
+        poll_until(ready, limit=WAIT_LIMIT, interval=poll_interval(),
+                   still=lambda: f"gave up waiting for {what} after {WAIT_LIMIT:.0f} s")
 
     # --- the sweeper's part -----------------------------------------------------------------
 

@@ -38,9 +38,8 @@ from activities.azure.api import (
     normalize_location,
     write,
 )
-from activities.base import fan_out, parallel_calls, progress
+from activities.base import fan_out, parallel_calls, poll_until, progress
 from activities.throttle import CallAbandoned, caller
-from activities.transient import wait_unless_stopped
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -131,16 +130,16 @@ def read_vm(arm: ArmClients, vm_id: str) -> VirtualMachine | None:
 def settled(arm: ArmClients, vm_id: str) -> VirtualMachine | None:
     """The VM once its power state is not transitional, read every `POLL` seconds meanwhile
     (None: it does not exist)."""
-    deadline = time.monotonic() + SETTLE_WITHIN
-    while True:
-        vm = read_vm(arm, vm_id)
-        state = power_state(vm) if vm is not None else ""
-        if vm is None or state not in SETTLES_AS:
-            return vm
-        if time.monotonic() > deadline:
-            raise CloudError(f"VM {vm.name} is still {state} after {SETTLE_WITHIN:.0f} s",
-                             retryable=True)
-        wait_unless_stopped(POLL)
+    seen: list[VirtualMachine | None] = [None]
+
+    def ready() -> bool:
+        seen[0] = read_vm(arm, vm_id)
+        return seen[0] is None or power_state(seen[0]) not in SETTLES_AS
+
+    poll_until(ready, limit=SETTLE_WITHIN, interval=POLL, still=lambda: (
+        f"VM {seen[0].name if seen[0] else vm_id} is still "
+        f"{power_state(seen[0]) if seen[0] else 'settling'} after {SETTLE_WITHIN:.0f} s"))
+    return seen[0]
 
 
 def retag(arm: ArmClients, vm_id: str, change: Callable[[dict[str, str]], dict[str, str]],

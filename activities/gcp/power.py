@@ -23,7 +23,6 @@ them was running until gameday stopped it.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable
 from typing import Literal
@@ -32,9 +31,8 @@ from google.api_core import exceptions
 from google.cloud import compute_v1
 from pydantic import BaseModel
 
-from activities.base import fan_out, parallel_calls
+from activities.base import fan_out, parallel_calls, poll_until
 from activities.gcp.api import FINGERPRINT_ATTEMPTS, Compute, call, compute_clients, last, mutate, translated
-from activities.throttle import CallAbandoned, caller
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -323,21 +321,20 @@ class GcpPowerInterruption:
                 waiting: set[str]) -> compute_v1.Instance | None:
         """The instance once its status is none of `waiting` (read every `POLL_INTERVAL`), or
         None when it does not exist."""
-        deadline = time.monotonic() + SETTLE_DEADLINE
-        while True:
+        seen: list[compute_v1.Instance | None] = [None]
+
+        def ready() -> bool:
             try:
-                instance = call(compute.instances.get, project=scope.account, zone=scope.zone,
-                                instance=name)
+                seen[0] = call(compute.instances.get, project=scope.account, zone=scope.zone,
+                               instance=name)
             except exceptions.NotFound:
-                return None
-            if instance.status not in waiting:
-                return instance
-            if time.monotonic() > deadline:
-                raise CloudError(f"instance {name} is still {instance.status} after "
-                                 f"{SETTLE_DEADLINE:.0f}s", retryable=True)
-            if caller().stopped():
-                raise CallAbandoned(f"stopped waiting for instance {name}: the activity stopped")
-            time.sleep(POLL_INTERVAL)
+                seen[0] = None
+            return seen[0] is None or seen[0].status not in waiting
+
+        poll_until(ready, limit=SETTLE_DEADLINE, interval=POLL_INTERVAL, still=lambda: (
+            f"instance {name} is still {seen[0].status if seen[0] else 'settling'} after "
+            f"{SETTLE_DEADLINE:.0f}s"))
+        return seen[0]
 
     @staticmethod
     def relabel(compute: Compute, scope: Scope, name: str,
