@@ -46,11 +46,11 @@ from gameday.sweep import Leftover, SweepScope
 
 Cloud = Literal["aws", "gcp", "azure"]
 Action = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
-                 "failover_database"]
+                 "deny_capacity", "failover_database"]
 
 CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "azure")
 ACTIONS: tuple[Action, ...] = ("blackhole_zone", "blackhole_region", "evacuate_region",
-                               "stop_instances", "failover_database")
+                               "stop_instances", "deny_capacity", "failover_database")
 VERBS: tuple[ActivityVerb, ...] = ("resolve", "prepare", "apply", "restore")
 
 

@@ -37,6 +37,7 @@ from gameday.targets import (
     AwsAccount,
     AwsRegion,
     AzureSubscription,
+    CapacityTarget,
     Count,
     DatabaseTarget,
     GcpProject,
@@ -51,7 +52,7 @@ from gameday.units import UnitStep, unit_id_problems, zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
 FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
-                      "failover_database"]
+                      "deny_capacity", "failover_database"]
 
 # --- steps ------------------------------------------------------------------------------------
 
@@ -130,6 +131,13 @@ class StopInstancesStep(FaultStepBase):
     target: InstancesTarget
 
 
+class DenyCapacityStep(FaultStepBase):
+    """No new capacity where the zone was: groups stop launching into it, scaling and healing."""
+
+    action: Literal["deny_capacity"]
+    target: CapacityTarget
+
+
 class FailoverDatabaseStep(FaultStepBase):
     """The zone's database writers fail over to a replica in another zone, and back."""
 
@@ -145,12 +153,13 @@ class WaitStep(StepBase):
 
 
 FaultStep = (BlackholeZoneStep | BlackholeRegionStep | EvacuateRegionStep | StopInstancesStep
-             | FailoverDatabaseStep)
+             | DenyCapacityStep | FailoverDatabaseStep)
 Step = Annotated[
     Annotated[BlackholeZoneStep, Tag("blackhole_zone")]
     | Annotated[BlackholeRegionStep, Tag("blackhole_region")]
     | Annotated[EvacuateRegionStep, Tag("evacuate_region")]
     | Annotated[StopInstancesStep, Tag("stop_instances")]
+    | Annotated[DenyCapacityStep, Tag("deny_capacity")]
     | Annotated[FailoverDatabaseStep, Tag("failover_database")]
     | Annotated[WaitStep, Tag("wait")],
     Discriminator("action"),

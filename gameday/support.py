@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from gameday.runbook import Cloud, FaultAction
 
 NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {
+    ("aws", "deny_capacity"): "being built (issue 15)",
+    ("gcp", "deny_capacity"): "being built (issue 15)",
+    ("azure", "deny_capacity"): "being built (issue 15)",
     ("gcp", "failover_database"): "gameday does not drive Cloud SQL failovers yet (the lab has "
     "no Cloud SQL Admin API to rehearse them against)",
     ("azure", "failover_database"): "gameday does not drive PostgreSQL flexible server failovers "
