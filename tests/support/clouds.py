@@ -35,13 +35,32 @@ class CloudLab(Protocol):
         """Create, through the cloud's API, one more resource that `zone_step` targets."""
 
 
-class AwsLab:
+class LabBase:
+    """What every lab does alike: inject the cloud endpoint's fault rules, read the calls it
+    answered."""
+
+    cloud: str
+
+    def __init__(self, servers: Servers):
+        self.servers = servers
+
+    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
+        getattr(self.servers, f"{self.cloud}_faults")(*rules, seed=seed)
+
+    def calls(self, match: str) -> list[dict[str, Any]]:
+        return [c for c in getattr(self.servers, f"{self.cloud}_calls")() if match in c["key"]]
+
+
+class AwsLab(LabBase):
+    """The AWS lab seeded as `make lab` seeds it; its fault is the zone blackhole (the other AWS
+    faults' labs start from the same seed)."""
+
     cloud = "aws"
     apply_call = "ReplaceNetworkAclAssociation"
     restore_call = "ReplaceNetworkAclAssociation"
 
     def __init__(self, servers: Servers):
-        self.servers = servers
+        super().__init__(servers)
         self.topology: dict[str, Any] = {}
 
     def seed(self) -> None:
@@ -78,9 +97,6 @@ class AwsLab:
         cut = {s for s, acl in associations.items() if acls[acl]["tags"].get("gameday:run")}
         return cut == set(self._targets())
 
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.aws_faults(*rules, seed=seed)
-
     def add_target(self) -> str:
         import boto3
 
@@ -91,19 +107,13 @@ class AwsLab:
                 {"Key": "gameday", "Value": "enabled"}, {"Key": "Name", "Value": "late"}]}])
         return str(subnet["Subnet"]["SubnetId"])
 
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.aws_calls() if match in c["key"]]
 
-
-class GcpLab:
+class GcpLab(LabBase):
     cloud = "gcp"
     apply_call = "/setTags"
     restore_call = "/setTags"
     project = "gameday-lab"
     zone = "us-central1-a"
-
-    def __init__(self, servers: Servers):
-        self.servers = servers
 
     def seed(self) -> None:
         from gameday.lab.gcp.seed import seed_gcp
@@ -168,9 +178,6 @@ class GcpLab:
                   for direction in ("INGRESS", "EGRESS")}
         return denies == wanted
 
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.gcp_faults(*rules, seed=seed)
-
     def add_target(self) -> str:
         base = f"{self.servers.gcp.url}/compute/v1/projects/{self.project}"
         network = f"https://www.googleapis.com/compute/v1/projects/{self.project}/global/networks/shop-vpc"
@@ -181,11 +188,8 @@ class GcpLab:
         response.raise_for_status()
         return "late-web"
 
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.gcp_calls() if match in c["key"]]
 
-
-class AzureLab:
+class AzureLab(LabBase):
     cloud = "azure"
     subscription = "00000000-0000-0000-0000-000000000000"
     resource_group = "shop"
@@ -193,9 +197,6 @@ class AzureLab:
     apply_call = (f"PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
                   "Microsoft.Network/networkInterfaces/")
     restore_call = apply_call
-
-    def __init__(self, servers: Servers):
-        self.servers = servers
 
     def _connect(self) -> Any:
         from gameday.lab.azure.clients import connect
@@ -268,9 +269,6 @@ class AzureLab:
                if nic["nsg"] and nic["nsg"].rsplit("/", 1)[-1] in gameday}
         return cut == self._targets()
 
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.azure_faults(*rules, seed=seed)
-
     def add_target(self) -> str:
         clients = self._connect()
         try:
@@ -286,9 +284,6 @@ class AzureLab:
             return str(nic.id)
         finally:
             clients.close()
-
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.azure_calls() if match in c["key"]]
 
 
 CLOUD_LABS: dict[str, type] = {"aws": AwsLab, "gcp": GcpLab, "azure": AzureLab}

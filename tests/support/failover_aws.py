@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gameday.lab.faults import FaultRule
+from tests.support.clouds import AwsLab
 from tests.support.gameday import ACCOUNT
-from tests.support.servers import Servers
 
 ZONE = "us-east-1a"
 NAMED = ["orders", "payments", "catalog"]
@@ -14,20 +13,14 @@ NAMED = ["orders", "payments", "catalog"]
 has it in us-east-1b (left alone)."""
 
 
-class AwsFailoverLab:
-    cloud = "aws"
+class AwsFailoverLab(AwsLab):
     apply_call = "FailoverDBCluster"
     restore_call = "FailoverDBCluster"
 
-    def __init__(self, servers: Servers):
-        self.servers = servers
-
     def seed(self) -> None:
-        from gameday.lab.aws import seed_aws
         from gameday.lab.aws.databases import seed_databases
 
-        self.servers.reset_aws()
-        seed_aws()
+        super().seed()
         seed_databases()
 
     def zone_step(self, step_id: str, duration: str | None) -> dict[str, Any]:
@@ -55,9 +48,3 @@ class AwsFailoverLab:
         tagged = {name for name, c in snapshot.items() if "gameday:run" in c["tags"]}
         return moved == tagged == {"orders", "payments"} and \
             (snapshot["orders"]["writer"], snapshot["payments"]["writer"]) == ("orders-2", "payments-2")
-
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.aws_faults(*rules, seed=seed)
-
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.aws_calls() if match in c["key"]]

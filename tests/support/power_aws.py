@@ -4,30 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from gameday.lab.faults import FaultRule
+from tests.support.clouds import AwsLab
 from tests.support.gameday import ACCOUNT
-from tests.support.servers import Servers
 
 ZONE = "us-east-1a"
 
 
-class AwsPowerLab:
+class AwsPowerLab(AwsLab):
     """Zone a of the lab: two running tagged web instances (one in the group `shop-web`), one
     tagged but already stopped, one untagged; the group also holds instances of zones b and c."""
 
-    cloud = "aws"
     apply_call = "StopInstances"  # one call per group's batch, then the instances in none
     restore_call = "StartInstances"
-
-    def __init__(self, servers: Servers):
-        self.servers = servers
-        self.topology: dict[str, Any] = {}
-
-    def seed(self) -> None:
-        from gameday.lab.aws import seed_aws
-
-        self.servers.reset_aws()
-        self.topology = seed_aws()
 
     def zone_step(self, step_id: str, duration: str | None) -> dict[str, Any]:
         step: dict[str, Any] = {
@@ -69,9 +57,6 @@ class AwsPowerLab:
                 and {"HealthCheck", "ReplaceUnhealthy"} <= set(group["suspended"])
                 and any(key.startswith("gameday:hold:") for key in group["tags"]))
 
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.aws_faults(*rules, seed=seed)
-
     def add_target(self) -> str:
         import boto3
 
@@ -80,6 +65,3 @@ class AwsPowerLab:
         ec2 = boto3.client("ec2", region_name="us-east-1")
         return launch(ec2, "late-web", self.topology["subnets"][ZONE][0],
                       {"gameday": "enabled", "tier": "web"})
-
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.aws_calls() if match in c["key"]]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from activities.gcp.power import is_mark
-from gameday.lab.faults import FaultRule
+from tests.support.clouds import GcpLab
 from tests.support.servers import Servers
 
 POWER_SECONDS = 0.5
@@ -28,21 +28,12 @@ def realistic_power(servers: Servers, seconds: float = POWER_SECONDS) -> None:
         servers.gcp.power_seconds = seconds
 
 
-class GcpPowerLab:
-    cloud = "gcp"
+class GcpPowerLab(GcpLab):
     apply_call = "/stop"
     restore_call = "/start"
-    project = "gameday-lab"
-    zone = "us-central1-a"
-
-    def __init__(self, servers: Servers):
-        self.servers = servers
 
     def seed(self) -> None:
-        from gameday.lab.gcp.seed import seed_gcp
-
-        self.servers.reset_gcp()
-        seed_gcp(self.servers.gcp.url, self.project)
+        super().seed()
         realistic_power(self.servers)
 
     def zone_step(self, step_id: str, duration: str | None) -> dict[str, Any]:
@@ -96,9 +87,6 @@ class GcpPowerLab:
                 return False
         return True
 
-    def faults(self, *rules: FaultRule, seed: int = 0) -> None:
-        self.servers.gcp_faults(*rules, seed=seed)
-
     def add_target(self) -> str:
         base = f"{self.servers.gcp.url}/compute/v1/projects/{self.project}"
         response = httpx.post(f"{base}/zones/{self.zone}/instances", json={
@@ -107,6 +95,3 @@ class GcpPowerLab:
             "networkInterfaces": [{"network": "global/networks/shop-vpc"}]})
         response.raise_for_status()
         return "late-web"
-
-    def calls(self, match: str) -> list[dict[str, Any]]:
-        return [c for c in self.servers.gcp_calls() if match in c["key"]]
