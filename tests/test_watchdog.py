@@ -76,7 +76,11 @@ def test_at_the_deadline_the_watchdog_restores_even_a_running_gameday(aws, clien
             GameDayWatchdog.run,
             WatchdogInput(gameday_id=handle.id, deadline=datetime.now(UTC) + timedelta(seconds=2),
                           guardrails=runbook().guardrails, poll=timedelta(seconds=1),
-                          grace=timedelta(seconds=1), checkpoints=recorded),
+                          grace=timedelta(seconds=1), checkpoints=recorded,
+                          # the step is active: its apply landed (else the watchdog waits 45 s
+                          # for a late apply, which tests/faults/test_terminate_during_apply.py
+                          # proves)
+                          applied=[c.unit_id for c in recorded]),
             id=f"{handle.id}-second-watchdog", task_queue=task_queue)
         restored_while_running = acl_snapshot() == before
         await abort(handle)
