@@ -27,7 +27,7 @@ from gameday.probing import (  # noqa: F401  (re-exported: the probe activities'
     WatchRequest,
 )
 from gameday.runbook import Probe
-from gameday.status import ProbeResult
+from gameday.status import ProbeResult, SteadyStateNow
 
 
 async def _http(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
@@ -134,6 +134,7 @@ async def watch(request: WatchRequest) -> WatchReport:
                          breached=False, changes=[])
     deadline = time.monotonic() + request.window.total_seconds()
     previous: bool | None = None
+    known = request.known_ok
     while True:
         current = await check_all(request.probes)
         report.checks += 1
@@ -146,7 +147,12 @@ async def watch(request: WatchRequest) -> WatchReport:
         if current.ok != previous:
             report.changes.append(current)
         previous = current.ok
-        activity.heartbeat(report.model_dump(mode="json", exclude={"changes", "results"}))
+        now = seen(current, report.consecutive_failures)
+        activity.heartbeat({**report.model_dump(mode="json", exclude={"changes", "results"}),
+                            "latest": now.model_dump(mode="json")})
+        if not current.ok or current.ok != known:
+            await tell_the_run(now)
+            known = current.ok
         if report.consecutive_failures >= request.tolerance:
             report.breached = True
             if report.changes[-1] is not current:
@@ -155,6 +161,30 @@ async def watch(request: WatchRequest) -> WatchReport:
         if time.monotonic() + request.interval.total_seconds() > deadline:
             return report
         await asyncio.sleep(request.interval.total_seconds())
+
+
+SEEN_SIGNAL = "steady_state_seen"
+"""The signal a watch sends its GameDay with a `SteadyStateNow` (`WatchRequest.known_ok`)."""
+SIGNAL_TIMEOUT = 5.0
+
+
+def seen(check: CheckReport, consecutive_failures: int) -> SteadyStateNow:
+    return SteadyStateNow(at=max(r.at for r in check.results), ok=check.ok,
+                          consecutive_failures=consecutive_failures,
+                          failing=check.failures()[:2 * MAX_VALUE_CHARS])
+
+
+async def tell_the_run(now: SteadyStateNow) -> None:
+    """Signal the GameDay this watch runs for, best effort: its board shows the check at once; if
+    the signal is lost, the board catches up at the window's end and nothing else changes."""
+    info = activity.info()
+    if not info.workflow_id:
+        return
+    try:
+        handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        await asyncio.wait_for(handle.signal(SEEN_SIGNAL, now), SIGNAL_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 — never let the board's news stop the watch
+        activity.logger.warning("could not tell %s of the steady state: %s", info.workflow_id, exc)
 
 
 def probe_activities() -> list[object]:

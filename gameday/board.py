@@ -219,6 +219,12 @@ def _steady_state(status: GameDayStatus, book: Runbook) -> str:
     steady = book.steady_state
     if steady is None:
         return "**Steady state**: none in the runbook (hypothesis not tested)"
+    now = status.steady_state_now
+    if now is not None:  # the watch's check, reported while its window is open
+        verdict = "passing" if now.ok else "FAILING"
+        line = (f"**Steady state**: {verdict} at the last check, {_clock(now.at)}; "
+                f"{now.consecutive_failures} consecutive failed checks (tolerance {steady.tolerance})")
+        return line + (f" ({_md(_sentence(now.failing))})" if now.failing else "")
     size = len(steady.probes)
     checks = status.probe_checks
     rounds = [checks[i - size:i] for i in range(len(checks), size - 1, -size)]  # newest first

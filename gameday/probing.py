@@ -33,6 +33,10 @@ class WatchRequest(BaseModel):
     window: timedelta
     failed_before: int = 0
     """Consecutive failures carried over from the previous window."""
+    known_ok: bool | None = None
+    """The verdict the run last recorded: the watch tells the run at once of every failed check
+    and of a verdict that differs from this one (signal `steady_state_seen`), and of nothing else,
+    so a steady state that holds writes no history until its window ends."""
 
 
 MAX_VALUE_CHARS = 200

@@ -77,6 +77,18 @@ class ProbeResult(BaseModel):
     """What was observed: an HTTP status, `connected`, or the error."""
 
 
+class SteadyStateNow(BaseModel):
+    """What the steady-state watch saw at its latest check, reported at once while its window is
+    still open (a failed check, or a verdict the run did not know yet). Shown on the board and in
+    `status --json`; never measured: the window's own report stays the record of every check."""
+
+    at: datetime
+    ok: bool
+    consecutive_failures: int
+    failing: str = ""
+    """The failing probes and what they answered, when the check failed."""
+
+
 class Event(Model):
     at: datetime
     kind: str
@@ -144,6 +156,8 @@ class GameDayStatus(Model):
     last `MAX_PROBE_CHECKS` when there were more."""
     probe_checks_dropped: int = 0
     """How many older checks were left out of `probe_checks` to keep it bounded."""
+    steady_state_now: SteadyStateNow | None = None
+    """The watch's latest check when it is newer than `probe_checks` (see `SteadyStateNow`)."""
 
 
 MAX_PROBE_CHECKS = 2000

@@ -10,6 +10,7 @@ workflow would not accept fails here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from gameday.status import GameDayStatus
 from tests.support.clouds import AwsLab, AzureLab, GcpLab
 from tests.support.gameday import (
     APPROVER,
+    abort,
     aws_zone_step,
     final,
     phase_is,
@@ -239,3 +241,55 @@ def test_a_region_blackhole_shows_each_zone_with_its_own_names(aws, client, runn
         assert line.endswith("(step blackout-use1)")
     assert (closed.outcome, closed.restored) == ("aborted", True)
     assert acl_snapshot() == before
+
+
+def test_a_failing_check_shows_on_the_board_while_the_watch_window_is_open(
+        aws, client, runner, task_queue, health):
+    """The watch holds a 5-minute window open; the board shows each failed check at once and the
+    recovery after it (signal `steady_state_seen`), while a holding steady state writes nothing."""
+    book = runbook(aws_zone_step(duration="5m"), steady_state=_steady(health, tolerance=100))
+
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        handle = await start(client, book, task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await handle.signal("approve", {"approver": APPROVER, "step": None})
+        await wait_for(handle, step_state("blackhole-use1a", "active"), what="the cut")
+        await asyncio.sleep(3)  # three passing checks: nothing to tell
+        seen["signals_while_passing"] = await _seen_signals(handle)
+        health.status = 503
+        failing = await wait_for(handle, lambda s: s.steady_state_now is not None
+                                 and s.steady_state_now.consecutive_failures >= 2, what="2 failures")
+        seen["failing"] = failing
+        seen["failing_board"] = (await _board(handle, book))[2]
+        health.status = 200
+        seen["passing"] = await wait_for(handle, lambda s: s.steady_state_now is not None
+                                         and s.steady_state_now.ok, what="the recovery")
+        await abort(handle)
+        seen["closed"] = await final(handle)
+        seen["signals"] = await _seen_signals(handle)
+        return seen
+
+    seen = runner.run(scenario(), timeout=120)
+    assert seen["signals_while_passing"] == []
+    failing = seen["failing"]
+    assert all(r.ok for r in failing.probe_checks)  # the window has not reported yet
+    steady = _paragraph(seen["failing_board"], "Steady state")
+    assert steady.startswith("**Steady state**: FAILING at the last check, ")
+    assert (f"; {failing.steady_state_now.consecutive_failures} consecutive failed checks "
+            "(tolerance 100) (checkout: HTTP 503, expected 200)") in steady
+    signals = seen["signals"]
+    # one signal per failed check, counting up, then one for the recovery; none for a passing check
+    assert [s["ok"] for s in signals] == [False] * (len(signals) - 1) + [True]
+    assert [s["consecutive_failures"] for s in signals] == [*range(1, len(signals)), 0]
+    assert seen["closed"].outcome == "aborted"
+
+
+async def _seen_signals(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
+    found = []
+    async for event in handle.fetch_history_events():
+        attributes = event.workflow_execution_signaled_event_attributes
+        if event.HasField("workflow_execution_signaled_event_attributes") and \
+                attributes.signal_name == "steady_state_seen":
+            found.append(json.loads(attributes.input.payloads[0].data))
+    return found

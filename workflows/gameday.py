@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         GameDayInput,
         GameDayStatus,
         Reject,
+        SteadyStateNow,
         UpdateAnswer,
     )
     from gameday.units import drift_unit_id as drift_unit_id
@@ -497,6 +498,14 @@ class GameDayWorkflow:
         board.publish()
 
     # --- what the world sees -----------------------------------------------------------------
+
+    @workflow.signal(name="steady_state_seen")
+    def steady_state_seen(self, payload: Any) -> None:
+        """The steady-state watch's latest check, sent while its window is still open: the board
+        shows it at once. Display only: aborts and objectives follow the window's own report."""
+        seen = _parse(SteadyStateNow, payload)
+        if not isinstance(seen, str):
+            self._board.see_steady_state(seen)
 
     @workflow.query
     def status(self) -> GameDayStatus:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         Phase,
         ProbeResult,
+        SteadyStateNow,
         StepStatus,
     )
     from workflows.approvals import ApprovalDesk
@@ -73,6 +74,8 @@ class StatusBoard:
         """A restore gave up: the run cannot say that every fault is restored."""
         self.probe_checks: list[ProbeResult] = []
         self.probe_checks_dropped = 0
+        self.steady_state_now: SteadyStateNow | None = None
+        """The watch's latest check as it reported it (signal), shown until a newer one is kept."""
         self.notifications: list[asyncio.Task[None]] = []
         self.zones_published: list[str] = []
         self.objectives = {s.id: s.expect.recover_within for s in runbook.fault_steps() if s.expect}
@@ -124,6 +127,19 @@ class StatusBoard:
         if excess > 0:
             del self.probe_checks[:excess]
             self.probe_checks_dropped += excess
+
+    def see_steady_state(self, now: SteadyStateNow) -> None:
+        """The watch's latest check, while its window is open: shown at once, never measured."""
+        if self.steady_state_now is None or now.at > self.steady_state_now.at:
+            self.steady_state_now = now
+            self.publish()
+
+    def latest_steady_state(self) -> SteadyStateNow | None:
+        """`steady_state_now` while it is newer than every kept check, else None."""
+        now = self.steady_state_now
+        if now is None or (self.probe_checks and self.probe_checks[-1].at >= now.at):
+            return None
+        return now
 
     def observe_checks(self, checks: list[Check]) -> None:
         """Measure each applied step's recovery against its objective with these checks."""
@@ -223,6 +239,7 @@ class StatusBoard:
             ended_at=self.ended,
             probe_checks=list(self.probe_checks),
             probe_checks_dropped=self.probe_checks_dropped,
+            steady_state_now=self.latest_steady_state(),
         )
 
     # --- publishing -----------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class SteadyState:
         self.abort = abort
         self.hold_ends: dict[str, datetime] = {}
         """When the hold of each step that is held for a `duration` ends."""
+        self.known_ok: bool | None = None
+        """The verdict of the last check the run recorded (the watch reports any other at once)."""
 
     async def probe_once(self, summary: str) -> CheckReport:
         steady = self.runbook.steady_state
@@ -52,6 +54,7 @@ class SteadyState:
             start_to_close_timeout=timedelta(seconds=30), retry_policy=PROBE_RETRY, summary=summary,
         )
         self.record_probes(report)
+        self.known_ok = report.ok
         return report
 
     def record_probes(self, report: CheckReport, keep: bool = True) -> None:
@@ -129,7 +132,8 @@ class SteadyState:
             watch = asyncio.create_task(workflow.execute_activity(
                 "probe.watch",
                 WatchRequest(probes=steady.probes, interval=steady.interval,
-                             tolerance=steady.tolerance, window=window, failed_before=failed),
+                             tolerance=steady.tolerance, window=window, failed_before=failed,
+                             known_ok=self.known_ok),
                 result_type=WatchReport,
                 start_to_close_timeout=WATCH_WINDOW + steady.interval + timedelta(minutes=1),
                 heartbeat_timeout=max(steady.interval * 3, timedelta(seconds=30)),
@@ -158,6 +162,8 @@ class SteadyState:
             checks.update((c.at, c) for c in self.as_checks(split_rounds(watched)))
             self.board.observe_checks(list(checks.values()))
             failed = report.consecutive_failures
+            if report.checks:
+                self.known_ok = failed == 0
             if report.breached:
                 self.board.hypothesis_held = False
                 last = report.changes[-1].failures() if report.changes else "probes failing"
