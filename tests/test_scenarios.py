@@ -188,7 +188,7 @@ def test_worker_killed_mid_fault_and_a_new_worker_finishes(cloud, client, runner
     first = worker()
     try:
         async def until_active():
-            return await _approved_and_active(client, cloud, queue, duration="6s")
+            return await _approved_and_active(client, cloud, queue, duration="3s")
 
         handle = runner.run(until_active(), timeout=120)
         assert cloud.blackholed()
