@@ -31,7 +31,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from gameday.durations import Duration, format_duration
 from gameday.identity import Identity, normalize_identity
 from gameday.signatures import PublicKey, SignatureRefused, parse_public_key
-from gameday.support import not_supported
 from gameday.targets import (
     SLUG,
     AwsAccount,
@@ -46,9 +45,8 @@ from gameday.targets import (
     RegionTraffic,
     Strict,
     ZoneTarget,
-    target_scope,
 )
-from gameday.units import UnitStep, unit_id_problems, zone_unit_id
+from gameday.units import zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
 FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
@@ -379,15 +377,7 @@ class Runbook(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Runbook:
         """Everything wrong across fields, each a problem at the field it is about."""
-        problems = [
-            *self._approver_problems(),
-            *self._unit_id_problems(),
-            *self._guardrail_problems(),
-            *self._duration_problems(),
-            *self._held_for_no_time(),
-            *self._unsupported(),
-            *self._expectation_problems(),
-        ]
+        problems = problems_of(self)
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, [
                 InitErrorDetails(type=PydanticCustomError("runbook", "{message}", {"message": message}),
@@ -422,142 +412,14 @@ class Runbook(Strict):
 
     def minimum_duration(self) -> timedelta:
         """The least time the steps need: sequential items add up, a group takes its longest."""
-        return sum((_item_time(item) for item in self.steps), timedelta())
-
-    # --- the checks behind _consistent ---------------------------------------------------------
-
-    def _located_steps(self) -> list[tuple[Loc, FaultStep | WaitStep]]:
-        located: list[tuple[Loc, FaultStep | WaitStep]] = []
-        for index, item in enumerate(self.steps):
-            if isinstance(item, ParallelGroup):
-                located += [(("steps", index, "parallel", i), s) for i, s in enumerate(item.parallel)]
-            else:
-                located.append((("steps", index), item))
-        return located
-
-    def _approver_problems(self) -> list[tuple[Loc, str]]:
-        problems: list[tuple[Loc, str]] = []
-        seen: set[str] = set()
-        for index, identity in enumerate(self.approver_ids()):
-            if identity in seen:
-                problems.append((("approvers", index), f"{identity} is listed more than once "
-                                 "(approvers are compared without case and surrounding spaces)"))
-            seen.add(identity)
-        problems += self._key_problems()
-        if self.approvals_required > len(seen):
-            problems.append((("approvals_required",), f"approvals_required is {self.approvals_required} "
-                             f"but only {len(seen)} distinct approvers are listed"))
-        return problems
-
-    def _key_problems(self) -> list[tuple[Loc, str]]:
-        """Signed approvals need a key per approver, and a key per person: a quorum of distinct
-        approvers must be a quorum of distinct keys."""
-        problems: list[tuple[Loc, str]] = []
-        owners: dict[bytes, str] = {}
-        for index, approver in enumerate(self.approvers):
-            if not isinstance(approver, KeyedApprover):
-                if self.approvals == "signed":
-                    who = normalize_identity(approver)
-                    problems.append((("approvers", index), f"{who} has no key, and approvals: signed "
-                                     f"needs one per approver; write it as {{id: {who}, key: "
-                                     "\"ssh-ed25519 AAAA...\"}"))
-                continue
-            blob = parse_public_key(approver.key).blob
-            if blob in owners and owners[blob] != approver.id:
-                problems.append((("approvers", index, "key"), f"this key is also listed for "
-                                 f"{owners[blob]}; each approver needs a key of their own"))
-            owners.setdefault(blob, approver.id)
-        return problems
-
-    def _unit_id_problems(self) -> list[tuple[Loc, str]]:
-        located = self._located_steps()
-        steps = [
-            UnitStep(s.id, s.target.cloud, s.target.region) if isinstance(s, BlackholeRegionStep)
-            else UnitStep(s.id)
-            for _, s in located
-        ]
-        return [((*located[p.step][0], "id"), p.message) for p in unit_id_problems(steps)]
-
-    def _guardrail_problems(self) -> list[tuple[Loc, str]]:
-        problems: list[tuple[Loc, str]] = []
-        for loc, step in self._located_steps():
-            if isinstance(step, WaitStep):
-                continue
-            cloud = step.target.cloud
-            field, allowed = {
-                "aws": ("account", self.guardrails.aws_accounts),
-                "gcp": ("project", self.guardrails.gcp_projects),
-                "azure": ("subscription", self.guardrails.azure_subscriptions),
-            }[cloud]
-            scope = target_scope(step.target)
-            if scope.lower() not in {a.lower() for a in allowed}:
-                listed = ", ".join(allowed) or "none listed"
-                problems.append(((*loc, "target", field), f"{cloud} {field} {scope} is not in the "
-                                 f"runbook's guardrails (guardrails.{cloud}_{field}s: {listed})"))
-        return problems
-
-    def _duration_problems(self) -> list[tuple[Loc, str]]:
-        longest = self.max_duration
-        limit = format_duration(longest)
-        problems: list[tuple[Loc, str]] = []
-        needed = self.minimum_duration()
-        if needed > longest:
-            problems.append((("max_duration",), f"the steps take at least {format_duration(needed)} "
-                             f"but max_duration is {limit}"))
-        if self.steady_state is not None:
-            timed: list[tuple[Loc, timedelta | None]] = [
-                (("steady_state", "interval"), self.steady_state.interval)]
-            for index, probe in enumerate(self.steady_state.probes):
-                for kind in PROBE_KINDS:
-                    check = getattr(probe, kind)
-                    for field in ("timeout", "max_latency"):
-                        timed.append((("steady_state", "probes", index, kind, field),
-                                      getattr(check, field, None)))
-            problems += [(loc, f"{format_duration(value)} is longer than max_duration ({limit})")
-                         for loc, value in timed if value is not None and value > longest]
-        return problems
-
-    def _held_for_no_time(self) -> list[tuple[Loc, str]]:
-        """Faults held until the run ends, with nothing after them that takes time: injected and
-        restored at once, they would test nothing while the run says it held them."""
-        problems: list[tuple[Loc, str]] = []
-        for index, item in enumerate(self.steps):
-            later = sum((_item_time(i) for i in self.steps[index + 1:]), timedelta())
-            members = item.parallel if isinstance(item, ParallelGroup) else [item]
-            for position, step in enumerate(members):
-                if isinstance(step, WaitStep) or step.held_for is not None:
-                    continue
-                beside = max((s.duration or timedelta() for s in members if s is not step),
-                             default=timedelta())
-                if later + beside <= timedelta():
-                    loc: Loc = (("steps", index, "parallel", position) if isinstance(item, ParallelGroup)
-                                else ("steps", index))
-                    problems.append(((*loc, "id"), f"step {step.id!r} is held for no time: nothing "
-                                     "after it takes time; give it a duration"))
-        return problems
-
-    def _unsupported(self) -> list[tuple[Loc, str]]:
-        """Steps that ask a cloud for an action it does not offer (`gameday.support`)."""
-        problems: list[tuple[Loc, str]] = []
-        for loc, step in self._located_steps():
-            sentence = None if isinstance(step, WaitStep) else not_supported(step.target.cloud, step.action)
-            if sentence is not None:
-                problems.append(((*loc, "action"), f"step {step.id!r}: {sentence}"))
-        return problems
+        return sum((item_time(item) for item in self.steps), timedelta())
 
 
-    def _expectation_problems(self) -> list[tuple[Loc, str]]:
-        """An objective is measured against the steady-state checks: without them, nothing could
-        say whether it was met."""
-        if self.steady_state is not None:
-            return []
-        return [((*loc, "expect"), f"step {step.id!r} expects recovery within "
-                 f"{format_duration(step.expect.recover_within)}, but the runbook has no "
-                 "steady_state to measure it against")
-                for loc, step in self._located_steps()
-                if not isinstance(step, WaitStep) and step.expect is not None]
-
-
-def _item_time(item: FaultStep | WaitStep | ParallelGroup) -> timedelta:
+def item_time(item: FaultStep | WaitStep | ParallelGroup) -> timedelta:
     members = item.parallel if isinstance(item, ParallelGroup) else [item]
     return max((s.duration or timedelta() for s in members), default=timedelta())
+
+
+# The cross-field rules live beside the models they read; imported last, once every model exists
+# (and so with this module, also where the workflow sandbox passes gameday.runbook through).
+from gameday.runbook_checks import problems_of  # noqa: E402
