@@ -12,7 +12,7 @@ each failure one sentence with its full text in the details.
 Adding a fault: one module per cloud, plus one entry per cloud in `FAULTS`. A cloud that cannot
 offer an action says so in `gameday.support.NOT_SUPPORTED`, which `FAULTS` holds as `NotSupported`:
 `gameday validate` refuses such a step at its `action` line, and a run that got past validate is
-refused by the resolve with the same sentence (`not_supported`), non-retryable. The activity
+refused by the resolve with the same sentence (`NotSupported.sentence`), non-retryable. The activity
 names (`aws.apply_blackhole_zone`...) are those running histories hold: never rename them.
 """
 
@@ -110,14 +110,19 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
     ("aws", "evacuate_region"): Offered("evacuation:AwsRegionEvacuation"),
     ("aws", "stop_instances"): Offered("power:AwsPowerInterruption"),
     ("aws", "failover_database"): Offered("database:AwsDatabaseFailover"),
+    ("aws", "deny_capacity"): Offered("capacity:AwsCapacityDenial"),
     ("gcp", "blackhole_zone"): Offered("blackhole:GcpZoneBlackhole"),
     ("gcp", "blackhole_region"): Offered("blackhole:GcpZoneBlackhole", RESOLVE_ONLY),
     ("gcp", "evacuate_region"): Offered("evacuation:GcpRegionEvacuation"),
     ("gcp", "stop_instances"): Offered("power:GcpPowerInterruption"),
+    ("gcp", "failover_database"): Offered("database:GcpDatabaseFailover"),
+    ("gcp", "deny_capacity"): Offered("capacity:GcpCapacityDenial"),
     ("azure", "blackhole_zone"): Offered("blackhole:AzureZoneBlackhole"),
     ("azure", "blackhole_region"): Offered("blackhole:AzureZoneBlackhole", RESOLVE_ONLY),
     ("azure", "evacuate_region"): Offered("evacuation:AzureRegionEvacuation"),
     ("azure", "stop_instances"): Offered("power:AzurePowerInterruption"),
+    ("azure", "deny_capacity"): Offered("capacity:AzureCapacityDenial"),
+    ("azure", "failover_database"): Offered("database:AzureDatabaseFailover"),
     **{key: NotSupported(reason) for key, reason in NOT_SUPPORTED.items()},
 }
 """The registry: every (cloud, action) a runbook can name, offered or explicitly not (the gaps
@@ -142,12 +147,6 @@ def parity_problems(faults: dict[tuple[Cloud, Action], Entry]) -> list[str]:
                 problems.append(f"{cloud} has no entry for {action}, which {', '.join(offering)} "
                                 f"offer(s): add its fault module, or NotSupported(reason)")
     return problems
-
-
-def not_supported(cloud: str, action: str) -> str | None:
-    """Why `action` cannot run on `cloud`, in one sentence for the user, or None."""
-    entry = FAULTS.get((cloud, action))  # type: ignore[arg-type]
-    return entry.sentence(cloud, action) if isinstance(entry, NotSupported) else None
 
 
 def _load(cloud: str, where: str) -> Any:

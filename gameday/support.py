@@ -14,13 +14,6 @@ if TYPE_CHECKING:
     from gameday.runbook import Cloud, FaultAction
 
 NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {
-    ("aws", "deny_capacity"): "being built (issue 15)",
-    ("gcp", "deny_capacity"): "being built (issue 15)",
-    ("azure", "deny_capacity"): "being built (issue 15)",
-    ("gcp", "failover_database"): "gameday does not drive Cloud SQL failovers yet (the lab has "
-    "no Cloud SQL Admin API to rehearse them against)",
-    ("azure", "failover_database"): "gameday does not drive PostgreSQL flexible server failovers "
-    "yet (the lab has no flexible servers to rehearse them against)",
 }
 """(cloud, action) → why the action cannot run on the cloud, as the end of a sentence."""
 

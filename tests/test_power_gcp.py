@@ -1,6 +1,8 @@
 """GCP stop_instances against the Compute emulator with Compute Engine's timing: instances between
 two states when the fault arrives, one already stopped, a crash mid-apply, repeated and throttled
-restores, refusals, the sweeper after a terminated run, and the shop's view of it. The scenario
+restores, refusals, a managed group's repairs held while its member is off (alone, and beside a
+capacity step on the same group in one run), the sweeper after a terminated run, and the shop's
+view of it. The scenario
 suite (tests/test_scenarios.py -k gcp-stop_instances) runs the rest through `GcpPowerLab`."""
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.exceptions import ApplicationError
 
+from activities.gcp.groups_hold import HeldGroup
 from activities.gcp.power import PowerState, label_text, mark_labels, marked_by, text_of
 from activities.registry import CloudActivities
 from gameday.lab.faults import FaultRule
+from gameday.lab.gcp.groups_seed import MEMBER_LABELS, MIG_MEMBERS
 from gameday.plan import Checkpoint, FaultRequest, FaultResult, PrepareRequest, ResolvedStep, StepRequest
 from gameday.runbook import Guardrails, StopInstancesStep
 from gameday.sweep import SweepScope
 from tests.support.gameday import approve, phase_is, runbook, start, step_state, wait_for
 from tests.support.power_gcp import GcpPowerLab, realistic_power
 from tests.support.servers import Servers
+from workflows.planning import overlap_problems
 
 PROJECT = GcpPowerLab.project
 ZONE = GcpPowerLab.zone
@@ -228,7 +233,7 @@ def _insert(servers: Servers, name: str, **extra: Any) -> None:
     response.raise_for_status()
 
 
-def test_an_instance_of_a_managed_group_is_refused_before_any_change(lab, gcp):
+def test_an_instance_of_a_zonal_managed_group_is_refused_before_any_change(lab, gcp):
     manager = f"projects/1234/zones/{ZONE}/instanceGroupManagers/web-mig"
     _insert(lab.servers, "web-mig-x1z2",
             metadata={"items": [{"key": "created-by", "value": manager}]})
@@ -237,7 +242,7 @@ def test_an_instance_of_a_managed_group_is_refused_before_any_change(lab, gcp):
     with pytest.raises(ApplicationError) as refused:
         _resolve(gcp)
     assert refused.value.type == "Refused"
-    assert "managed instance group web-mig" in str(refused.value)
+    assert "zonal managed instance group web-mig" in str(refused.value)
     assert lab.snapshot() == before
     assert [c for c in lab.servers.gcp_calls() if c["method"] == "POST"] == []
 
@@ -260,6 +265,126 @@ def test_labels_that_only_stopped_instances_carry_plan_nothing(lab, gcp):
     with pytest.raises(ApplicationError) as missing:
         _resolve(gcp, _step({"role": "nobody"}))
     assert missing.value.type == "TargetNotFound"
+
+
+# --- members of a managed instance group ---------------------------------------------------------
+
+MEMBER = next(name for name, zone in MIG_MEMBERS if zone == ZONE)
+OTHER_MEMBER = next(name for name, zone in MIG_MEMBERS if zone != ZONE)
+MIG_PATH = f"/compute/v1/projects/{PROJECT}/regions/us-central1/instanceGroupManagers"
+REPAIR_SECONDS = 1.0
+
+
+def _repairs_after(servers: Servers, seconds: float = REPAIR_SECONDS) -> None:
+    with servers.gcp.lock:
+        servers.gcp.repair_seconds = seconds
+
+
+def _mig(servers: Servers, name: str = "web-mig") -> dict[str, Any]:
+    """The MIG as the API shows it, without its fingerprint (every patch changes it)."""
+    found = httpx.get(f"{servers.gcp.url}{MIG_PATH}/{name}").raise_for_status().json()
+    return {key: value for key, value in found.items() if key != "fingerprint"}
+
+
+def _on_failure(servers: Servers) -> str:
+    return str(_mig(servers)["instanceLifecyclePolicy"]["defaultActionOnFailure"])
+
+
+def _mutations(lab: GcpPowerLab) -> list[str]:
+    """`PATCH web-mig` and `stop|start NAME`, in the order the emulator answered them."""
+    found = []
+    for call in lab.servers.gcp_calls():
+        if call["method"] == "PATCH" and MIG_PATH in call["path"]:
+            found.append(f"PATCH {call['path'].rsplit('/', 1)[1]}")
+        elif call["method"] == "POST" and call["path"].rsplit("/", 1)[1] in ("stop", "start"):
+            found.append(f"{call['path'].rsplit('/', 1)[1]} {call['path'].rsplit('/', 2)[1]}")
+    return found
+
+
+def test_a_mig_member_stays_off_past_its_repair_and_the_mig_is_restored_exactly(lab, gcp):
+    """web-mig repairs a stopped member after 1 s; gameday holds that (DO_NOTHING) before the
+    stop, so its member is still TERMINATED well past it, RUNNING after restore, and the MIG is
+    exactly as before (policy REPAIR, autohealing and size untouched)."""
+    _repairs_after(lab.servers)
+    before, other = _mig(lab.servers), _status(lab, OTHER_MEMBER)
+    step = _step(MEMBER_LABELS)
+    assert [(r.kind, r.id) for r in _resolve(gcp, step).resources] == [
+        ("instance", MEMBER), ("instance-group-manager", "web-mig")]
+    request = _prepared(gcp, step)
+    assert PowerState.model_validate(request.checkpoint.state).groups == [
+        HeldGroup(region="us-central1", name="web-mig", on_failure="REPAIR")]
+    lab.faults()
+    applied = _apply(gcp, request)
+    time.sleep(REPAIR_SECONDS + 1.0)
+    assert (_status(lab, MEMBER), _status(lab, OTHER_MEMBER)) == ("TERMINATED", other)
+    assert applied.changed == 2 and _on_failure(lab.servers) == "DO_NOTHING"
+    assert _apply(gcp, request).changed == 0  # again: nothing is sent twice
+    assert _restore(gcp, request).changed == 2
+    assert _status(lab, MEMBER) == "RUNNING"
+    assert _mig(lab.servers) == before
+    assert _mutations(lab) == ["PATCH web-mig", f"stop {MEMBER}", f"start {MEMBER}",
+                               "PATCH web-mig"]
+
+
+def test_a_mig_that_already_does_nothing_on_failure_is_left_so(lab, gcp):
+    manager = httpx.get(f"{lab.servers.gcp.url}{MIG_PATH}/web-mig").json()
+    httpx.patch(f"{lab.servers.gcp.url}{MIG_PATH}/web-mig", json={
+        "fingerprint": manager["fingerprint"],
+        "instanceLifecyclePolicy": {"defaultActionOnFailure": "DO_NOTHING"}}).raise_for_status()
+    before = _mig(lab.servers)
+    request = _prepared(gcp, _step(MEMBER_LABELS))
+    lab.faults()
+    _apply(gcp, request)
+    _restore(gcp, request)
+    assert _mig(lab.servers) == before and _on_failure(lab.servers) == "DO_NOTHING"
+    assert _mutations(lab) == [f"stop {MEMBER}", f"start {MEMBER}"]
+
+
+def test_two_power_steps_holding_one_mig_at_once_are_refused_by_the_planner(lab, gcp):
+    steps = [StopInstancesStep.model_validate({
+        "id": f"power-{zone}", "action": "stop_instances", "duration": "2s",
+        "target": {"cloud": "gcp", "project": PROJECT, "zone": zone, "labels": MEMBER_LABELS}})
+        for _, zone in MIG_MEMBERS]
+    resolved = [_resolve(gcp, step) for step in steps]
+    assert [[r.id for r in x.resources] for x in resolved] == [
+        [name, "web-mig"] for name, _ in MIG_MEMBERS]
+    book = runbook({"parallel": [step.model_dump(mode="json", exclude_none=True)
+                                 for step in steps]})
+    [problem] = overlap_problems(book, resolved)
+    assert "the power of web-mig" in problem
+
+
+def test_a_power_step_and_a_capacity_step_over_one_mig_each_restore_their_own_part(
+        lab, client, runner, task_queue):
+    """In parallel in one run: the capacity step (autohealing removed, autoscaler OFF) ends
+    first while the power step still holds web-mig's repairs; each puts back only its part."""
+    _repairs_after(lab.servers)
+    before, scaler = _mig(lab.servers), httpx.get(
+        f"{lab.servers.gcp.url}{MIG_PATH.replace('instanceGroupManagers', 'autoscalers')}"
+        "/web-mig-autoscaler").json()
+    power = {"id": "power-mig", "action": "stop_instances", "duration": "4s",
+             "target": {"cloud": "gcp", "project": PROJECT, "zone": ZONE,
+                        "labels": MEMBER_LABELS}}
+    capacity = {"id": "no-capacity", "action": "deny_capacity", "duration": "1s",
+                "target": {"cloud": "gcp", "project": PROJECT, "region": "us-central1",
+                           "instance_group_managers": ["web-mig"]}}
+
+    async def scenario() -> Any:
+        handle = await start(client, runbook({"parallel": [power, capacity]}), task_queue)
+        await wait_for(handle, phase_is("awaiting_approval"))
+        await approve(handle)
+        await wait_for(handle, step_state("no-capacity", "restored"))
+        power_alone = (_mig(lab.servers), _status(lab, MEMBER))
+        return power_alone, await handle.result()
+
+    (alone, member), result = runner.run(scenario(), timeout=120)
+    assert alone["instanceLifecyclePolicy"]["defaultActionOnFailure"] == "DO_NOTHING"
+    assert alone["autoHealingPolicies"] == before["autoHealingPolicies"]
+    assert member == "TERMINATED"
+    assert (result.outcome, result.restored) == ("completed", True)
+    assert _mig(lab.servers) == before and _status(lab, MEMBER) == "RUNNING"
+    assert httpx.get(f"{lab.servers.gcp.url}{MIG_PATH.replace('instanceGroupManagers', 'autoscalers')}"
+                     "/web-mig-autoscaler").json() == scaler
 
 
 # --- the marks --------------------------------------------------------------------------------

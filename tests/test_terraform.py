@@ -204,11 +204,20 @@ def test_the_operations_found_exist_in_the_sdks() -> None:
     """Every GCP and Azure operation found is a real method of the SDK: the analysis reads
     calls, not look-alikes."""
     from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.monitor import MonitorManagementClient
     from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
     from azure.mgmt.trafficmanager import TrafficManagerManagementClient
+    from google.auth.credentials import AnonymousCredentials
     from google.cloud import compute_v1
+    from googleapiclient.discovery import build
 
+    sqladmin = build("sqladmin", "v1", static_discovery=True, credentials=AnonymousCredentials())
     for call in sdk_calls("gcp"):
+        if call.operation.startswith("sqladmin."):  # the discovery client: sqladmin.<resource>.<method>
+            _, resource, method = call.operation.split(".")
+            assert callable(getattr(getattr(sqladmin, resource)(), method, None)), str(call)
+            continue
         client, method = call.operation.split(".")
         assert callable(getattr(getattr(compute_v1, client), method, None)), str(call)
 
@@ -222,6 +231,8 @@ def test_the_operations_found_exist_in_the_sdks() -> None:
         "ComputeManagementClient": ComputeManagementClient(Credential(), subscription),
         "TrafficManagerManagementClient": TrafficManagerManagementClient(Credential(),
                                                                          subscription),
+        "MonitorManagementClient": MonitorManagementClient(Credential(), subscription),
+        "PostgreSQLManagementClient": PostgreSQLManagementClient(Credential(), subscription),
     }
     try:
         for call in sdk_calls("azure"):

@@ -11,6 +11,10 @@
 - `db-cluster`: a cluster a database failover moved (tags `gameday:run`, `gameday:step`,
   `gameday:restore:writer`, `gameday:fail-back`). After sweep: unless the tags say not to fail
   back, the writer they name is the writer again; gameday's tags are gone.
+- `capacity-denial`: a group a capacity denial narrowed (tags `gameday:run`, `gameday:step`,
+  `gameday:restore:subnets:<n>`, `gameday:capacity:resumes`). After sweep: its
+  `VPCZoneIdentifier` is the one the tags recorded, `AZRebalance` is resumed if the tags say gameday
+  suspended it, and gameday's tags are gone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 
 from activities.aws.api import TAG_RESTORE, TAG_RUN, TAG_STEP, AwsApi, tags_of
 from activities.aws.blackhole import AwsZoneBlackhole
+from activities.aws.capacity import AwsCapacityDenial
 from activities.aws.database import AwsDatabaseFailover
 from activities.aws.power import (
     GONE,
@@ -41,6 +46,7 @@ class AwsSweeper:
         self.blackhole = AwsZoneBlackhole(self.api)
         self.power = AwsPowerInterruption(self.api)
         self.database = AwsDatabaseFailover(self.api)
+        self.capacity = AwsCapacityDenial(self.api)
 
     def regions(self, scope: SweepScope) -> list[str]:
         if scope.aws_regions:
@@ -68,6 +74,7 @@ class AwsSweeper:
                 ))
             leftovers += self._power_leftovers(region)
             leftovers += self.database.find(region)
+            leftovers += self.capacity.find(region)
         return leftovers
 
     def _power_leftovers(self, region: str) -> list[Leftover]:
@@ -106,6 +113,8 @@ class AwsSweeper:
             return self._sweep_group(leftover)
         if leftover.kind == "db-cluster":
             return self.database.sweep(leftover)
+        if leftover.kind == "capacity-denial":
+            return self.capacity.sweep(leftover)
         ec2 = self.api.ec2(leftover.location)
         acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                            Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])

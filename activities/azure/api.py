@@ -39,6 +39,7 @@ from activities.transient import Transient, retried
 from gameday.errors import CloudError
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 ENDPOINT_VARIABLE = "GAMEDAY_AZURE_ENDPOINT"
 CA_BUNDLE_VARIABLE = "GAMEDAY_AZURE_CA_BUNDLE"
@@ -94,6 +95,7 @@ class AzureConnection:
         self.retry_total = retry_total
         self._default_credential: Any = None
         self._made: dict[tuple[str, str, str], ArmClients] = {}
+        self._others: dict[tuple[str, str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     @contextmanager
@@ -113,10 +115,24 @@ class AzureConnection:
         """Close every client built so far."""
         with self._lock:
             made, self._made = list(self._made.values()), {}
-        for clients in made:
+            others, self._others = list(self._others.values()), {}
+        for clients in [*made, *others]:
             clients.close()
 
-    def _build(self, subscription: str, endpoint: str) -> ArmClients:
+    def client(self, kind: Callable[..., C], subscription: str) -> C:
+        """Another azure-mgmt client of the subscription (azure-mgmt-monitor's, the flexible
+        servers'...), built with the same endpoint, credential, pacing and retries as
+        `clients`, and kept."""
+        endpoint = os.environ.get(ENDPOINT_VARIABLE, "").rstrip("/")
+        key = (kind.__name__, subscription, endpoint, os.environ.get(CA_BUNDLE_VARIABLE, ""))
+        with self._lock:
+            if key not in self._others:
+                credential, settings = self._settings(endpoint)
+                self._others[key] = kind(credential, subscription, **settings)
+            return self._others[key]
+
+    def _settings(self, endpoint: str) -> tuple[Any, dict[str, Any]]:
+        """The credential and the client settings every azure-mgmt client is built with."""
         settings: dict[str, Any] = {"retry_total": self.retry_total, "connection_timeout": 5,
                                     "read_timeout": 30, "per_retry_policies": [ArmPacing()]}
         credential: Any
@@ -134,6 +150,10 @@ class AzureConnection:
                 self._default_credential = DefaultAzureCredential()
             credential = self._default_credential
             settings["credential_scopes"] = [PUBLIC_SCOPE]
+        return credential, settings
+
+    def _build(self, subscription: str, endpoint: str) -> ArmClients:
+        credential, settings = self._settings(endpoint)
         return ArmClients(
             network=NetworkManagementClient(credential, subscription, **settings),
             compute=ComputeManagementClient(credential, subscription, **settings),

@@ -6,7 +6,8 @@ Before: a NIC on a gameday NSG carries `gameday-restore-nsg` naming the NSG it h
 powered off carries `gameday-run` and `gameday-step` (it was running: only those are marked).
 After sweep: the NIC is back on that NSG (or none) without the tag (a NIC moved elsewhere
 meanwhile only loses the stale tag); a gameday NSG, once no NIC holds it, is deleted; the VM is
-running again, without gameday's tags.
+running again, without gameday's tags. A scale set or autoscale setting a capacity denial marked
+(`activities.azure.capacity`) gets its repairs policy or `enabled` back from its own tags.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from activities.azure.api import (
     resource_id,
 )
 from activities.azure.blackhole import AzureZoneBlackhole, BlackholeState, from_restore_tag, nsg_of, tally
+from activities.azure.capacity import LEFTOVER_KINDS, AzureCapacityDenial
+from activities.azure.database import AzureDatabaseFailover
 from activities.azure.power import RUNNING, restore_vm
 from activities.base import progress
 from gameday.errors import UserError
@@ -32,7 +35,7 @@ from gameday.sweep import Leftover, SweepScope
 UNKNOWN_RUN = "(unknown)"
 """The run of a NIC whose restore tag no gameday NSG explains: unrecoverable, never `running`."""
 
-KINDS = ("network-interface", "network-security-group", "virtual-machine")
+KINDS = ("network-interface", "network-security-group", "virtual-machine", *LEFTOVER_KINDS)
 
 
 class AzureSweeper:
@@ -43,6 +46,8 @@ class AzureSweeper:
     def __init__(self, connection: AzureConnection | None = None):
         self.connection = connection or AzureConnection()
         self.blackhole = AzureZoneBlackhole(self.connection)
+        self.capacity = AzureCapacityDenial(self.connection)
+        self.databases = AzureDatabaseFailover(self.connection)
 
     def find(self, scope: SweepScope) -> list[Leftover]:
         leftovers: list[Leftover] = []
@@ -89,12 +94,21 @@ class AzureSweeper:
                     detail={"resource_group": id_parts(str(vm.id))[1],
                             "zone": ",".join(vm.zones or []), "restore": "start"},
                 ))
+            leftovers.extend(self.capacity.leftovers(subscription))
+        for subscription in scope.azure_subscriptions:  # flexible servers a failover marked
+            leftovers += self.databases.find(subscription)
         return leftovers
 
     def sweep(self, leftover: Leftover) -> FaultResult:
+        if leftover.kind == "postgresql-flexible-server":
+            return self.databases.sweep(leftover)
         if leftover.kind not in KINDS:
             raise UserError(f"azure has no leftover of kind {leftover.kind}")
         result = FaultResult()
+        if leftover.kind in LEFTOVER_KINDS:
+            self.capacity.sweep(leftover, result)
+            progress(1, 1)
+            return result
         with self.connection.clients(leftover.location) as arm:
             if leftover.kind == "network-interface":
                 self._sweep_nic(arm, leftover.id, result)

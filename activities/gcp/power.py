@@ -5,14 +5,19 @@ Taken: S is RUNNING, or PROVISIONING/STAGING (powering on: apply waits until it 
 it). Left alone, not listed: TERMINATED (off before the run, and off after it), STOPPING (already
 on its way down), SUSPENDING/SUSPENDED (its memory is saved: a stop would discard it and no start
 brings it back) and REPAIRING.
-Refused before any change: a taken instance that a managed instance group created (metadata
-`created-by` names an `instanceGroupManagers` URL), since the group would recreate or restart it
-and gameday does not hold a group's healing; one with local SSDs, whose data a stop discards.
+Managed: a taken instance that a regional managed instance group M created (metadata `created-by`
+names M) makes M a resource of the step too (kind `instance-group-manager`, so that two power
+steps holding one MIG at once are refused by the planner's overlap rule); `activities.gcp.
+groups_hold` records M's `defaultActionOnFailure`, sets it to DO_NOTHING before any member is
+stopped (else M would start them again) and puts it back after the members run again.
+Refused before any change: a member of a zonal MIG (not held yet); an instance with local SSDs,
+whose data a stop discards.
 After apply: I carries the labels `gameday-run` and `gameday-step` (`mark_labels`: the run and
 step, label-encoded), set before it is stopped, and is TERMINATED (`instances.stop` without a
 graceful shutdown, waited for until it is off).
 After restore: I is RUNNING again (`instances.start`, waited for until it runs) and carries its
-labels without gameday's; labels others changed meanwhile stay. Restore reads only the checkpoint:
+labels without gameday's; labels others changed meanwhile stay; then each held MIG's
+`defaultActionOnFailure` is as recorded. Restore reads only the checkpoint:
 an instance recorded running is started even if someone else stopped it after the prepare (apply
 marks it all the same), and one suspended meanwhile (never by gameday) is noted and left.
 
@@ -33,6 +38,7 @@ from pydantic import BaseModel
 
 from activities.base import fan_out, parallel_calls, poll_until
 from activities.gcp.api import FINGERPRINT_ATTEMPTS, Compute, call, compute_clients, last, mutate, translated
+from activities.gcp.groups_hold import DO_NOTHING, GroupsHold, HeldGroup, manager_of
 from gameday.errors import CloudError, Refused, TargetNotFound
 from gameday.plan import (
     Checkpoint,
@@ -127,11 +133,10 @@ def _label_filter(labels: dict[str, str]) -> str | None:
 
 def _unsafe(instance: compute_v1.Instance) -> str | None:
     """Why stopping this instance cannot be undone, or None."""
-    created_by = next((item.value for item in instance.metadata.items if item.key == "created-by"),
-                      "")
-    if "/instanceGroupManagers/" in created_by:
-        return (f"instance {instance.name} belongs to managed instance group {last(created_by)}, "
-                "whose autohealing would recreate it")
+    manager = manager_of(instance)
+    if manager is not None and manager[0] == "zones":
+        return (f"instance {instance.name} belongs to zonal managed instance group {manager[2]}, "
+                "whose repairs gameday holds only for regional groups")
     if any(disk.type_ == "SCRATCH" for disk in instance.disks):
         return f"instance {instance.name} has local SSDs, whose data a stop discards for good"
     return None
@@ -159,6 +164,13 @@ class PowerState(BaseModel):
     instances: list[PoweredInstance]
     left: dict[str, str] = {}
     """Labelled instances of the zone left alone, and their status when prepared."""
+    groups: list[HeldGroup] = []
+    """The regional MIGs that created taken instances, with their `defaultActionOnFailure`."""
+
+
+def _managers(instances: list[compute_v1.Instance]) -> list[tuple[str, str]]:
+    """(region, name) of each regional MIG that created one of `instances`."""
+    return sorted({(m[1], m[2]) for i in instances if (m := manager_of(i)) and m[0] == "regions"})
 
 
 class GcpPowerInterruption:
@@ -166,8 +178,10 @@ class GcpPowerInterruption:
 
     State = PowerState
 
-    def __init__(self, clients: Callable[[], Compute] = compute_clients):
+    def __init__(self, clients: Callable[[], Compute] = compute_clients,
+                 hold: GroupsHold | None = None):
         self._clients = clients
+        self._hold = hold or GroupsHold()
 
     def _labelled(self, compute: Compute, project: str, zone: str, labels: dict[str, str],
                   step_id: str) -> list[compute_v1.Instance]:
@@ -186,7 +200,8 @@ class GcpPowerInterruption:
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
         """The labelled instances of the zone that are running or powering on, each with its
-        status; refused when one cannot be stopped safely."""
+        status, and the regional MIGs that created them; refused when one cannot be stopped
+        safely."""
         target = request.step.target
         assert isinstance(target, GcpInstancesTarget)
         with translated(f"listing instances in {target.zone}"):
@@ -199,11 +214,15 @@ class GcpPowerInterruption:
         resources = [Resource(id=i.name, kind="instance", name=i.name, detail={
             "zone": target.zone, "status": i.status, "machine_type": last(i.machine_type)})
             for i in taken]
+        resources += [Resource(id=name, kind="instance-group-manager", name=name, detail={
+            "region": region, "hold": f"defaultActionOnFailure {DO_NOTHING}"})
+            for region, name in _managers(taken)]
         return ResolvedStep(step_id=request.step.id, action=request.step.action,
                             scope=Scope.of(target), resources=resources)
 
     def prepare(self, request: PrepareRequest) -> Checkpoint:
-        """Record each planned instance still running or powering on, and the marks to set."""
+        """Record each planned instance still running or powering on, the marks to set, and each
+        MIG that created one with its `defaultActionOnFailure`."""
         resolved = request.resolved
         scope = resolved.scope
         target = request.step.target
@@ -221,7 +240,9 @@ class GcpPowerInterruption:
                 raise Refused(f"step {resolved.step_id}: instance {instance.name} has "
                               f"{len(kept)} labels, leaving no room for gameday's {len(marks)} "
                               f"(Compute Engine allows {MAX_LABELS})")
-        state = PowerState(marks=marks,
+        with translated(f"reading managed instance groups of instances in {scope.zone}"):
+            groups = self._hold.recorded(scope.account, resolved.step_id, _managers(taken))
+        state = PowerState(marks=marks, groups=groups,
                            instances=[PoweredInstance(name=i.name, status=i.status) for i in taken],
                            left={i.name: i.status for i in found if i.name not in
                                  {t.name for t in taken}})
@@ -230,12 +251,17 @@ class GcpPowerInterruption:
                           state=state.model_dump(mode="json"))
 
     def apply(self, request: FaultRequest) -> FaultResult:
-        """Mark, then stop, each recorded instance (one powering on is stopped once it runs);
-        what is already marked and off is left as it is."""
+        """Hold each recorded MIG's repairs (DO_NOTHING), then mark and stop each recorded
+        instance (one powering on is stopped once it runs); what is already so is left as it
+        is."""
         checkpoint = request.checkpoint
         scope = checkpoint.scope
         state = PowerState.model_validate(checkpoint.state)
         result = FaultResult()
+        with translated(f"holding the repairs of managed instance groups in {scope.zone}"):
+            for group in state.groups:
+                held(result, group, self._hold.set_on_failure(scope.account, group, DO_NOTHING),
+                     "was not held")
         with translated(f"stopping instances in {scope.zone}"):
             compute = self._clients()
             for member, outcome in fan_out(
@@ -245,8 +271,9 @@ class GcpPowerInterruption:
         return result
 
     def restore(self, request: FaultRequest) -> FaultResult:
-        """Start each recorded instance and wait until it runs, then remove gameday's marks. Safe
-        to repeat; a gone instance is noted."""
+        """Start each recorded instance and wait until it runs, then remove gameday's marks, then
+        put each recorded MIG's `defaultActionOnFailure` back. Safe to repeat; a gone instance or
+        MIG is noted."""
         checkpoint = request.checkpoint
         scope = checkpoint.scope
         state = PowerState.model_validate(checkpoint.state)
@@ -258,6 +285,11 @@ class GcpPowerInterruption:
                     state.instances, lambda m: self.power_on(compute, scope, m.name, owner),
                     parallel_calls("gcp")):
                 count(result, outcome, member.name, "has nothing to start")
+        with translated(f"restoring the repairs of managed instance groups in {scope.zone}"):
+            for group in state.groups:
+                held(result, group, self._hold.set_on_failure(scope.account, group,
+                                                             group.on_failure),
+                     "has nothing to restore")
         return result
 
     # --- one instance ---------------------------------------------------------------------
@@ -403,3 +435,12 @@ def count(result: FaultResult, outcome: Outcome, name: str, gone: str) -> None:
         result.notes.append(f"instance {name} is suspended, not by gameday; left as it is")
     else:
         result.notes.append(f"instance {name} no longer exists; it {gone}")
+
+
+def held(result: FaultResult, group: HeldGroup, outcome: Outcome, gone: str) -> None:
+    if outcome == "changed":
+        result.changed += 1
+    elif outcome == "unchanged":
+        result.unchanged += 1
+    else:
+        result.notes.append(f"managed instance group {group.name} no longer exists; it {gone}")

@@ -5,7 +5,9 @@ Before: deny rules named `gameday-…` whose description names a run, instances 
 carrying the power interruption's marks (labels `gameday-run`, `gameday-step`).
 After sweep: the rule is deleted (only while its description still names that run); the tag is
 removed from the instance, every other tag stays; a marked instance is started and waited for
-until it runs, then loses the marks (only while they still name that run).
+until it runs, then loses the marks (only while they still name that run); a Cloud SQL
+instance carrying a failover's marks is failed back to the zone they name and loses them
+(`activities.gcp.database`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from google.cloud import compute_v1
 from activities.base import progress
 from activities.gcp.api import Compute, call, compute_clients, last, mutate, translated
 from activities.gcp.blackhole import TAG_PREFIX, GcpZoneBlackhole, parse_description
+from activities.gcp.database import GcpDatabaseFailover
 from activities.gcp.power import GcpPowerInterruption, count
 from gameday.errors import UserError
 from gameday.plan import FaultResult, Scope
@@ -38,6 +41,7 @@ class GcpSweeper:
         self._clients = clients
         self.blackhole = GcpZoneBlackhole(clients)
         self.power = GcpPowerInterruption(clients)
+        self.database = GcpDatabaseFailover(clients)
 
     def find(self, scope: SweepScope) -> list[Leftover]:
         compute = self._clients()
@@ -82,6 +86,7 @@ class GcpSweeper:
                 detail={"project": project, "zone": zone, "instance": instance.name,
                         "status": instance.status})
                 for zone, instance, (run_id, step_id) in stopped]
+            leftovers += self.database.find(project)  # Cloud SQL instances a run failed over
         return leftovers
 
     def _tagged(self, compute: Compute, project: str) -> list[tuple[str, str, str]]:
@@ -116,6 +121,8 @@ class GcpSweeper:
         if leftover.kind == "stopped-instance":
             with translated(f"starting instance {leftover.detail['instance']}"):
                 return self._power_on(compute, project, leftover)
+        if leftover.kind == "sql-instance":
+            return self.database.sweep(leftover)
         raise UserError(f"gcp has no leftover of kind {leftover.kind}")
 
     def _power_on(self, compute: Compute, project: str, leftover: Leftover) -> FaultResult:

@@ -54,6 +54,12 @@ def aws_view() -> dict[str, str]:
     for group in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
         view[f"aws group {group['AutoScalingGroupName']} suspended"] = ",".join(
             sorted(p["ProcessName"] for p in group.get("SuspendedProcesses", []))) or "none"
+        # deny_capacity: the group's subnets in order, and gameday's marks on it
+        view[f"aws group {group['AutoScalingGroupName']} subnets"] = ",".join(
+            subnets.get(s, s) for s in (group.get("VPCZoneIdentifier") or "").split(",") if s)
+        view[f"aws group {group['AutoScalingGroupName']} gameday tags"] = ",".join(
+            sorted(t["Key"] for t in group.get("Tags", []) if t["Key"].startswith("gameday:"))) \
+            or "none"
     rds = boto3.client("rds", region_name="us-east-1")
     for cluster in rds.describe_db_clusters()["DBClusters"]:
         tags = {t["Key"]: t["Value"] for t in cluster.get("TagList", [])}
@@ -88,6 +94,20 @@ def gcp_view(endpoint: str) -> dict[str, str]:
                 group = backend["group"].rsplit("/", 1)[-1]
                 view[f"gcp backend {service['name']}/{group} capacityScaler"] = str(
                     backend.get("capacityScaler", 1.0))
+        for scope in http.get(f"{base}/aggregated/instanceGroupManagers").json().get(
+                "items", {}).values():  # managed groups: autohealing, then the autoscaler's mode
+            for mig in scope.get("instanceGroupManagers", []):
+                view[f"gcp mig {mig['name']} autohealing"] = ",".join(
+                    f"{p.get('healthCheck', '').rsplit('/', 1)[-1]}@{p.get('initialDelaySec')}s"
+                    for p in mig.get("autoHealingPolicies", [])) or "none"
+        for scope in http.get(f"{base}/aggregated/autoscalers").json().get("items", {}).values():
+            for scaler in scope.get("autoscalers", []):
+                view[f"gcp autoscaler {scaler['name']} mode"] = scaler["autoscalingPolicy"]["mode"]
+        sql = f"{endpoint.rstrip('/')}/v1/projects/{PROJECT}/instances"
+        for db in http.get(sql).json().get("items", []):  # Cloud SQL: primary zone, state, labels
+            view[f"gcp sql {db['name']} primary"] = f"{db.get('gceZone')} {db.get('state')}"
+            view[f"gcp sql {db['name']} labels"] = ",".join(
+                f"{k}={v}" for k, v in sorted(db.get("settings", {}).get("userLabels", {}).items()))
     return view
 
 
@@ -108,10 +128,35 @@ def azure_view(endpoint: str, ca_bundle: str) -> dict[str, str]:
                           if (s.code or "").startswith("PowerState/")), "unknown")
             marked = sorted(k for k in vm.tags or {} if k.startswith("gameday-"))
             view[f"azure vm {vm.name} power"] = power + (f" ({', '.join(marked)})" if marked else "")
+        for vmss in clients.compute.virtual_machine_scale_sets.list(RESOURCE_GROUP):  # repairs
+            policy = vmss.automatic_repairs_policy
+            marked = sorted(k for k in vmss.tags or {} if k.startswith("gameday-"))
+            view[f"azure vmss {vmss.name} repairs"] = (
+                ("on" if policy and policy.enabled else "off")
+                + (f" {policy.grace_period} {getattr(policy.repair_action, 'value', '')}"
+                   if policy else "")
+                + (f" ({', '.join(marked)})" if marked else ""))
+        from gameday.lab.azure.autoscale import monitor_client
+
+        monitor = monitor_client(endpoint, ca_bundle, SUBSCRIPTION)
+        try:  # autoscale settings: enabled, and gameday's marks
+            for setting in monitor.autoscale_settings.list_by_resource_group(RESOURCE_GROUP):
+                marked = sorted(k for k in setting.tags or {} if k.startswith("gameday-"))
+                view[f"azure autoscale {setting.name} enabled"] = str(bool(setting.enabled)).lower() + (
+                    f" ({', '.join(marked)})" if marked else "")
+        finally:
+            monitor.close()
         for profile in clients.traffic.profiles.list_by_resource_group(RESOURCE_GROUP):
             for endpoint_ in profile.endpoints or []:
                 view[f"azure traffic {profile.name}/{endpoint_.name} status"] = str(
                     endpoint_.endpoint_status)
+        from gameday.lab.azure.postgres import server_snapshot  # failover_database: the primary
+
+        for name, server in server_snapshot(endpoint, ca_bundle, SUBSCRIPTION, RESOURCE_GROUP).items():
+            marked = sorted(k for k in server["tags"] if k.startswith("gameday-"))
+            view[f"azure postgres {name} primary"] = (
+                f"zone {server['zone']} {server['state']}"
+                + (f" ({', '.join(marked)})" if marked else ""))
     finally:
         clients.close()
     return view

@@ -292,8 +292,13 @@ CLOUD_LABS: dict[str, type] = {"aws": AwsLab, "gcp": GcpLab, "azure": AzureLab}
 ACTION_LABS: dict[str, str] = {
     "aws-stop_instances": "tests.support.power_aws:AwsPowerLab",
     "gcp-stop_instances": "tests.support.power_gcp:GcpPowerLab",
+    "gcp-deny_capacity": "tests.support.capacity_gcp:GcpCapacityLab",
     "azure-stop_instances": "tests.support.power_azure:AzurePowerLab",
+    "azure-deny_capacity": "tests.support.capacity_azure:AzureCapacityLab",
     "aws-failover_database": "tests.support.failover_aws:AwsFailoverLab",
+    "gcp-failover_database": "tests.support.failover_gcp:GcpFailoverLab",
+    "azure-failover_database": "tests.support.failover_azure:AzureFailoverLab",
+    "aws-deny_capacity": "tests.support.capacity_aws:AwsCapacityLab",
 }
 """Each further (cloud, action) as a `CloudLab` whose `zone_step` names that action: the scenarios
 that hold for every fault (exact restore after success, abort, cancel, a refused apply, throttled

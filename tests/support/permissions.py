@@ -69,6 +69,9 @@ AWS_ACTIONS: frozenset[str] = frozenset({
     "rds:AddTagsToResource",
     "rds:RemoveTagsFromResource",
     "rds:FailoverDBCluster",
+    # apply_ and restore_deny_capacity (and its sweep): each named group's subnets narrowed and
+    # put back (its tags, AZRebalance and the subnets' zones use the calls above)
+    "autoscaling:UpdateAutoScalingGroup",
 })
 
 # --- GCP: IAM permissions of a custom role -----------------------------------------------------
@@ -101,6 +104,22 @@ GCP_PERMISSIONS: frozenset[str] = frozenset({
     # every mutation: poll its operation until DONE
     "compute.zoneOperations.get",
     "compute.globalOperations.get",
+    # *_deny_capacity: each regional MIG's autohealing (restore names its health check again)
+    # and its autoscaler's mode, read and patched; their regional operations polled;
+    # *_stop_instances (activities/gcp/groups_hold.py): the defaultActionOnFailure of each
+    # regional MIG whose members it stops, read and patched, the same calls
+    "compute.instanceGroupManagers.get",
+    "compute.instanceGroupManagers.update",
+    "compute.healthChecks.useReadOnly",
+    "compute.autoscalers.get",
+    "compute.autoscalers.update",
+    "compute.regionOperations.get",
+    # *_failover_database and sweep: Cloud SQL instances read (operations.get needs
+    # cloudsql.instances.get too), labelled (a patch is an update) and failed over
+    "cloudsql.instances.get",
+    "cloudsql.instances.list",
+    "cloudsql.instances.update",
+    "cloudsql.instances.failover",
 })
 
 # --- Azure: actions of a custom role definition ------------------------------------------------
@@ -140,6 +159,18 @@ AZURE_ACTIONS: frozenset[str] = frozenset({
     "Microsoft.Network/trafficManagerProfiles/externalEndpoints/write",
     "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/read",
     "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/write",
+    # *_failover_database, sweep: each flexible server (and every one of the subscription), its
+    # gameday tags (PATCH), the restart with planned failover
+    "Microsoft.DBforPostgreSQL/flexibleServers/read",
+    "Microsoft.DBforPostgreSQL/flexibleServers/write",
+    "Microsoft.DBforPostgreSQL/flexibleServers/restart/action",
+    # *_deny_capacity, sweep: each named scale set (and every one of the subscription), its
+    # gameday tags and automatic repairs policy (PATCH); the autoscale settings of its resource
+    # group (and of the subscription), their tags and `enabled` (PATCH)
+    "Microsoft.Compute/virtualMachineScaleSets/read",
+    "Microsoft.Compute/virtualMachineScaleSets/write",
+    "Microsoft.Insights/autoscalesettings/read",
+    "Microsoft.Insights/autoscalesettings/write",
 })
 
 GRANTED: dict[str, frozenset[str]] = {
@@ -183,6 +214,17 @@ GCP_CALLS: dict[str, frozenset[str]] = {
     "ZoneOperationsClient.wait": frozenset({"compute.zoneOperations.get"}),
     "GlobalOperationsClient.get": frozenset({"compute.globalOperations.get"}),
     "GlobalOperationsClient.wait": frozenset({"compute.globalOperations.get"}),
+    "RegionInstanceGroupManagersClient.get": frozenset({"compute.instanceGroupManagers.get"}),
+    "RegionInstanceGroupManagersClient.patch_unary": frozenset({
+        "compute.instanceGroupManagers.update", "compute.healthChecks.useReadOnly"}),
+    "RegionAutoscalersClient.get": frozenset({"compute.autoscalers.get"}),
+    "RegionAutoscalersClient.patch_unary": frozenset({"compute.autoscalers.update"}),
+    "RegionOperationsClient.wait": frozenset({"compute.regionOperations.get"}),
+    "sqladmin.instances.get": frozenset({"cloudsql.instances.get"}),
+    "sqladmin.instances.list": frozenset({"cloudsql.instances.list"}),
+    "sqladmin.instances.patch": frozenset({"cloudsql.instances.update"}),
+    "sqladmin.instances.failover": frozenset({"cloudsql.instances.failover"}),
+    "sqladmin.operations.get": frozenset({"cloudsql.instances.get"}),
 }
 """google-cloud-compute `<client class>.<method>` -> the IAM permissions it needs."""
 
@@ -235,6 +277,31 @@ AZURE_CALLS: dict[str, frozenset[str]] = {
         f"Microsoft.Network/trafficManagerProfiles/{kind}/read" for kind in _ENDPOINT_TYPES),
     "TrafficManagerManagementClient.endpoints.update": frozenset(
         f"Microsoft.Network/trafficManagerProfiles/{kind}/write" for kind in _ENDPOINT_TYPES),
+    # failover_database (and its sweep): the flexible servers, their tags, the restart
+    "PostgreSQLManagementClient.servers.get": frozenset({
+        "Microsoft.DBforPostgreSQL/flexibleServers/read"}),
+    "PostgreSQLManagementClient.servers.list_by_subscription": frozenset({
+        "Microsoft.DBforPostgreSQL/flexibleServers/read"}),
+    "PostgreSQLManagementClient.servers.begin_update": frozenset({
+        "Microsoft.DBforPostgreSQL/flexibleServers/write"}),
+    "PostgreSQLManagementClient.servers.begin_restart": frozenset({
+        "Microsoft.DBforPostgreSQL/flexibleServers/restart/action"}),
+    # deny_capacity (and its sweep): scale sets and autoscale settings, read and patched; a PATCH
+    # of tags and automaticRepairsPolicy refers to no other resource
+    "ComputeManagementClient.virtual_machine_scale_sets.get": frozenset({
+        "Microsoft.Compute/virtualMachineScaleSets/read"}),
+    "ComputeManagementClient.virtual_machine_scale_sets.list_all": frozenset({
+        "Microsoft.Compute/virtualMachineScaleSets/read"}),
+    "ComputeManagementClient.virtual_machine_scale_sets.begin_update": frozenset({
+        "Microsoft.Compute/virtualMachineScaleSets/write"}),
+    "MonitorManagementClient.autoscale_settings.get": frozenset({
+        "Microsoft.Insights/autoscalesettings/read"}),
+    "MonitorManagementClient.autoscale_settings.list_by_resource_group": frozenset({
+        "Microsoft.Insights/autoscalesettings/read"}),
+    "MonitorManagementClient.autoscale_settings.list_by_subscription": frozenset({
+        "Microsoft.Insights/autoscalesettings/read"}),
+    "MonitorManagementClient.autoscale_settings.update": frozenset({
+        "Microsoft.Insights/autoscalesettings/write"}),
 }
 """azure-mgmt `<client class>.<operation group>.<method>` -> the role actions it needs."""
 
@@ -276,9 +343,16 @@ def sdk_calls(cloud: str, sources: dict[str, str] | None = None) -> list[SdkCall
     holder = "Compute" if cloud == "gcp" else "ArmClients"
     fields = {name: kind for tree in trees.values()
               for name, kind in _client_fields(tree, holder).items()}
+    if cloud == "gcp":  # deny_capacity's regional clients (`Groups`, activities/gcp/capacity.py)
+        fields.update({name: kind for tree in trees.values()
+                       for name, kind in _client_fields(tree, "Groups").items()})
     finder = _gcp_calls if cloud == "gcp" else _azure_calls
     for module, tree in trees.items():
         found.update(finder(module, tree, fields))
+        if cloud == "gcp":
+            found.update(_sqladmin_calls(module, tree))
+        if cloud == "azure":
+            found.update(_azure_client_calls(module, tree))
     return sorted(found)
 
 
@@ -432,6 +506,17 @@ def _gcp_calls(module: str, tree: ast.Module, fields: dict[str, str]) -> Iterato
             yield SdkCall(module, node.lineno, f"{fields[node.value.attr]}.{node.attr}")
 
 
+def _sqladmin_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
+    """gcp: google-api-python-client's Cloud SQL Admin calls, `<service>.<collection>().<method>`
+    -> `sqladmin.<collection>.<method>`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Attribute) and not node.value.args \
+                and node.value.func.attr in ("instances", "operations") \
+                and isinstance(node.value.func.value, ast.Name):
+            yield SdkCall(module, node.lineno, f"sqladmin.{node.value.func.attr}.{node.attr}")
+
+
 def _azure_calls(module: str, tree: ast.Module, fields: dict[str, str]) -> Iterator[SdkCall]:
     holders = _holders(tree, "ArmClients")
     for node in ast.walk(tree):
@@ -442,6 +527,24 @@ def _azure_calls(module: str, tree: ast.Module, fields: dict[str, str]) -> Itera
                 and _is_holder(node.value.value.value, holders):
             client = fields[node.value.value.attr]
             yield SdkCall(module, node.lineno, f"{client}.{node.value.attr}.{node.attr}")
+
+
+def _azure_client_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
+    """azure: calls on one client held alone, outside `ArmClients`: a name annotated with its
+    class (`client: PostgreSQLManagementClient = ...`, or an argument) -> `client.<group>.<method>`."""
+    held: dict[str, str] = {}
+    for node in ast.walk(tree):
+        annotation = node.annotation if isinstance(node, ast.arg | ast.AnnAssign) else None
+        name = node.arg if isinstance(node, ast.arg) else (
+            node.target.id if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            else None)
+        if annotation is not None and name and _last_name(annotation).endswith("ManagementClient"):
+            held[name] = _last_name(annotation)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id in held:
+            yield SdkCall(module, node.lineno,
+                          f"{held[node.value.value.id]}.{node.value.attr}.{node.attr}")
 
 
 # ast helpers

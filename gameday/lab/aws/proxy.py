@@ -23,6 +23,7 @@ skips (`gameday.lab.aws.power`).
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import threading
 import uuid
@@ -30,6 +31,7 @@ from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from gameday.lab.aws.databases import FailoverModel
 from gameday.lab.aws.power import PowerModel
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.realistic import Bucket, Decision, RateCall
@@ -104,9 +106,11 @@ class AwsFaultProxy(Emulator):
         """Held across a DeleteNetworkAcl's dependency check and the delete, and across each
         ReplaceNetworkAclAssociation: no association lands between the check and the delete."""
         self.power = PowerModel()
+        self.failover = FailoverModel()  # Aurora's `failing-over` (gameday.lab.aws.databases)
 
     def reset(self) -> None:
         self.power.reset()
+        self.failover.reset()
 
     def _admin(self, request: Request) -> Response:
         """Besides the emulator's admin API, `POST /_emulator/settle`: every instance between two
@@ -181,6 +185,10 @@ class AwsFaultProxy(Emulator):
             return self.power.power_call(action, request, self._forward)
         if action == "DescribeInstances":
             return self.power.describe_instances(request, self._forward)
+        if action == "FailoverDBCluster":
+            return self.failover.failover_call(request, self._forward)
+        if action == "DescribeDBClusters":
+            return self.failover.describe_clusters(request, self._forward)
         if action not in ("DeleteNetworkAcl", "ReplaceNetworkAclAssociation"):
             return self._forward(request)
         acl_id = (_form(request).get("NetworkAclId") or [""])[0]
@@ -226,6 +234,7 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="moto's URL, e.g. http://127.0.0.1:5000")
     options = parser.parse_args()
     proxy = AwsFaultProxy(options.upstream, options.host, options.port)
+    proxy.failover.seconds = float(os.environ.get("GAMEDAY_LAB_AWS_FAILOVER_SECONDS") or 0.5)
     proxy.start()
     print(proxy.url, flush=True)
     proxy.serve_forever()

@@ -35,12 +35,15 @@ from gameday.lab.azure.arm import (
     respond,
     tags_of,
 )
+from gameday.lab.azure.autoscale import AutoscaleProvider
 from gameday.lab.azure.compute import ComputeProvider
 from gameday.lab.azure.graph import ResourceGraphProvider
 from gameday.lab.azure.identity import IDENTITY_PATH, IdentityProvider
 from gameday.lab.azure.network import NetworkProvider
 from gameday.lab.azure.operations import ASYNC_OPERATION, LOCATION, STYLES, SYNC, Operations
+from gameday.lab.azure.postgres import PostgresProvider
 from gameday.lab.azure.resources import ResourcesProvider
+from gameday.lab.azure.scalesets import ScaleSetsProvider
 from gameday.lab.azure.trafficmanager import TrafficManagerProvider
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.realistic import Bucket, Decision, RateCall
@@ -55,6 +58,8 @@ DEFAULT_STYLES: dict[tuple[str, str], str] = {
     ("securityRules", "DELETE"): ASYNC_OPERATION,
     ("virtualMachines", "PUT"): ASYNC_OPERATION,
     ("virtualMachines", "DELETE"): ASYNC_OPERATION,
+    ("virtualMachineScaleSets", "PUT"): ASYNC_OPERATION,
+    ("virtualMachineScaleSets", "DELETE"): ASYNC_OPERATION,
 }
 
 
@@ -98,8 +103,11 @@ class ResourceManagerEmulator(Emulator):
         self.network = NetworkProvider(self)
         self.compute = ComputeProvider(self, self.network)
         self.traffic = TrafficManagerProvider(self)
+        self.scale_sets = ScaleSetsProvider(self)
+        self.autoscale = AutoscaleProvider(self)
         self.resources = ResourcesProvider(self)
         self.graph = ResourceGraphProvider(self)
+        self.postgres = PostgresProvider(self)
 
     # --- Emulator hooks ----------------------------------------------------------------------
 
@@ -141,6 +149,9 @@ class ResourceManagerEmulator(Emulator):
         self.network.reset()
         self.compute.reset()
         self.traffic.reset()
+        self.scale_sets.reset()
+        self.autoscale.reset()
+        self.postgres.reset()
 
     def dispatch(self, request: Request) -> Response:
         if request.path.startswith("/_emulator/"):

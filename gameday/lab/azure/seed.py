@@ -17,6 +17,8 @@ from typing import Any
 from azure.core.rest import HttpRequest
 
 from gameday.lab.azure.clients import ArmClients, connect
+from gameday.lab.azure.postgres import seed_servers
+from gameday.lab.azure.scalesets import seed_scale_sets
 
 LOCATION = "eastus"
 GROUP_API_VERSION = "2021-04-01"
@@ -53,6 +55,8 @@ def seed_azure(endpoint: str, ca_bundle: str,
     clients = connect(endpoint, ca_bundle, subscription)
     try:
         summary = _seed(clients, subscription, resource_group)
+        summary["flexible_servers"] = seed_servers(endpoint, ca_bundle, subscription, resource_group)
+        summary["scale_sets"] = seed_scale_sets(endpoint, ca_bundle, subscription, resource_group)
         if powered_off:
             summary["powered_off"] = _powered_off(clients, resource_group, summary["subnet"])
         return summary

@@ -1,6 +1,5 @@
-"""Zonal unmanaged instance groups and global backend services, with their aggregated lists;
-managed instance groups are not emulated, so their collections (which gcloud reads even to list
-unmanaged groups) are served empty.
+"""Zonal unmanaged instance groups and global backend services, with their aggregated lists
+(managed instance groups are `gameday.lab.gcp.groups`').
 
 Backend services check `fingerprint` on patch and update (missing or stale → 412
 conditionNotMet); each backend keeps `group` (normalised to a full URL), `balancingMode`
@@ -15,7 +14,7 @@ from typing import Any
 
 from gameday.lab.emulator import ApiError, Request, Response
 from gameday.lab.gcp.catalogue import REGIONS, ZONES
-from gameday.lab.gcp.core import GLOBAL, NAME, PROJECT, REGION, ZONE, Outcome, merge_patch
+from gameday.lab.gcp.core import GLOBAL, NAME, PROJECT, ZONE, Outcome, merge_patch
 from gameday.lab.gcp.instances import InstancesApi
 from gameday.lab.gcp.listing import aggregated_body, list_body
 from gameday.lab.gcp.operations import OpFailure, now
@@ -34,14 +33,6 @@ class BalancingApi(InstancesApi):
         self.add_route("POST", groups + "/" + NAME + "/removeInstances", self.remove_instances)
         self.add_route("POST", groups + "/" + NAME + "/listInstances", self.list_group_instances)
         self.add_route("GET", PROJECT + "/aggregated/instanceGroups", self.aggregated_groups)
-        managers = ZONE + "/instanceGroupManagers"
-        self.add_route("GET", managers, lambda r: self.no_managers(r, f"zones/{self.zone(r)}"))
-        self.add_route("GET", managers + "/" + NAME, self.get_manager)
-        self.add_route("GET", REGION + "/instanceGroupManagers",
-                       lambda r: self.no_managers(r, f"regions/{self.region(r)}"))
-        self.add_route("GET", REGION + "/instanceGroupManagers/" + NAME, self.get_manager)
-        self.add_route("GET", PROJECT + "/aggregated/instanceGroupManagers",
-                       self.aggregated_managers)
         services = GLOBAL + "/backendServices"
         self.add_route("GET", PROJECT + "/aggregated/backendServices", self.aggregated_services)
         self.add_route("GET", services, self.list_services)
@@ -79,27 +70,6 @@ class BalancingApi(InstancesApi):
             [(f"regions/{region}", []) for region in REGIONS]
             + [(f"zones/{zone}", list(self.state.groups.get((project, zone), {}).values()))
                for zone in ZONES]))
-
-    def no_managers(self, request: Request, scope: str) -> Response:
-        project = request.params["project"]
-        return Response(200, list_body(request, "compute#instanceGroupManagerList",
-                                       self.link(f"projects/{project}/{scope}/"
-                                                 "instanceGroupManagers"), [], 0))
-
-    def get_manager(self, request: Request) -> Response:
-        scope = (f"zones/{self.zone(request)}" if "zone" in request.params
-                 else f"regions/{self.region(request)}")
-        raise self.not_found(f"projects/{request.params['project']}/{scope}/"
-                             f"instanceGroupManagers/{request.params['name']}")
-
-    def aggregated_managers(self, request: Request) -> Response:
-        project = request.params["project"]
-        return Response(200, aggregated_body(
-            request, "compute#instanceGroupManagerAggregatedList",
-            self.link(f"projects/{project}/aggregated/instanceGroupManagers"),
-            "instanceGroupManagers",
-            [(f"regions/{region}", []) for region in REGIONS]
-            + [(f"zones/{zone}", []) for zone in ZONES]))
 
     def get_group(self, request: Request) -> Response:
         return Response(200, self._group(request))

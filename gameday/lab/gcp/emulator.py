@@ -23,7 +23,10 @@ Known deviations from Compute Engine:
   operation; with `polls_hurry = False` it keeps Compute Engine's timing (RUNNING until done,
   `wait` answered when DONE or after a few seconds); a start goes straight to STAGING (no
   PROVISIONING), and reset is instant;
-- managed instance groups are not emulated (their lists are served empty, `get` is 404);
+- managed instance groups and autoscalers are regional only (zonal lists are served empty); a
+  MIG's members are the instances whose `created-by` names it, a stopped one is started again
+  after `repair_seconds` while the MIG repairs; templates and health checks are unchecked links
+  (`gameday.lab.gcp.groups`);
 - region quotas are fixed, generous limits with usage counted from the project's resources;
 - only zonal unmanaged instance groups; backend services accept only zonal groups;
 - `orderBy` is ignored (lists keep insertion order); see `gameday.lab.gcp.filters` for `filter`;
@@ -34,10 +37,12 @@ from __future__ import annotations
 
 from gameday.lab.gcp.balancing import BalancingApi
 from gameday.lab.gcp.batch import BatchApi
+from gameday.lab.gcp.groups import GroupsApi
 from gameday.lab.gcp.locations import LocationsApi
+from gameday.lab.gcp.sqladmin import SqlAdminApi
 
 
-class ComputeEmulator(BatchApi, BalancingApi, LocationsApi):
+class ComputeEmulator(BatchApi, BalancingApi, GroupsApi, SqlAdminApi, LocationsApi):
     """Networks, subnetworks, firewalls, instances, instance groups, backend services, zones,
     regions and operations, the batch endpoint, with fault injection and the `/_emulator/`
     admin API of `gameday.lab.emulator`."""
@@ -47,3 +52,5 @@ class ComputeEmulator(BatchApi, BalancingApi, LocationsApi):
         self.register_networking()
         self.register_instances()
         self.register_balancing()
+        self.register_groups()
+        self.register_sqladmin()

@@ -5,7 +5,8 @@ REST) with: networks `shop-vpc` and `batch-vpc`; instances in us-central1-a/b/c 
 and in us-east1-b, most labelled `gameday=enabled` (`batch-us-central1-a-1` stopped before any
 run: TERMINATED, as an instance someone shut down is); unmanaged instance groups
 `web-us-central1-a`, `web-us-central1-b` and `web-us-east1-b`; a global backend service `web`
-over those groups (capacityScaler 1.0); and two ordinary firewall rules.
+over those groups (capacityScaler 1.0); two ordinary firewall rules; and the regional managed
+instance groups of `gameday.lab.gcp.groups_seed`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
+
+from gameday.lab.gcp.groups_seed import seed_managed_groups
+from gameday.lab.gcp.sqladmin import seed_sql
 
 WEB_ZONES = ("us-central1-a", "us-central1-b", "us-east1-b")
 CENTRAL_ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
@@ -147,4 +151,6 @@ def seed_gcp(endpoint: str, project: str = "gameday-lab") -> dict[str, Any]:
         "instance_groups": sorted(groups),
         "backend_services": ["web"],
         "firewalls": [firewall.name for firewall in firewalls],
+        "managed_instance_groups": seed_managed_groups(endpoint, project),
+        "sql_instances": seed_sql(endpoint, project),
     }

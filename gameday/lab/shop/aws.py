@@ -1,6 +1,10 @@
 """How the shop reads AWS (moto): a region serves while a `tier=web` subnet of the `shop` VPC is
-on no deny-all network ACL and holds a running `tier=web` instance (powered and reachable); the
-global routing is the weighted records of `www.shop.example.com`."""
+on no deny-all network ACL and holds a running `tier=web` instance (powered and reachable), and
+the writer of DB cluster `orders` is reachable: the cluster `available` (not `failing-over`: a
+failover is a short outage, then recovery) and its writer in a zone with a `tier=db` subnet of the
+VPC on no deny-all ACL (a zone without `tier=db` subnets is not modelled: reachable). A region
+without that cluster has no database modelled: the web tier decides alone. The global routing is
+the weighted records of `www.shop.example.com`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from gameday.lab.shop.reading import CALL_TIMEOUT, NotConfigured, ReadCache, Sho
 from gameday.lab.shop.verdicts import joined, route_verdict, verdict
 
 AWS_ACL_RUN_TAG = "gameday:run"        # activities.aws.TAG_RUN
+AWS_DB_CLUSTER = "orders"              # gameday.lab.aws.databases
+AWS_DB_TIER = "db"
 
 
 def aws_acl_cut(acl: Mapping[str, Any]) -> str | None:
@@ -113,6 +119,11 @@ class AwsShop:
                                     "running_instances": powered})
             zone["serving"] = zone["serving"] or (cut is None and bool(powered))
         serving = sorted(z for z, v in zones.items() if v["serving"])
+        database = self._database(region, notes, vpc_ids, lambda subnet: aws_acl_cut(
+            acl_of.get(subnet["SubnetId"]) or default_of.get(subnet["VpcId"]) or {}))
+        if serving and database["reachable"] is False:
+            return verdict("aws", region, False, database["reason"], modelled=True, zones=zones,
+                           database=database, notes=notes)
         if serving:
             reason = f"serving from {joined(serving)}"
         elif zones and all(s["cut"] for z in zones.values() for s in z["subnets"]):
@@ -127,7 +138,41 @@ class AwsShop:
             reason = (f"VPC {self.config.aws_vpc_name} has no subnet tagged "
                       f"tier={self.config.aws_web_tier} in {region}")
         return verdict("aws", region, bool(serving), reason, modelled=True, zones=zones,
-                       notes=notes)
+                       database=database, notes=notes)
+
+    def _database(self, region: str, notes: list[str], vpc_ids: list[str],
+                  cut: Callable[[Mapping[str, Any]], str | None]) -> dict[str, Any]:
+        """Whether the writer of `AWS_DB_CLUSTER` is reachable (None: no such cluster here)."""
+        rds = self.client("rds", region)
+        clusters = self._read(notes, (region, "db-clusters"), lambda: rds.get_paginator(
+            "describe_db_clusters").paginate().build_full_result()["DBClusters"])
+        cluster = next((c for c in clusters if c["DBClusterIdentifier"] == AWS_DB_CLUSTER), None)
+        if cluster is None:
+            return {"reachable": None, "reason": f"no DB cluster {AWS_DB_CLUSTER}: not modelled"}
+        writer = next((m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])
+                       if m.get("IsClusterWriter")), None)
+        instances = self._read(notes, (region, "db-instances"), lambda: rds.get_paginator(
+            "describe_db_instances").paginate(Filters=[
+                {"Name": "db-cluster-id", "Values": [AWS_DB_CLUSTER]}]).build_full_result()[
+                "DBInstances"])
+        zone = next((i.get("AvailabilityZone", "") for i in instances
+                     if i["DBInstanceIdentifier"] == writer), "")
+        seen = {"cluster": AWS_DB_CLUSTER, "writer": writer, "zone": zone,
+                "status": cluster.get("Status", "")}
+        what = f"the writer of DB cluster {AWS_DB_CLUSTER} ({writer or 'none'}, {zone or '?'})"
+        if writer is None or cluster.get("Status") != "available":
+            return {**seen, "reachable": False,
+                    "reason": f"{what} is not available: the cluster is {seen['status']}"}
+        ec2 = self.client("ec2", region)
+        subnets = self._read(notes, (region, "db-subnets"), lambda: ec2.describe_subnets(Filters=[
+            {"Name": "vpc-id", "Values": vpc_ids},
+            {"Name": "tag:tier", "Values": [AWS_DB_TIER]}])["Subnets"])
+        local = [s for s in subnets if s["AvailabilityZone"] == zone]
+        if local and all(cut(s) for s in local):
+            return {**seen, "reachable": False,
+                    "reason": f"{what} is unreachable: every {AWS_DB_TIER}-tier subnet of {zone} "
+                              "is on a deny-all network ACL"}
+        return {**seen, "reachable": True, "reason": f"{what} is available"}
 
     def global_(self) -> dict[str, Any]:
         notes: list[str] = []

@@ -1,6 +1,8 @@
 """How the shop reads Azure (gameday's ARM emulator): a region serves while a web VM located there
-is powered (`PowerState/running` in its instance view) and has a NIC on no deny-all NSG; the
-global routing is the endpoints of Traffic Manager profile `shop-tm`."""
+is powered (`PowerState/running` in its instance view) and has a NIC on no deny-all NSG, and every
+database writer of the region (the `tier=db` PostgreSQL flexible servers of the resource group) is
+`Ready`: a failover (`Restarting`, HA `FailingOver`) is a short outage, then recovery. The global
+routing is the endpoints of Traffic Manager profile `shop-tm`."""
 
 from __future__ import annotations
 
@@ -29,6 +31,15 @@ def powered_cut(vm: Any) -> str | None:
     """Why this VM cannot serve for lack of power, or None (running, or the state unknown)."""
     power = vm_power(vm)
     return None if power in ("running", "") else f"VM {vm.name} is {power} (not running)"
+
+
+def database_cut(server: Any) -> str | None:
+    """Why this flexible server takes no writes now (restarting, failing over...), or None."""
+    state = wire_text(server.state)
+    ha = wire_text(server.high_availability.state) if server.high_availability else ""
+    if state in ("Ready", "") and ha != "FailingOver":
+        return None
+    return f"database {server.name} is {state or '?'}" + (f" (HA {ha})" if ha else "")
 
 
 def _location(value: str | None) -> str:
@@ -69,6 +80,11 @@ class AzureShop(CloudReader):
     without retries; `close()` lets them go."""
 
     endpoint_variable = "GAMEDAY_AZURE_ENDPOINT"
+    database_tier = "db"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._postgres: Any = None
 
     def connect(self, endpoint: str) -> Any:
         from gameday.lab.azure.clients import connect
@@ -82,6 +98,36 @@ class AzureShop(CloudReader):
             if self._clients is not None:
                 self._clients.close()
                 self._clients = None
+            if self._postgres is not None:
+                self._postgres.close()
+                self._postgres = None
+
+    def postgres(self) -> Any:
+        """The flexible servers' client (azure-mgmt-postgresqlflexibleservers), built once."""
+        self.clients()  # raises NotConfigured first when there is no endpoint
+        with self._lock:
+            if self._postgres is None:
+                from gameday.lab.azure.postgres import postgres_client
+
+                self._postgres = postgres_client(
+                    self.env[self.endpoint_variable], self.env.get("GAMEDAY_AZURE_CA_BUNDLE"),
+                    self.config.azure_subscription, retry_total=0, connection_timeout=1,
+                    read_timeout=CALL_TIMEOUT)
+            return self._postgres
+
+    def _writers(self, region: str, notes: list[str]) -> list[Any]:
+        """The region's database writers: `tier=db` flexible servers of the resource group; none
+        when they cannot be read (noted)."""
+        group = self.config.azure_resource_group
+        try:
+            servers = self.cache.get(("azure", "postgres", group), lambda: list(
+                self.postgres().servers.list_by_resource_group(group)), notes)
+        except Exception as exc:
+            notes.append(f"the database writers could not be read ({type(exc).__name__}); "
+                         "assumed to take writes")
+            return []
+        return sorted((s for s in servers if (s.tags or {}).get("tier") == self.database_tier
+                       and _location(s.location) == region), key=lambda s: s.name)
 
     @staticmethod
     def _nsg(arm: Any, nsg_id: str) -> Any:
@@ -142,8 +188,13 @@ class AzureShop(CloudReader):
         reason = (f"serving from zones {joined(serving_zones)}" if serving_zones else
                   f"no web VM in {region} is both running and reachable: each is powered off "
                   f"or has all its NICs on a deny-all NSG (zones {joined(sorted(zones))})")
-        return verdict("azure", region, bool(serving_zones), reason, modelled=True,
-                       zones=zones, notes=notes)
+        writers = self._writers(region, notes)
+        databases = {s.name: {"zone": s.availability_zone, "cut": database_cut(s)} for s in writers}
+        down = [d["cut"] for d in databases.values() if d["cut"]]
+        if serving_zones and down:
+            reason = f"no database writer takes writes: {'; '.join(down)}"
+        return verdict("azure", region, bool(serving_zones) and not down, reason, modelled=True,
+                       zones=zones, databases=databases, notes=notes)
 
     def global_(self) -> dict[str, Any]:
         notes: list[str] = []

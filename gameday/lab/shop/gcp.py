@@ -1,6 +1,11 @@
 """How the shop reads GCP (gameday's Compute emulator): a region serves while an instance labelled
-`tier=web` in one of its zones is RUNNING and cut off by no deny-all firewall rule; the global
-routing is the backends of backend service `web`."""
+`tier=web` in one of its zones is RUNNING and cut off by no deny-all firewall rule, and the
+shop's database writer is reachable: Cloud SQL instance `shop-db` RUNNABLE (not failing over: a
+failover is a short outage, then recovery) with its primary in no cut zone. A firewall
+blackhole cuts no zone for it: gameday's deny rules target Compute instances by network tag,
+while the primary lives in Cloud SQL's own network. A region without that instance has no
+database modelled: the web tier decides alone. The global routing is the backends of backend service
+`web`."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 
 from gameday.lab.shop.reading import CALL_TIMEOUT, CloudReader
 from gameday.lab.shop.verdicts import joined, last_segment, route_verdict, verdict, wire_text
+
+GCP_DB_INSTANCE = "shop-db"  # gameday.lab.gcp.sqladmin.LAB_DATABASES
 
 
 def _covers_all(ranges: list[str]) -> bool:
@@ -112,6 +119,10 @@ class GcpShop(CloudReader):
                                       "status": status, "cut": cut})
             zone["serving"] = zone["serving"] or (cut is None and status == "RUNNING")
         serving = sorted(z for z, v in zones.items() if v["serving"])
+        database = self._database(region, notes, cut_zones=set())
+        if serving and database["reachable"] is False:
+            return verdict("gcp", region, False, database["reason"], modelled=True, zones=zones,
+                           database=database, notes=notes)
         tier = f"tier={self.config.gcp_web_tier}"
         if serving:
             reason = f"serving from {joined(serving)}"
@@ -125,7 +136,42 @@ class GcpShop(CloudReader):
             reason = (f"every instance labelled {tier} in {region} is stopped or cut off by a "
                       f"deny-all firewall rule (zones {joined(sorted(zones))})")
         return verdict("gcp", region, bool(serving), reason, modelled=True, zones=zones,
-                       notes=notes)
+                       database=database, notes=notes)
+
+    def _sql_instances(self) -> list[dict[str, Any]]:
+        import google_auth_httplib2
+        import httplib2
+        from google.auth.credentials import AnonymousCredentials
+        from googleapiclient.discovery import build
+
+        credentials = AnonymousCredentials()
+        service = build("sqladmin", "v1", static_discovery=True, credentials=credentials,
+                        client_options={"api_endpoint": self.env[self.endpoint_variable]})
+        http = google_auth_httplib2.AuthorizedHttp(credentials,
+                                                   http=httplib2.Http(timeout=CALL_TIMEOUT))
+        listed = service.instances().list(project=self.config.gcp_project).execute(http=http)
+        return list(listed.get("items", []))
+
+    def _database(self, region: str, notes: list[str], cut_zones: set[str]) -> dict[str, Any]:
+        """Whether the primary of `GCP_DB_INSTANCE` is reachable (None: no such instance here)."""
+        instances = self.cache.get(("gcp", "sql-instances"), self._sql_instances, notes)
+        found = next((i for i in instances if i["name"] == GCP_DB_INSTANCE
+                      and i.get("region") == region), None)
+        if found is None:
+            return {"reachable": None, "reason": f"no Cloud SQL instance {GCP_DB_INSTANCE} in "
+                                                 f"{region}: not modelled"}
+        zone, state = str(found.get("gceZone", "")), str(found.get("state", ""))
+        seen = {"instance": GCP_DB_INSTANCE, "zone": zone, "state": state}
+        what = f"the primary of Cloud SQL instance {GCP_DB_INSTANCE} ({zone or '?'})"
+        if state != "RUNNABLE":
+            return {**seen, "reachable": False,
+                    "reason": f"{what} is not available: the instance is {state} "
+                              "(failing over)" if state == "MAINTENANCE" else
+                              f"{what} is not available: the instance is {state}"}
+        if zone in cut_zones:
+            return {**seen, "reachable": False,
+                    "reason": f"{what} is unreachable: every instance of {zone} is cut off"}
+        return {**seen, "reachable": True, "reason": f"{what} is available"}
 
     def global_(self) -> dict[str, Any]:
         notes: list[str] = []

@@ -163,6 +163,21 @@ data "aws_iam_policy_document" "gameday" {
     }
   }
 
+  # deny_capacity: narrow the subnets of, and suspend and resume AZRebalance of, only groups
+  # that carry gameday's mark (marked first, with the HoldGroups tag statement above); the
+  # restore after someone removed the mark is refused and retried until it is put back.
+  statement {
+    sid       = "DenyCapacityOfMarkedGroups"
+    effect    = "Allow"
+    actions   = ["autoscaling:UpdateAutoScalingGroup", "autoscaling:SuspendProcesses", "autoscaling:ResumeProcesses"]
+    resources = local.groups
+    condition {
+      test     = "Null"
+      variable = "autoscaling:ResourceTag/gameday:run"
+      values   = ["false"]
+    }
+  }
+
   # failover_database: gameday's marks on a cluster (gameday:run, gameday:step,
   # gameday:restore:writer, gameday:fail-back), and no other tag.
   statement {

@@ -54,6 +54,17 @@ resource "azurerm_role_definition" "gameday" {
       "Microsoft.Network/trafficManagerProfiles/externalEndpoints/write",
       "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/read",
       "Microsoft.Network/trafficManagerProfiles/nestedEndpoints/write",
+      # *_failover_database, sweep: each PostgreSQL flexible server, gameday's tags on it (PATCH),
+      # the restart with planned failover
+      "Microsoft.DBforPostgreSQL/flexibleServers/read",
+      "Microsoft.DBforPostgreSQL/flexibleServers/write",
+      "Microsoft.DBforPostgreSQL/flexibleServers/restart/action",
+      # *_deny_capacity, sweep: each scale set, its tags and automatic repairs policy (PATCH);
+      # the autoscale settings that target it, their tags and enabled (PATCH)
+      "Microsoft.Compute/virtualMachineScaleSets/read",
+      "Microsoft.Compute/virtualMachineScaleSets/write",
+      "Microsoft.Insights/autoscalesettings/read",
+      "Microsoft.Insights/autoscalesettings/write",
     ]
     not_actions = []
   }

@@ -49,6 +49,20 @@ resource "google_project_iam_custom_role" "gameday" {
     # every mutation: its operation
     "compute.zoneOperations.get",
     "compute.globalOperations.get",
+    # *_deny_capacity: regional MIGs' autohealing and their autoscalers' mode; *_stop_instances:
+    # the defaultActionOnFailure of the regional MIGs whose members it stops (get, update, and
+    # the regional operation)
+    "compute.instanceGroupManagers.get",
+    "compute.instanceGroupManagers.update",
+    "compute.healthChecks.useReadOnly",
+    "compute.autoscalers.get",
+    "compute.autoscalers.update",
+    "compute.regionOperations.get",
+    # *_failover_database and sweep: Cloud SQL instances read, labelled and failed over
+    "cloudsql.instances.get",
+    "cloudsql.instances.list",
+    "cloudsql.instances.update",
+    "cloudsql.instances.failover",
   ]
 }
 
