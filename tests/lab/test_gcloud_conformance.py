@@ -21,6 +21,7 @@ import pytest
 
 from gameday.lab.gcp import ComputeEmulator
 from gameday.lab.gcp.gcloud import write_gcloud_config
+from gameday.lab.gcp.groups_seed import MIG_MEMBERS
 from gameday.lab.gcp.seed import lab_instances, seed_gcp
 
 GCLOUD = shutil.which("gcloud")
@@ -83,7 +84,7 @@ def deny_rule(gcloud: Gcloud, name: str) -> None:
 
 def test_instances_list(gcloud: Gcloud) -> None:
     listed = gcloud("compute", "instances", "list")
-    assert names(listed) == {vm.name for vm in lab_instances()}
+    assert names(listed) == {vm.name for vm in lab_instances()} | {name for name, _ in MIG_MEMBERS}
 
 
 def test_instances_list_filter_labels(gcloud: Gcloud) -> None:
@@ -95,7 +96,8 @@ def test_instances_list_zones(gcloud: Gcloud) -> None:
     """`--zones=a,b` lists each zone in one batch request (`POST /batch/compute/v1`)."""
     listed = gcloud("compute", "instances", "list", "--zones=us-central1-a,us-central1-b")
     assert names(listed) == {vm.name for vm in lab_instances()
-                             if vm.zone in ("us-central1-a", "us-central1-b")}
+                             if vm.zone in ("us-central1-a", "us-central1-b")} | {
+                                 name for name, _ in MIG_MEMBERS}  # web-mig's, in zones a and b
     assert {last(vm["zone"]) for vm in listed} == {"us-central1-a", "us-central1-b"}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gameday.lab.gcp.groups_seed import MIG_MEMBERS
 from gameday.lab.gcp.seed import lab_instances
 from gameday.lab.manager import Lab
 
@@ -35,6 +36,7 @@ def test_lab_env_points_the_operators_gcloud_at_the_lab(tmp_path: Path) -> None:
     finally:
         lab.down()
     assert done.returncode == 0, done.stderr
-    assert {vm["name"] for vm in json.loads(done.stdout)} == {vm.name for vm in lab_instances()}
+    assert {vm["name"] for vm in json.loads(done.stdout)} == (
+        {vm.name for vm in lab_instances()} | {name for name, _ in MIG_MEMBERS})
     assert (directory / "gcloud" / "configurations" / "config_lab").is_file()
     assert not (tmp_path / "home" / ".config" / "gcloud").exists()

@@ -30,6 +30,7 @@ from google.cloud import compute_v1
 
 from gameday.lab.gcp import ComputeEmulator
 from gameday.lab.gcp.filters import FilterError, compile_filter
+from gameday.lab.gcp.groups_seed import MIG_MEMBERS
 from gameday.lab.gcp.seed import seed_gcp
 
 PROJECT = "gameday-lab"
@@ -568,7 +569,7 @@ def test_seed_builds_the_lab_topology(emulator: ComputeEmulator, gcp: Clients) -
     assert summary["instances"] == 18 and summary["gameday_instances"] == 14
     vms = [vm for _, scoped in gcp.instances.aggregated_list(project=PROJECT)
            for vm in scoped.instances]
-    assert len(vms) == 18
+    assert len(vms) == 18 + len(MIG_MEMBERS)  # and web-mig's members, labelled gameday=managed
     request = compute_v1.AggregatedListInstancesRequest(project=PROJECT,
                                                         filter="labels.gameday = enabled")
     assert sum(len(s.instances) for _, s in gcp.instances.aggregated_list(request=request)) == 14
