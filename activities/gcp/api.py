@@ -56,6 +56,10 @@ class Compute:
     backend_services: compute_v1.BackendServicesClient
     global_operations: compute_v1.GlobalOperationsClient
     zone_operations: compute_v1.ZoneOperationsClient
+    managers: compute_v1.RegionInstanceGroupManagersClient
+    """Regional managed instance groups (deny_capacity, and stop_instances' hold on members)."""
+    autoscalers: compute_v1.RegionAutoscalersClient
+    region_operations: compute_v1.RegionOperationsClient
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,6 +75,9 @@ def _compute(endpoint: str | None) -> Compute:
         backend_services=compute_v1.BackendServicesClient(**options),
         global_operations=compute_v1.GlobalOperationsClient(**options),
         zone_operations=compute_v1.ZoneOperationsClient(**options),
+        managers=compute_v1.RegionInstanceGroupManagersClient(**options),
+        autoscalers=compute_v1.RegionAutoscalersClient(**options),
+        region_operations=compute_v1.RegionOperationsClient(**options),
     )
 
 
@@ -207,9 +214,9 @@ WAIT_SLICE = 5.0
 
 
 def mutate(compute: Compute, method: Callable[..., compute_v1.Operation], **kwargs: Any) -> None:
-    """Start a `*_unary` mutation and wait for its operation with `operations.wait` (which
-    returns when it is DONE) in slices of `WAIT_SLICE`, heartbeating between; raise its failure
-    as the SDK would."""
+    """Start a `*_unary` mutation and wait for its operation (zonal, regional or global) with
+    `operations.wait` (which returns when it is DONE) in slices of `WAIT_SLICE`, heartbeating
+    between; raise its failure as the SDK would."""
     project = kwargs["project"] if "project" in kwargs else kwargs["request"].project
     operation = call(method, **kwargs)
     deadline = time.monotonic() + OPERATION_DEADLINE
@@ -223,6 +230,10 @@ def mutate(compute: Compute, method: Callable[..., compute_v1.Operation], **kwar
             if operation.zone:
                 operation = call(compute.zone_operations.wait, timeout=WAIT_SLICE,
                                   project=project, zone=last(operation.zone),
+                                  operation=operation.name)
+            elif operation.region:
+                operation = call(compute.region_operations.wait, timeout=WAIT_SLICE,
+                                  project=project, region=last(operation.region),
                                   operation=operation.name)
             else:
                 operation = call(compute.global_operations.wait, timeout=WAIT_SLICE,

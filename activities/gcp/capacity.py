@@ -17,29 +17,21 @@ history and handed to the watchdog) is what restores, as for region evacuations.
 
 from __future__ import annotations
 
-import functools
-import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from google.api_core import exceptions
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 from pydantic import BaseModel
 
 from activities.base import progress
 from activities.gcp.api import (
-    ENDPOINT_VARIABLE,
     FINGERPRINT_ATTEMPTS,
-    OPERATION_DEADLINE,
-    WAIT_SLICE,
     Compute,
     call,
     compute_clients,
     last,
+    mutate,
     translated,
 )
 from gameday.errors import CloudError, TargetNotFound
@@ -57,30 +49,6 @@ from gameday.targets import GcpCapacityTarget
 
 OFF = "OFF"
 Outcome = Literal["changed", "unchanged", "gone"]
-
-
-@dataclass(frozen=True)
-class Groups:
-    """The regional MIG, autoscaler and operations clients, built like `activities.gcp.api`'s."""
-
-    managers: compute_v1.RegionInstanceGroupManagersClient
-    autoscalers: compute_v1.RegionAutoscalersClient
-    region_operations: compute_v1.RegionOperationsClient
-
-
-@functools.lru_cache(maxsize=4)
-def _groups(endpoint: str | None) -> Groups:
-    options: dict[str, Any] = {}
-    if endpoint:
-        options = {"client_options": ClientOptions(api_endpoint=endpoint),
-                   "credentials": AnonymousCredentials()}
-    return Groups(managers=compute_v1.RegionInstanceGroupManagersClient(**options),
-                  autoscalers=compute_v1.RegionAutoscalersClient(**options),
-                  region_operations=compute_v1.RegionOperationsClient(**options))
-
-
-def group_clients() -> Groups:
-    return _groups(os.environ.get(ENDPOINT_VARIABLE) or None)
 
 
 class HealingPolicy(BaseModel):
@@ -131,46 +99,21 @@ class GcpCapacityDenial:
 
     State = CapacityState
 
-    def __init__(self, clients: Callable[[], Compute] = compute_clients,
-                 groups: Callable[[], Groups] = group_clients):
+    def __init__(self, clients: Callable[[], Compute] = compute_clients):
         self._clients = clients
-        self._group_clients = groups
-
-    def _mutate(self, method: Callable[..., compute_v1.Operation], request: Any) -> None:
-        """Start a regional `*_unary` mutation and wait for its operation in `WAIT_SLICE`s (never
-        `.result()`, which polls Google itself); raise its failure as the SDK would."""
-        operation = call(method, request=request)
-        deadline = time.monotonic() + OPERATION_DEADLINE
-        while operation.status != compute_v1.Operation.Status.DONE:
-            if time.monotonic() > deadline:
-                raise CloudError(f"GCP operation {operation.name} on {operation.target_link} is "
-                                 f"not done after {OPERATION_DEADLINE:.0f}s", retryable=True)
-            progress(0, 1)
-            try:
-                operation = call(self._group_clients().region_operations.wait,
-                                 timeout=WAIT_SLICE, project=request.project,
-                                 region=request.region, operation=operation.name)
-            except exceptions.DeadlineExceeded:
-                continue
-        if operation.error.errors or operation.http_error_status_code:
-            first = operation.error.errors[0] if operation.error.errors else None
-            message = first.message if first else operation.http_error_message
-            raise exceptions.from_http_status(operation.http_error_status_code or 500,
-                                              f"{operation.operation_type} "
-                                              f"{operation.target_link}: {message}")
 
     # --- reading ----------------------------------------------------------------------------
 
     def _manager(self, scope: Scope, name: str) -> compute_v1.InstanceGroupManager | None:
         try:
-            return call(self._group_clients().managers.get, project=scope.account,
+            return call(self._clients().managers.get, project=scope.account,
                         region=scope.region, instance_group_manager=name)
         except exceptions.NotFound:
             return None
 
     def _autoscaler(self, scope: Scope, name: str) -> compute_v1.Autoscaler | None:
         try:
-            return call(self._group_clients().autoscalers.get, project=scope.account,
+            return call(self._clients().autoscalers.get, project=scope.account,
                         region=scope.region, autoscaler=name)
         except exceptions.NotFound:
             return None
@@ -261,12 +204,12 @@ class GcpCapacityDenial:
         if scaler.autoscaling_policy.mode == mode:
             return "unchanged"
         try:
-            self._mutate(self._group_clients().autoscalers.patch_unary,
-                         compute_v1.PatchRegionAutoscalerRequest(
-                             project=scope.account, region=scope.region, autoscaler=name,
-                             autoscaler_resource=compute_v1.Autoscaler(
-                                 name=name, autoscaling_policy=compute_v1.AutoscalingPolicy(
-                                     mode=mode))))
+            compute = self._clients()
+            mutate(compute, compute.autoscalers.patch_unary,
+                   request=compute_v1.PatchRegionAutoscalerRequest(
+                       project=scope.account, region=scope.region, autoscaler=name,
+                       autoscaler_resource=compute_v1.Autoscaler(
+                           name=name, autoscaling_policy=compute_v1.AutoscalingPolicy(mode=mode))))
         except exceptions.NotFound:
             return "gone"
         return "changed"
@@ -281,13 +224,13 @@ class GcpCapacityDenial:
             if _policies(manager) == wanted:
                 return "unchanged"
             try:
-                self._mutate(self._group_clients().managers.patch_unary,
-                             compute_v1.PatchRegionInstanceGroupManagerRequest(
-                                 project=scope.account, region=scope.region,
-                                 instance_group_manager=name,
-                                 instance_group_manager_resource=compute_v1.InstanceGroupManager(
-                                     fingerprint=manager.fingerprint,
-                                     auto_healing_policies=_wire(wanted))))
+                compute = self._clients()
+                mutate(compute, compute.managers.patch_unary,
+                       request=compute_v1.PatchRegionInstanceGroupManagerRequest(
+                           project=scope.account, region=scope.region, instance_group_manager=name,
+                           instance_group_manager_resource=compute_v1.InstanceGroupManager(
+                               fingerprint=manager.fingerprint,
+                               auto_healing_policies=_wire(wanted))))
             except exceptions.PreconditionFailed:
                 continue
             except exceptions.NotFound:

@@ -17,17 +17,14 @@ ones is not proven yet).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from google.api_core import exceptions
 from google.cloud import compute_v1
 from pydantic import BaseModel
 
-from activities.base import progress
-from activities.gcp.api import FINGERPRINT_ATTEMPTS, OPERATION_DEADLINE, WAIT_SLICE, call
-from activities.gcp.capacity import Groups, group_clients
+from activities.gcp.api import FINGERPRINT_ATTEMPTS, Compute, call, compute_clients, mutate
 from gameday.errors import CloudError, TargetNotFound
 
 REPAIR = "REPAIR"
@@ -62,13 +59,13 @@ def _on_failure(manager: compute_v1.InstanceGroupManager) -> str:
 class GroupsHold:
     """The MIG calls of the power fault: read, and set `defaultActionOnFailure`, idempotently."""
 
-    def __init__(self, groups: Callable[[], Groups] = group_clients):
-        self._group_clients = groups
+    def __init__(self, clients: Callable[[], Compute] = compute_clients):
+        self._clients = clients
 
     def _manager(self, project: str, region: str,
                  name: str) -> compute_v1.InstanceGroupManager | None:
         try:
-            return call(self._group_clients().managers.get, project=project, region=region,
+            return call(self._clients().managers.get, project=project, region=region,
                         instance_group_manager=name)
         except exceptions.NotFound:
             return None
@@ -96,13 +93,15 @@ class GroupsHold:
             if _on_failure(manager) == action:
                 return "unchanged"
             try:
-                self._mutate(compute_v1.PatchRegionInstanceGroupManagerRequest(
-                    project=project, region=group.region, instance_group_manager=group.name,
-                    instance_group_manager_resource=compute_v1.InstanceGroupManager(
-                        fingerprint=manager.fingerprint,
-                        instance_lifecycle_policy=compute_v1
-                        .InstanceGroupManagerInstanceLifecyclePolicy(
-                            default_action_on_failure=action))))
+                compute = self._clients()
+                mutate(compute, compute.managers.patch_unary,
+                       request=compute_v1.PatchRegionInstanceGroupManagerRequest(
+                           project=project, region=group.region, instance_group_manager=group.name,
+                           instance_group_manager_resource=compute_v1.InstanceGroupManager(
+                               fingerprint=manager.fingerprint,
+                               instance_lifecycle_policy=compute_v1
+                               .InstanceGroupManagerInstanceLifecyclePolicy(
+                                   default_action_on_failure=action))))
             except exceptions.PreconditionFailed:
                 continue
             except exceptions.NotFound:
@@ -111,25 +110,3 @@ class GroupsHold:
         raise CloudError(f"managed instance group {group.name} kept changing under gameday "
                          f"({FINGERPRINT_ATTEMPTS} stale fingerprints in a row)", retryable=True)
 
-    def _mutate(self, request: Any) -> None:
-        """The patch, waited for in `WAIT_SLICE`s of its regional operation; its failure raised
-        as the SDK would."""
-        operation = call(self._group_clients().managers.patch_unary, request=request)
-        deadline = time.monotonic() + OPERATION_DEADLINE
-        while operation.status != compute_v1.Operation.Status.DONE:
-            if time.monotonic() > deadline:
-                raise CloudError(f"GCP operation {operation.name} on {operation.target_link} is "
-                                 f"not done after {OPERATION_DEADLINE:.0f}s", retryable=True)
-            progress(0, 1)
-            try:
-                operation = call(self._group_clients().region_operations.wait,
-                                 timeout=WAIT_SLICE, project=request.project,
-                                 region=request.region, operation=operation.name)
-            except exceptions.DeadlineExceeded:
-                continue
-        if operation.error.errors or operation.http_error_status_code:
-            first = operation.error.errors[0] if operation.error.errors else None
-            message = first.message if first else operation.http_error_message
-            raise exceptions.from_http_status(operation.http_error_status_code or 500,
-                                              f"{operation.operation_type} "
-                                              f"{operation.target_link}: {message}")

@@ -343,9 +343,6 @@ def sdk_calls(cloud: str, sources: dict[str, str] | None = None) -> list[SdkCall
     holder = "Compute" if cloud == "gcp" else "ArmClients"
     fields = {name: kind for tree in trees.values()
               for name, kind in _client_fields(tree, holder).items()}
-    if cloud == "gcp":  # deny_capacity's regional clients (`Groups`, activities/gcp/capacity.py)
-        fields.update({name: kind for tree in trees.values()
-                       for name, kind in _client_fields(tree, "Groups").items()})
     finder = _gcp_calls if cloud == "gcp" else _azure_calls
     for module, tree in trees.items():
         found.update(finder(module, tree, fields))
