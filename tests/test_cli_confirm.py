@@ -221,6 +221,16 @@ def test_abort_all_measures_from_the_send(unserved, client, runner, tmp_path, aw
     ids = [f"confirm-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     for run_id in ids:
         runner.run(_start_on(client, _runbook(tmp_path), run_id, queue))
+
+    async def listed() -> None:
+        """Both runs in Temporal's listing first (it can lag a start): abort --all then sends
+        both aborts at once, before the worker is back, so both figures include its wait."""
+        deadline = time.monotonic() + 30
+        while not set(ids) <= set(await operations.running_gamedays(client)):
+            assert time.monotonic() < deadline, "the runs never appeared in the listing"
+            await asyncio.sleep(0.2)
+
+    runner.run(listed())
     reports: dict[str, float | None] = {}
     executor = ThreadPoolExecutor(max_workers=48)
 
