@@ -46,11 +46,12 @@ from gameday.sweep import Leftover, SweepScope
 
 Cloud = Literal["aws", "gcp", "azure"]
 Action = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
-                 "deny_capacity", "failover_database"]
+                 "deny_capacity", "failover_database", "partition_regions", "evacuate_zone"]
 
 CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "azure")
 ACTIONS: tuple[Action, ...] = ("blackhole_zone", "blackhole_region", "evacuate_region",
-                               "stop_instances", "deny_capacity", "failover_database")
+                               "stop_instances", "deny_capacity", "failover_database",
+                               "partition_regions", "evacuate_zone")
 VERBS: tuple[ActivityVerb, ...] = ("resolve", "prepare", "apply", "restore")
 
 

@@ -48,7 +48,8 @@ MAX_NUMBER = 1000
 """Characters of an unquoted number (int() of thousands of digits is slow, then refused)."""
 
 _TAGS = {"step", "parallel", "blackhole_zone", "blackhole_region", "evacuate_region",
-         "stop_instances", "deny_capacity", "failover_database", "wait", "aws", "gcp", "azure"}
+         "stop_instances", "deny_capacity", "failover_database", "partition_regions", "evacuate_zone",
+         "wait", "aws", "gcp", "azure"}
 _FLOW_DEEP = re.compile(r"(?:[\[{][^\[\]{}\n]{0,64}){" + str(MAX_DEPTH + 1) + "}")
 """A line opening more flow collections than MAX_DEPTH: refused without parsing, because ruamel's
 scanner takes seconds over a long line of unclosed brackets before the depth is ever counted."""

@@ -41,16 +41,18 @@ from gameday.targets import (
     DatabaseTarget,
     GcpProject,
     InstancesTarget,
+    PartitionTarget,
     RegionTarget,
     RegionTraffic,
     Strict,
     ZoneTarget,
+    ZoneTraffic,
 )
 from gameday.units import zone_unit_id
 
 Cloud = Literal["aws", "gcp", "azure"]
 FaultAction = Literal["blackhole_zone", "blackhole_region", "evacuate_region", "stop_instances",
-                      "deny_capacity", "failover_database"]
+                      "deny_capacity", "failover_database", "partition_regions", "evacuate_zone"]
 
 # --- steps ------------------------------------------------------------------------------------
 
@@ -145,13 +147,27 @@ class FailoverDatabaseStep(FaultStepBase):
                             "again; false: leave the database where the failover put it")
 
 
+class PartitionRegionsStep(FaultStepBase):
+    """Both sides up, unable to reach each other: the region loses its peer regions."""
+
+    action: Literal["partition_regions"]
+    target: PartitionTarget
+
+
+class EvacuateZoneStep(FaultStepBase):
+    """Traffic moved off one zone, as a zonal shift or per-zone weights do in an incident."""
+
+    action: Literal["evacuate_zone"]
+    target: ZoneTraffic
+
+
 class WaitStep(StepBase):
     action: Literal["wait"]
     duration: Duration
 
 
 FaultStep = (BlackholeZoneStep | BlackholeRegionStep | EvacuateRegionStep | StopInstancesStep
-             | DenyCapacityStep | FailoverDatabaseStep)
+             | DenyCapacityStep | FailoverDatabaseStep | PartitionRegionsStep | EvacuateZoneStep)
 Step = Annotated[
     Annotated[BlackholeZoneStep, Tag("blackhole_zone")]
     | Annotated[BlackholeRegionStep, Tag("blackhole_region")]
@@ -159,6 +175,8 @@ Step = Annotated[
     | Annotated[StopInstancesStep, Tag("stop_instances")]
     | Annotated[DenyCapacityStep, Tag("deny_capacity")]
     | Annotated[FailoverDatabaseStep, Tag("failover_database")]
+    | Annotated[PartitionRegionsStep, Tag("partition_regions")]
+    | Annotated[EvacuateZoneStep, Tag("evacuate_zone")]
     | Annotated[WaitStep, Tag("wait")],
     Discriminator("action"),
 ]

@@ -231,6 +231,73 @@ class AzureDatabaseTarget(AzureGrouped):
     servers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
 
 
+class AwsPartitionTarget(AwsPlaced):
+    """The region's subnets, cut off from the peer regions (partition_regions)."""
+
+    peer_regions: list[AwsRegion] = Field(min_length=1, description="regions the region can no "
+                                          "longer reach over peering or transit gateways")
+    vpc_ids: list[Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")]] = []
+
+    @model_validator(mode="after")
+    def _peers_elsewhere(self) -> AwsPartitionTarget:
+        _check_peers(self.region, self.peer_regions)
+        return self
+
+
+class GcpPartitionTarget(GcpPlaced):
+    """The region's subnet ranges of one VPC network, cut off from the peer regions' ranges."""
+
+    region: GcpRegion
+    peer_regions: list[GcpRegion] = Field(min_length=1)
+    network: str = Field(pattern=SLUG, description="the VPC network's name")
+
+    @model_validator(mode="after")
+    def _peers_elsewhere(self) -> GcpPartitionTarget:
+        _check_peers(self.region, self.peer_regions)
+        return self
+
+
+class AzurePartitionTarget(AzureGrouped):
+    """The subnets of the group's VNets in the region, cut off from VNets in the peer regions."""
+
+    region: AzureRegion
+    peer_regions: list[AzureRegion] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _peers_elsewhere(self) -> AzurePartitionTarget:
+        _check_peers(self.region, self.peer_regions)
+        return self
+
+
+def _check_peers(region: str, peers: list[str]) -> None:
+    if region in peers:
+        raise ValueError(f"peer_regions names the region itself ({region})")
+    if len(set(peers)) != len(peers):
+        raise ValueError("peer_regions names a region twice")
+
+
+class AwsZoneTraffic(AwsZoned):
+    """Load balancers whose traffic moves off the zone through ARC zonal shift (evacuate_zone)."""
+
+    resources: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:")]] = Field(
+        min_length=1, description="ARNs of load balancers (or other resources) registered with "
+        "ARC zonal shift")
+
+
+class GcpZoneTraffic(GcpZoned):
+    """Backend services whose backends in the zone stop taking traffic (evacuate_zone)."""
+
+    backend_services: list[Annotated[str, Field(pattern=SLUG)]] = Field(min_length=1)
+
+
+class AzureZoneTraffic(AzureGrouped):
+    """Load balancers whose backend pool members in the zone are taken out (evacuate_zone)."""
+
+    region: AzureRegion | None = Field(None, description="the load balancers' region, when known")
+    zone: AzureZone
+    load_balancers: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(min_length=1)
+
+
 ZoneTarget = Annotated[AwsZoneTarget | GcpZoneTarget | AzureZoneTarget, Field(discriminator="cloud")]
 RegionTarget = Annotated[
     AwsRegionTarget | GcpRegionTarget | AzureRegionTarget, Field(discriminator="cloud")
@@ -247,6 +314,12 @@ CapacityTarget = Annotated[
 DatabaseTarget = Annotated[
     AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget, Field(discriminator="cloud")
 ]
+PartitionTarget = Annotated[
+    AwsPartitionTarget | GcpPartitionTarget | AzurePartitionTarget, Field(discriminator="cloud")
+]
+ZoneTraffic = Annotated[
+    AwsZoneTraffic | GcpZoneTraffic | AzureZoneTraffic, Field(discriminator="cloud")
+]
 Target = (
     AwsZoneTarget | GcpZoneTarget | AzureZoneTarget
     | AwsRegionTarget | GcpRegionTarget | AzureRegionTarget
@@ -254,6 +327,8 @@ Target = (
     | AwsInstancesTarget | GcpInstancesTarget | AzureInstancesTarget
     | AwsCapacityTarget | GcpCapacityTarget | AzureCapacityTarget
     | AwsDatabaseTarget | GcpDatabaseTarget | AzureDatabaseTarget
+    | AwsPartitionTarget | GcpPartitionTarget | AzurePartitionTarget
+    | AwsZoneTraffic | GcpZoneTraffic | AzureZoneTraffic
 )
 
 

@@ -177,6 +177,9 @@ def test_the_names_are_those_running_histories_hold() -> None:
         "restore_stop_instances", "find_leftovers", "sweep_leftover")}
     expected |= {f"{cloud}.{verb}_{action}" for cloud in CLOUDS for verb in VERBS
                  for action in ("deny_capacity", "failover_database")}
+    expected |= {f"{cloud}.{verb}_{action}" for cloud in CLOUDS
+                 for action in ("partition_regions", "evacuate_zone")
+                 for verb in (VERBS if isinstance(FAULTS[(cloud, action)], Offered) else ("resolve",))}
     assert set().union(*(_registered(cloud) for cloud in CLOUDS)) == expected
 
 

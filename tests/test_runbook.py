@@ -63,8 +63,8 @@ def test_the_contract_example_is_valid():
      "rb.yaml:11: steps[0].expect.recover_within:"),
     (VALID.replace("action: blackhole_zone", "action: explode"),
      "rb.yaml:8: steps[0].action: action must be one of 'blackhole_zone', 'blackhole_region', "
-     "'evacuate_region', 'stop_instances', 'deny_capacity', 'failover_database', 'wait', "
-     "not 'explode'"),
+     "'evacuate_region', 'stop_instances', 'deny_capacity', 'failover_database', "
+     "'partition_regions', 'evacuate_zone', 'wait', not 'explode'"),
     (VALID.replace("cloud: aws", "cloud: oracle"),
      "rb.yaml:9: steps[0].target.cloud: cloud must be one of 'aws', 'gcp', 'azure', not 'oracle'"),
     (VALID.replace("max_duration: 2h", "max_duration: 10m"),

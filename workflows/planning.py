@@ -49,7 +49,8 @@ def guardrail_problems(runbook: Runbook, resolved: list[ResolvedStep]) -> list[s
 
 ASPECTS = {"blackhole_zone": "network", "blackhole_region": "network",
            "evacuate_region": "traffic", "stop_instances": "power", "deny_capacity": "capacity",
-           "failover_database": "writer"}
+           "failover_database": "writer", "partition_regions": "cross-region routes",
+           "evacuate_zone": "traffic"}
 """What of a resource each action changes: a zone's power interruption beside its network cut
 stops the instances whose network tags the cut changes, and each restores only its own part."""
 
