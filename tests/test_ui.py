@@ -88,9 +88,10 @@ def chromium_or_skip() -> str:
     return found
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.5,
+             seen: Callable[[], str] | None = None) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` (and the last error the
-    probe raised, if any) after `timeout`."""
+    probe raised, if any, and what `seen` says was on screen) after `timeout`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
@@ -102,7 +103,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}"
-                        + (f" (last error: {last_error})" if last_error else ""))
+                        + (f" (last error: {last_error})" if last_error else "")
+                        + (f"; the page showed: {seen()}" if seen else ""))
         time.sleep(every)
 
 
@@ -338,11 +340,21 @@ def show_update_answer(browser: DevToolsPipe, ui: str, run_id: str, answer: str,
     page's text, its whitespace collapsed. The events are sorted oldest first, so that the Update's,
     early in the run, stay on the table's first page however long the history grows."""
     browser.navigate(f"{ui}/namespaces/default/workflows/{run_id}")
-    wait_for("the workflow page's Event History tab", lambda: browser.evaluate(OPEN_EVENT_HISTORY),
-             timeout=60)
-    wait_for("the Event History's sort order", lambda: browser.evaluate(SORT_ASCENDING), timeout=60)
-    wait_for("the Update's events in the Event History",
-             lambda: browser.evaluate(EXPAND_UPDATE_COMPLETED), timeout=60)
+    opened = [time.monotonic()]
+
+    def update_row() -> bool:
+        """Sorted oldest first (the UI can drop a click while the table loads), then the Update's
+        row; a page that shows neither for 20 s is opened afresh."""
+        if time.monotonic() - opened[0] > 20:
+            browser.navigate(f"{ui}/namespaces/default/workflows/{run_id}")
+            opened[0] = time.monotonic()
+        if not browser.evaluate("location.pathname.endsWith('/history')"):
+            browser.evaluate(OPEN_EVENT_HISTORY)
+            return False
+        return bool(browser.evaluate(SORT_ASCENDING) and browser.evaluate(EXPAND_UPDATE_COMPLETED))
+
+    wait_for("the Update's events in the Event History, sorted oldest first", update_row,
+             timeout=90, every=1.0, seen=lambda: page_text(browser))
 
     def expanded() -> str | None:
         text = " ".join((browser.evaluate("document.body.innerText") or "").split())
@@ -354,6 +366,15 @@ def show_update_answer(browser: DevToolsPipe, ui: str, run_id: str, answer: str,
     browser.screenshot(picture)
     assert picture.stat().st_size > 10_000
     return shown
+
+
+def page_text(browser: DevToolsPipe) -> str:
+    """The start of what the page shows, its whitespace collapsed: for a failure's message."""
+    try:
+        text = browser.evaluate("document.body.innerText") or ""
+    except (OSError, ValueError, KeyError, RuntimeError, TimeoutError) as error:
+        return f"(unreadable: {error})"
+    return " ".join(text.split())[:2000]
 
 
 def gcp_faults(endpoint: str, *rules: FaultRule) -> None:
