@@ -60,7 +60,7 @@ def measured(text: str):
 def test_hostile_yaml_is_one_sentence_quickly_in_bounded_memory(text, expected):
     problems, elapsed, peak = measured(text)
     assert problems == expected
-    assert elapsed < 1.0, f"{elapsed:.2f}s of CPU"
+    assert elapsed < 2.0, f"{elapsed:.2f}s of CPU"  # seconds, not minutes: 1.01 s seen on a loaded machine
     assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 

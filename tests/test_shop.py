@@ -56,7 +56,8 @@ def shop(servers: Servers) -> Iterator[str]:
 def get(url: str, path: str) -> tuple[int, dict[str, Any]]:
     started = time.monotonic()
     response = httpx.get(f"{url}{path}", timeout=5)
-    assert time.monotonic() - started < 2.5, f"{path} took too long"
+    # the shop decides within ANSWER_SECONDS (2 s); a loaded machine adds its own delay on top
+    assert time.monotonic() - started < 3.5, f"{path} took too long"
     return response.status_code, response.json()
 
 
