@@ -15,10 +15,6 @@ if TYPE_CHECKING:
 
 NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {
     ("aws", "partition_regions"): "it is being built (issue 16)",
-    ("gcp", "partition_regions"): "it is being built (issue 16)",
-    ("azure", "partition_regions"): "it is being built (issue 16)",
-    ("aws", "evacuate_zone"): "it is being built (issue 16)",
-    ("gcp", "evacuate_zone"): "it is being built (issue 16)",
     ("azure", "evacuate_zone"): "it is being built (issue 16)",
 }
 """(cloud, action) → why the action cannot run on the cloud, as the end of a sentence."""

@@ -15,6 +15,8 @@
   `gameday:restore:subnets:<n>`, `gameday:capacity:resumes`). After sweep: its
   `VPCZoneIdentifier` is the one the tags recorded, `AZRebalance` is resumed if the tags say gameday
   suspended it, and gameday's tags are gone.
+- `zonal-shift`: an active ARC zonal shift whose comment is `gameday <run> <step>` (AWS allows no
+  tags on a shift). After sweep: it is cancelled (one that expired meanwhile counts as done).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from activities.aws.power import (
     group_tags,
     holds_of,
 )
+from activities.aws.zonal_shift import AwsZonalShift
 from gameday.plan import FaultResult
 from gameday.sweep import Leftover, SweepScope
 
@@ -47,6 +50,7 @@ class AwsSweeper:
         self.power = AwsPowerInterruption(self.api)
         self.database = AwsDatabaseFailover(self.api)
         self.capacity = AwsCapacityDenial(self.api)
+        self.zonal_shift = AwsZonalShift(self.api)
 
     def regions(self, scope: SweepScope) -> list[str]:
         if scope.aws_regions:
@@ -75,6 +79,7 @@ class AwsSweeper:
             leftovers += self._power_leftovers(region)
             leftovers += self.database.find(region)
             leftovers += self.capacity.find(region)
+            leftovers += self.zonal_shift.find(region)
         return leftovers
 
     def _power_leftovers(self, region: str) -> list[Leftover]:
@@ -115,6 +120,8 @@ class AwsSweeper:
             return self.database.sweep(leftover)
         if leftover.kind == "capacity-denial":
             return self.capacity.sweep(leftover)
+        if leftover.kind == "zonal-shift":
+            return self.zonal_shift.sweep(leftover)
         ec2 = self.api.ec2(leftover.location)
         acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                            Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])

@@ -26,6 +26,7 @@ from activities.azure.api import (
 from activities.azure.blackhole import AzureZoneBlackhole, BlackholeState, from_restore_tag, nsg_of, tally
 from activities.azure.capacity import LEFTOVER_KINDS, AzureCapacityDenial
 from activities.azure.database import AzureDatabaseFailover
+from activities.azure.partition import TAG_PARTITION_RUN, partition_leftover, sweep_partition
 from activities.azure.power import RUNNING, restore_vm
 from activities.base import progress
 from gameday.errors import UserError
@@ -35,7 +36,8 @@ from gameday.sweep import Leftover, SweepScope
 UNKNOWN_RUN = "(unknown)"
 """The run of a NIC whose restore tag no gameday NSG explains: unrecoverable, never `running`."""
 
-KINDS = ("network-interface", "network-security-group", "virtual-machine", *LEFTOVER_KINDS)
+KINDS = ("network-interface", "network-security-group", "virtual-machine", "partitioned-nsg",
+         *LEFTOVER_KINDS)
 
 
 class AzureSweeper:
@@ -60,6 +62,8 @@ class AzureSweeper:
                 vms = listing(f"listing the VMs of subscription {subscription}",
                                arm.compute.virtual_machines.list_all)
             ours = {nsg.id.lower(): nsg for nsg in nsgs if TAG_RUN in (nsg.tags or {})}
+            leftovers += [partition_leftover(nsg, subscription) for nsg in nsgs
+                          if TAG_PARTITION_RUN in (nsg.tags or {})]
             for nic in sorted(nics, key=lambda n: n.id.lower()):
                 tags = nic.tags or {}
                 if TAG_RESTORE not in tags:
@@ -112,6 +116,8 @@ class AzureSweeper:
         with self.connection.clients(leftover.location) as arm:
             if leftover.kind == "network-interface":
                 self._sweep_nic(arm, leftover.id, result)
+            elif leftover.kind == "partitioned-nsg":
+                sweep_partition(arm, leftover, result)
             elif leftover.kind == "virtual-machine":
                 self._sweep_vm(arm, leftover, result)
             else:

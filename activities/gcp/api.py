@@ -60,6 +60,8 @@ class Compute:
     """Regional managed instance groups (deny_capacity, and stop_instances' hold on members)."""
     autoscalers: compute_v1.RegionAutoscalersClient
     region_operations: compute_v1.RegionOperationsClient
+    subnetworks: compute_v1.SubnetworksClient
+    """Read-only: partition_regions reads the ranges of a network's subnets."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -78,6 +80,7 @@ def _compute(endpoint: str | None) -> Compute:
         managers=compute_v1.RegionInstanceGroupManagersClient(**options),
         autoscalers=compute_v1.RegionAutoscalersClient(**options),
         region_operations=compute_v1.RegionOperationsClient(**options),
+        subnetworks=compute_v1.SubnetworksClient(**options),
     )
 
 

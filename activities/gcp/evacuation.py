@@ -5,6 +5,10 @@ Before: each backend of the named backend services whose group lies in the regio
 After apply: each has `capacityScaler` 0; an evacuation that would leave a service no capacity
 outside the region is refused, also when re-checked at apply.
 After restore: each has C again; a backend or service gone meanwhile is noted, not recreated.
+
+Backend services carry no labels, and a backend none: nothing marks the drain, and the checkpoint
+alone restores it (the sweeper has nothing to find). The zonal evacuation
+(`activities.gcp.zonal_evacuation`) is this drain with the zone as its place.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
 )
-from gameday.targets import GcpRegionTraffic
+from gameday.targets import GcpRegionTraffic, GcpZoneTraffic
 
 _GROUP_LOCATION = re.compile(r"(?:^|/)(?P<kind>zones|regions|global)(?:/(?P<where>[^/]+))?/"
                              r"[^/]+/[^/]+$")
@@ -59,6 +63,12 @@ class EvacuationState(BaseModel):
     services: list[ServiceCapacity]
 
 
+def group_zone(group: str) -> str | None:
+    """The zone of a backend's group URL; None for a regional or global group."""
+    found = _GROUP_LOCATION.search(group)
+    return found["where"] if found is not None and found["kind"] == "zones" else None
+
+
 def group_region(group: str) -> str | None:
     """The region of a backend's group URL (zonal or regional); None for a global group."""
     found = _GROUP_LOCATION.search(group)
@@ -78,9 +88,20 @@ def _same(a: float, b: float) -> bool:
 
 
 class GcpRegionEvacuation:
-    """The region evacuation's SDK calls: resolve, prepare, apply and restore, each idempotent."""
+    """The region evacuation's SDK calls: resolve, prepare, apply and restore, each idempotent.
+    Its place is the step's region; a subclass drains another place by `action` and `place`."""
 
     State = EvacuationState
+    action = "evacuate_region"
+    Target: type[GcpRegionTraffic | GcpZoneTraffic] = GcpRegionTraffic
+
+    @staticmethod
+    def place(scope: Scope) -> str:
+        """Where the drained backends are: the region."""
+        return scope.region
+
+    def inside(self, group: str, scope: Scope) -> bool:
+        return group_region(group) == scope.region
 
     def __init__(self, clients: Callable[[], Compute] = compute_clients):
         self._clients = clients
@@ -93,29 +114,29 @@ class GcpRegionEvacuation:
             raise TargetNotFound(f"step {step_id}: backend service {name} does not exist in "
                                  f"project {project}") from exc
 
-    @staticmethod
-    def _refuse_without_capacity(step_id: str, service: compute_v1.BackendService, region: str,
-                                 scalers: dict[str, float]) -> None:
-        """Refuse an evacuation that would leave a service no capacity outside the region."""
-        outside = [b for b in service.backends if group_region(b.group) != region
+    def _refuse_without_capacity(self, step_id: str, service: compute_v1.BackendService,
+                                 scope: Scope, scalers: dict[str, float]) -> None:
+        """Refuse an evacuation that would leave a service no capacity outside its place."""
+        outside = [b for b in service.backends if not self.inside(b.group, scope)
                    and scalers.get(b.group, _scaler(b)) > 0]
         if not outside:
-            raise Refused(f"step {step_id}: evacuating {region} would leave backend service "
-                          f"{service.name} no capacity: no backend outside {region} has "
+            place = self.place(scope)
+            raise Refused(f"step {step_id}: evacuating {place} would leave backend service "
+                          f"{service.name} no capacity: no backend outside {place} has "
                           "capacityScaler > 0")
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
         target = request.step.target
-        assert isinstance(target, GcpRegionTraffic)
+        assert isinstance(target, self.Target)
         scope = Scope.of(target)
         with translated("reading backend services"):
             compute = self._clients()
             resources: list[Resource] = []
             for name in target.backend_services:
                 service = self._service(compute, target.project, name, request.step.id)
-                inside = [b for b in service.backends if group_region(b.group) == target.region]
+                inside = [b for b in service.backends if self.inside(b.group, scope)]
                 if inside:
-                    self._refuse_without_capacity(request.step.id, service, target.region, {})
+                    self._refuse_without_capacity(request.step.id, service, scope, {})
                 resources += [
                     Resource(id=f"{name}/{b.group.split('/projects/', 1)[-1]}", kind="backend",
                              name=last(b.group), detail={
@@ -126,8 +147,8 @@ class GcpRegionEvacuation:
             if not resources:
                 raise TargetNotFound(f"step {request.step.id}: no backend of "
                                      f"{', '.join(target.backend_services)} has its group in "
-                                     f"{target.region}")
-            return ResolvedStep(step_id=request.step.id, action="evacuate_region", scope=scope,
+                                     f"{self.place(scope)}")
+            return ResolvedStep(step_id=request.step.id, action=self.action, scope=scope,
                                 resources=resources)
 
     def prepare(self, request: PrepareRequest) -> Checkpoint:
@@ -139,18 +160,18 @@ class GcpRegionEvacuation:
             services: list[ServiceCapacity] = []
             for name in sorted({r.detail["backend_service"] for r in resolved.resources}):
                 service = self._service(compute, scope.account, name, resolved.step_id)
-                inside = [b for b in service.backends if group_region(b.group) == scope.region]
+                inside = [b for b in service.backends if self.inside(b.group, scope)]
                 if not inside:
                     continue
-                self._refuse_without_capacity(resolved.step_id, service, scope.region, {})
+                self._refuse_without_capacity(resolved.step_id, service, scope, {})
                 services.append(ServiceCapacity(service=name, backends=[
                     BackendCapacity(group=b.group, capacity_scaler=_scaler(b)) for b in inside]))
             count = sum(len(s.backends) for s in services)
             if not count:
                 raise TargetNotFound(f"step {resolved.step_id}: no backend has its group in "
-                                     f"{scope.region} any more")
+                                     f"{self.place(scope)} any more")
             return Checkpoint(run_id=request.run_id, step_id=resolved.step_id,
-                              action="evacuate_region", scope=scope, resources=count,
+                              action=self.action, scope=scope, resources=count,
                               state=EvacuationState(services=services).model_dump(mode="json"))
 
     def apply(self, request: FaultRequest) -> FaultResult:
@@ -159,7 +180,7 @@ class GcpRegionEvacuation:
         scope = checkpoint.scope
         state = EvacuationState.model_validate(checkpoint.state)
         result = FaultResult()
-        with translated(f"evacuating {scope.region}"):
+        with translated(f"evacuating {self.place(scope)}"):
             compute = self._clients()
             for done, entry in enumerate(state.services, start=1):
                 wanted = {b.group: 0.0 for b in entry.backends}
@@ -174,7 +195,7 @@ class GcpRegionEvacuation:
         scope = checkpoint.scope
         state = EvacuationState.model_validate(checkpoint.state)
         result = FaultResult()
-        with translated(f"failing back to {scope.region}"):
+        with translated(f"failing back to {self.place(scope)}"):
             compute = self._clients()
             for done, entry in enumerate(state.services, start=1):
                 wanted = {b.group: b.capacity_scaler for b in entry.backends}
@@ -199,7 +220,7 @@ class GcpRegionEvacuation:
             changing = [b for b in service.backends
                         if b.group in wanted and not _same(_scaler(b), wanted[b.group])]
             if check_capacity and changing:
-                self._refuse_without_capacity(step_id, service, scope.region, wanted)
+                self._refuse_without_capacity(step_id, service, scope, wanted)
             if not changing:
                 break
             backends = []

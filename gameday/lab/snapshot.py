@@ -89,6 +89,10 @@ def gcp_view(endpoint: str) -> dict[str, str]:
                     f"{k}={v}" for k, v in sorted(instance.get("labels", {}).items()))
         for rule in http.get(f"{base}/global/firewalls").json().get("items", []):
             view[f"gcp firewall {rule['name']}"] = f"priority {rule['priority']} {rule['direction']}"
+            if rule.get("description", "").startswith("gameday fault"):  # partition_regions' cut
+                view[f"gcp firewall {rule['name']} ranges"] = (
+                    f"{','.join(rule.get('sourceRanges', []))} -> "
+                    f"{','.join(rule.get('destinationRanges', []))}")
         for service in http.get(f"{base}/global/backendServices").json().get("items", []):
             for backend in service.get("backends", []):
                 group = backend["group"].rsplit("/", 1)[-1]

@@ -299,6 +299,10 @@ ACTION_LABS: dict[str, str] = {
     "gcp-failover_database": "tests.support.failover_gcp:GcpFailoverLab",
     "azure-failover_database": "tests.support.failover_azure:AzureFailoverLab",
     "aws-deny_capacity": "tests.support.capacity_aws:AwsCapacityLab",
+    "aws-evacuate_zone": "tests.support.zonal_shift_aws:AwsZonalShiftLab",
+    "gcp-evacuate_zone": "tests.support.zonal_evacuation_gcp:GcpZonalEvacuationLab",
+    "gcp-partition_regions": "tests.support.partition_gcp:GcpPartitionLab",
+    "azure-partition_regions": "tests.support.partition_azure:AzurePartitionLab",
 }
 """Each further (cloud, action) as a `CloudLab` whose `zone_step` names that action: the scenarios
 that hold for every fault (exact restore after success, abort, cancel, a refused apply, throttled

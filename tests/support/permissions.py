@@ -72,6 +72,12 @@ AWS_ACTIONS: frozenset[str] = frozenset({
     # apply_ and restore_deny_capacity (and its sweep): each named group's subnets narrowed and
     # put back (its tags, AZRebalance and the subnets' zones use the calls above)
     "autoscaling:UpdateAutoScalingGroup",
+    # evacuate_zone (and its sweep): ARC zonal shift of the named load balancers (zone ids with
+    # DescribeAvailabilityZones above)
+    "arc-zonal-shift:GetManagedResource",
+    "arc-zonal-shift:ListZonalShifts",
+    "arc-zonal-shift:StartZonalShift",
+    "arc-zonal-shift:CancelZonalShift",
 })
 
 # --- GCP: IAM permissions of a custom role -----------------------------------------------------
@@ -120,6 +126,9 @@ GCP_PERMISSIONS: frozenset[str] = frozenset({
     "cloudsql.instances.list",
     "cloudsql.instances.update",
     "cloudsql.instances.failover",
+    # resolve_partition_regions: the network's subnets and their ranges, in every region (the
+    # deny rules are the firewall calls above)
+    "compute.subnetworks.list",
 })
 
 # --- Azure: actions of a custom role definition ------------------------------------------------
@@ -171,6 +180,12 @@ AZURE_ACTIONS: frozenset[str] = frozenset({
     "Microsoft.Compute/virtualMachineScaleSets/write",
     "Microsoft.Insights/autoscalesettings/read",
     "Microsoft.Insights/autoscalesettings/write",
+    # *_partition_regions: the region's VNets with their peerings, the peer VNets' locations;
+    # gameday's two deny rules on each subnet NSG, and its marks on the NSG (tags PATCH)
+    "Microsoft.Network/virtualNetworks/read",
+    "Microsoft.Network/networkSecurityGroups/securityRules/read",
+    "Microsoft.Network/networkSecurityGroups/securityRules/write",
+    "Microsoft.Network/networkSecurityGroups/securityRules/delete",
 })
 
 GRANTED: dict[str, frozenset[str]] = {
@@ -200,6 +215,7 @@ GCP_CALLS: dict[str, frozenset[str]] = {
     "InstancesClient.stop_unary": frozenset({"compute.instances.stop"}),
     "InstancesClient.start_unary": frozenset({"compute.instances.start"}),
     "FirewallsClient.get": frozenset({"compute.firewalls.get"}),
+    "SubnetworksClient.aggregated_list": frozenset({"compute.subnetworks.list"}),
     "FirewallsClient.list": frozenset({"compute.firewalls.list"}),
     "FirewallsClient.insert_unary": frozenset({"compute.firewalls.create",
                                                "compute.networks.updatePolicy"}),
@@ -270,6 +286,19 @@ AZURE_CALLS: dict[str, frozenset[str]] = {
         "Microsoft.Network/networkSecurityGroups/write"}),
     "NetworkManagementClient.network_security_groups.begin_delete": frozenset({
         "Microsoft.Network/networkSecurityGroups/delete"}),
+    # partition_regions (and its sweep): VNets read, the NSG's marks, its rules one by one
+    "NetworkManagementClient.virtual_networks.list": frozenset({
+        "Microsoft.Network/virtualNetworks/read"}),
+    "NetworkManagementClient.virtual_networks.get": frozenset({
+        "Microsoft.Network/virtualNetworks/read"}),
+    "NetworkManagementClient.network_security_groups.update_tags": frozenset({
+        "Microsoft.Network/networkSecurityGroups/write"}),
+    "NetworkManagementClient.security_rules.get": frozenset({
+        "Microsoft.Network/networkSecurityGroups/securityRules/read"}),
+    "NetworkManagementClient.security_rules.begin_create_or_update": frozenset({
+        "Microsoft.Network/networkSecurityGroups/securityRules/write"}),
+    "NetworkManagementClient.security_rules.begin_delete": frozenset({
+        "Microsoft.Network/networkSecurityGroups/securityRules/delete"}),
     "TrafficManagerManagementClient.profiles.get": frozenset({
         "Microsoft.Network/trafficManagerProfiles/read"}),
     # the endpoint type is a runtime value: any of the three

@@ -33,6 +33,8 @@ from xml.sax.saxutils import escape
 
 from gameday.lab.aws.databases import FailoverModel
 from gameday.lab.aws.power import PowerModel
+from gameday.lab.aws.zonal_shift import PREFIXES as ZONAL_SHIFT_PATHS
+from gameday.lab.aws.zonal_shift import ZonalShiftModel
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.realistic import Bucket, Decision, RateCall
 
@@ -107,16 +109,23 @@ class AwsFaultProxy(Emulator):
         ReplaceNetworkAclAssociation: no association lands between the check and the delete."""
         self.power = PowerModel()
         self.failover = FailoverModel()  # Aurora's `failing-over` (gameday.lab.aws.databases)
+        self.zonal_shift = ZonalShiftModel(upstream)  # ARC zonal shift (gameday.lab.aws.zonal_shift)
 
     def reset(self) -> None:
         self.power.reset()
         self.failover.reset()
+        self.zonal_shift.reset()
 
     def _admin(self, request: Request) -> Response:
         """Besides the emulator's admin API, `POST /_emulator/settle`: every instance between two
         power states lands in the next one now (a seed need not wait out `stop_seconds`)."""
         if request.path == "/_emulator/settle" and request.method == "POST":
             self.power.reset()
+            return Response(204)
+        if request.path == "/_emulator/zonal-shifts" and request.method == "GET":
+            return Response(200, {"active": self.zonal_shift.active()})
+        if request.path == "/_emulator/zonal-shifts/expire" and request.method == "POST":
+            self.zonal_shift.expire_all()
             return Response(204)
         return super()._admin(request)
 
@@ -181,6 +190,9 @@ class AwsFaultProxy(Emulator):
 
     def handle(self, request: Request) -> Response:
         action = aws_action(request)
+        key, region, service = signer(request)
+        if service == "arc-zonal-shift" and request.path.startswith(ZONAL_SHIFT_PATHS):
+            return self.zonal_shift.handle(request, key, region)
         if action in ("StopInstances", "StartInstances"):
             return self.power.power_call(action, request, self._forward)
         if action == "DescribeInstances":

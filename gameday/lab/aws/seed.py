@@ -8,6 +8,7 @@ import boto3
 
 from gameday.lab.aws.fleet import seed_fleet
 from gameday.lab.aws.groups import seed_groups
+from gameday.lab.aws.zonal_shift import seed_load_balancers
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
@@ -64,6 +65,7 @@ def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, 
     hosted_zone = seed_route53()
     fleet = seed_fleet(region, {zone: subnets[zone][0] for zone in ZONES})
     fleet["auto_scaling_groups"] = seed_groups(region, subnets)  # deny_capacity
+    fleet["load_balancers"] = seed_load_balancers(region, subnets)  # evacuate_zone
     return {"region": region, "vpcs": {"shop": shop, "batch": batch},
             "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets,
             "hosted_zone": hosted_zone, **fleet}

@@ -28,6 +28,7 @@ from gameday.lab.azure.arm import (
     respond,
     tags_of,
 )
+from gameday.lab.azure.peering import VnetPeerings
 from gameday.lab.azure.references import invalid_reference, owner_of, ref_id
 from gameday.lab.azure.security import SecurityGroups
 from gameday.lab.emulator import Request, Response
@@ -47,7 +48,7 @@ DEFAULT_RULE_TYPE = f"{NS}/networkSecurityGroups/defaultSecurityRules"
 _NIC_COMPUTED = {"provisioningState", "resourceGuid", "virtualMachine", "macAddress", "primary",
                  "ipConfigurations", "networkSecurityGroup", "hostedWorkloads",
                  "tapConfigurations", "vnetEncryptionSupported", "privateEndpoint"}
-class NetworkProvider(SecurityGroups):
+class NetworkProvider(SecurityGroups, VnetPeerings):
     """The Microsoft.Network resources that gameday reads and changes."""
 
     def __init__(self, arm: ResourceManagerEmulator):
@@ -55,6 +56,7 @@ class NetworkProvider(SecurityGroups):
         self.vnets = Table()
         self.nics = Table()
         self.nsgs = Table()
+        self.peerings: dict[str, dict[str, Resource]] = {}
         self.nsg_nics: dict[str, dict[str, str]] = {}
         self.subnet_nics: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
         self.vm_of: dict[str, str] = {}
@@ -65,7 +67,8 @@ class NetworkProvider(SecurityGroups):
     def reset(self) -> None:
         for table in (self.vnets, self.nics, self.nsgs):
             table.clear()
-        for index in (self.nsg_nics, self.subnet_nics, self.vm_of, self._next_host):
+        for index in (self.nsg_nics, self.subnet_nics, self.vm_of, self._next_host,
+                      self.peerings):
             index.clear()
 
     def _register(self) -> None:
@@ -85,6 +88,7 @@ class NetworkProvider(SecurityGroups):
         route("DELETE", vnet, self.delete_vnet)
         route("PATCH", vnet, self._tagger(self.vnets, "vnet", self.render_vnet))
         route("GET", vnet + "/subnets", self.list_subnets)
+        self.register_peerings(vnet)
         route("GET", vnet + rf"/subnets/(?P<subnet>{NAME})", self.get_subnet)
         route("PUT", vnet + rf"/subnets/(?P<subnet>{NAME})", self.put_subnet)
         route("DELETE", vnet + rf"/subnets/(?P<subnet>{NAME})", self.delete_subnet)
@@ -160,6 +164,8 @@ class NetworkProvider(SecurityGroups):
         props = dict(vnet.properties)
         props["provisioningState"] = vnet.state
         props["subnets"] = [self.render_subnet(s) for s in vnet.children.values()]
+        props["virtualNetworkPeerings"] = [self.render_peering(p, vnet.key)
+                                           for p in self.peerings_of(vnet)]
         return vnet.envelope(props)
 
     def _subnet(self, vnet: Resource, name: str, body: Json) -> Resource:
@@ -203,7 +209,8 @@ class NetworkProvider(SecurityGroups):
         body = body_of(request)
         location = require_location(body, existing)
         props = {k: v for k, v in (body.get("properties") or {}).items()
-                 if k not in ("provisioningState", "subnets", "resourceGuid")}
+                 if k not in ("provisioningState", "subnets", "resourceGuid",
+                              "virtualNetworkPeerings")}
         prefixes = (props.get("addressSpace") or {}).get("addressPrefixes") or []
         if not prefixes:
             raise ArmError(400, "InvalidRequestFormat", "addressSpace.addressPrefixes is required.")
@@ -230,7 +237,11 @@ class NetworkProvider(SecurityGroups):
         for subnet in vnet.children.values():
             self._check_subnet_free(subnet)
         self.vnets.remove(vnet, *owner_of(vnet.id))
+        self.peerings.pop(vnet.key, None)
         return respond(None, 200)
+
+    def _vnet(self, request: Request) -> Resource:
+        return self._existing(request, self.vnets, "virtualNetworks", "vnet")
 
     def _subnet_of(self, request: Request) -> tuple[Resource, Resource | None]:
         vnet = self._existing(request, self.vnets, "virtualNetworks", "vnet")

@@ -88,6 +88,8 @@ class State:
     backend_services: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     network_users: dict[tuple[str, str], int] = field(default_factory=dict)
     addresses: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    subnetworks: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """(project, region) → custom-mode subnetworks by name (`gameday.lab.gcp.subnetworks`)."""
     """(project, network, region) → how many addresses were handed out."""
 
 

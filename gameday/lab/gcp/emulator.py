@@ -14,8 +14,9 @@ Known deviations from Compute Engine:
 - a bad reference (an instance's or firewall's network, a group member, a backend's group)
   and deleting a network or group still in use fail the operation, not the HTTP call;
 - setTags, setLabels and backend-service patch/update answer 412 for a missing fingerprint too;
-- subnetworks are read-only: one per region for each auto-mode network, none for custom-mode
-  networks; addresses come from the region's auto-mode range in insertion order and keep
+- auto-mode networks have one read-only subnetwork per region; custom subnetworks are inserted
+  and deleted (`gameday.lab.gcp.subnetworks`), with no patch, expandIpCidrRange or IPv6;
+  instances' addresses come from the region's auto-mode range in insertion order and keep
   counting past the /20;
 - a power operation (stop, start, suspend, resume) shows its instance STOPPING, STAGING or
   SUSPENDING for `power_seconds` (30 s by default), then lands whether or not anyone polls it;

@@ -12,14 +12,15 @@ from typing import Any
 
 from gameday.lab.emulator import ApiError, Request, Response
 from gameday.lab.gcp.catalogue import REGIONS
-from gameday.lab.gcp.core import GLOBAL, NAME, PROJECT, REGION, ComputeCore, Outcome, merge_patch
+from gameday.lab.gcp.core import GLOBAL, NAME, PROJECT, REGION, Outcome, merge_patch
 from gameday.lab.gcp.listing import aggregated_body, list_body
 from gameday.lab.gcp.operations import OpFailure, now
+from gameday.lab.gcp.subnetworks import SubnetworksApi
 
 _FIREWALL_OUTPUT = ("kind", "id", "creationTimestamp", "selfLink", "name", "network")
 
 
-class NetworkingApi(ComputeCore):
+class NetworkingApi(SubnetworksApi):
     def register_networking(self) -> None:
         self.add_route("GET", GLOBAL + "/networks", self.list_networks)
         self.add_route("POST", GLOBAL + "/networks", self.insert_network)
@@ -33,6 +34,8 @@ class NetworkingApi(ComputeCore):
         self.add_route("DELETE", GLOBAL + "/firewalls/" + NAME, self.delete_firewall)
         self.add_route("GET", REGION + "/subnetworks", self.list_subnetworks)
         self.add_route("GET", REGION + "/subnetworks/" + NAME, self.get_subnetwork)
+        self.add_route("POST", REGION + "/subnetworks", self.insert_subnetwork)
+        self.add_route("DELETE", REGION + "/subnetworks/" + NAME, self.delete_subnetwork)
         self.add_route("GET", PROJECT + "/aggregated/subnetworks", self.aggregated_subnetworks)
 
     # --- networks --------------------------------------------------------------------------
@@ -116,7 +119,7 @@ class NetworkingApi(ComputeCore):
     # --- subnetworks ------------------------------------------------------------------------
 
     def subnetworks(self, project: str, region: str) -> list[dict[str, Any]]:
-        """The subnetworks in `region`: one per auto-mode network."""
+        """The subnetworks in `region`: one per auto-mode network, then the custom ones."""
         info = REGIONS[region]
         gateway = str(ipaddress.IPv4Network(info.ip_range).network_address + 1)
         subnets = []
@@ -134,7 +137,7 @@ class NetworkingApi(ComputeCore):
                 "fingerprint": base64.b64encode(hashlib.sha256(path.encode()).digest()[:8]).decode(),
                 "purpose": "PRIVATE", "stackType": "IPV4_ONLY",
             })
-        return subnets
+        return subnets + self.custom_subnetworks(project, region)
 
     def list_subnetworks(self, request: Request) -> Response:
         project, region = request.params["project"], self.region(request)

@@ -173,6 +173,23 @@ class GcpShop(CloudReader):
                     "reason": f"{what} is unreachable: every instance of {zone} is cut off"}
         return {**seen, "reachable": True, "reason": f"{what} is available"}
 
+    def peers(self, region: str) -> dict[str, Any]:
+        """Serving while the region's subnets reach every other region's (`gcp_peers`)."""
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import compute_v1
+
+        from gameday.lab.shop.gcp_peers import peers_verdict
+
+        self.clients()  # refuses while no endpoint is set
+        subnetworks = compute_v1.SubnetworksClient(
+            client_options=ClientOptions(api_endpoint=self.env[self.endpoint_variable]),
+            credentials=AnonymousCredentials())
+        subnets = [(last_segment(where), s) for where, scoped in subnetworks.aggregated_list(
+                       project=self.config.gcp_project, retry=None, timeout=CALL_TIMEOUT)
+                   for s in scoped.subnetworks]
+        return peers_verdict(region, subnets, self._firewalls())
+
     def global_(self) -> dict[str, Any]:
         notes: list[str] = []
         _, _, services = self.clients()

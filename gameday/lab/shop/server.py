@@ -27,6 +27,9 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8270
 ANSWER_SECONDS = 2.0
 CLOUDS = ("aws", "gcp", "azure")
+PEERS = "/peers"
+"""`/<cloud>/<region>/peers`: the region's cross-region check, serving while it reaches every
+peer region the lab connects it to (a partitioned region still serves `/health` locally)."""
 
 _REGION = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 
@@ -70,7 +73,15 @@ class Shop:
     def _evaluate(self, cloud: str, where: str) -> dict[str, Any]:
         try:
             shop = self.clouds[cloud]
-            return shop.global_() if where == "global" else shop.region(where)
+            if where == "global":
+                return shop.global_()
+            if where.endswith(PEERS):
+                region = where.removesuffix(PEERS)
+                if not hasattr(shop, "peers"):
+                    return verdict(cloud, region, True, f"{cloud}'s cross-region reachability is "
+                                   "not modelled: assumed to reach its peers", modelled=False)
+                return shop.peers(region)
+            return shop.region(where)
         except NotConfigured as exc:
             return verdict(cloud, where, False, f"{cloud} is not configured: {exc}")
         except Exception as exc:
@@ -89,7 +100,7 @@ class Shop:
                                                 f"within {self.answer_within:g}s")
 
     def health(self, cloud: str, where: str) -> dict[str, Any]:
-        """One endpoint: `where` is a region or `global`."""
+        """One endpoint: `where` is a region, `<region>/peers` or `global`."""
         deadline = time.monotonic() + self.answer_within
         return self._wait(self._submit(cloud, where), cloud, where, deadline)
 
@@ -144,9 +155,13 @@ class _ShopServer(ThreadingHTTPServer):
         elif len(parts) == 3 and parts[2] == "health" and parts[0] in CLOUDS \
                 and _REGION.match(parts[1]):
             answer = self.shop.health(parts[0], parts[1])
+        elif len(parts) == 3 and parts[2] == "peers" and parts[0] in CLOUDS \
+                and _REGION.match(parts[1]) and parts[1] != "global":
+            answer = self.shop.health(parts[0], parts[1] + PEERS)
         elif not parts:
             return 200, {"service": "gameday lab shop", "endpoints": [
-                "/health", "/<cloud>/global/health", "/<cloud>/<region>/health"],
+                "/health", "/<cloud>/global/health", "/<cloud>/<region>/health",
+                "/<cloud>/<region>/peers"],
                 "clouds": list(CLOUDS)}
         else:
             return 404, {"serving": False, "reason": f"no such endpoint: {path}; try /health, "

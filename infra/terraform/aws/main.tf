@@ -163,6 +163,21 @@ data "aws_iam_policy_document" "gameday" {
     }
   }
 
+  # evacuate_zone: ARC zonal shifts of the named load balancers; AWS allows no tags on a shift
+  # (its comment is gameday's mark), so the statement cannot narrow by tag.
+  statement {
+    sid       = "ReadZonalShifts"
+    effect    = "Allow"
+    actions   = ["arc-zonal-shift:GetManagedResource", "arc-zonal-shift:ListZonalShifts"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "ShiftLoadBalancers"
+    effect    = "Allow"
+    actions   = ["arc-zonal-shift:StartZonalShift", "arc-zonal-shift:CancelZonalShift"]
+    resources = ["arn:aws:elasticloadbalancing:*:*:loadbalancer/*"]
+  }
+
   # deny_capacity: narrow the subnets of, and suspend and resume AZRebalance of, only groups
   # that carry gameday's mark (marked first, with the HoldGroups tag statement above); the
   # restore after someone removed the mark is refused and retried until it is put back.

@@ -65,6 +65,12 @@ resource "azurerm_role_definition" "gameday" {
       "Microsoft.Compute/virtualMachineScaleSets/write",
       "Microsoft.Insights/autoscalesettings/read",
       "Microsoft.Insights/autoscalesettings/write",
+      # *_partition_regions, sweep: VNets and their peerings; gameday's deny rules on each subnet
+      # NSG (its marks are an NSG write, above)
+      "Microsoft.Network/virtualNetworks/read",
+      "Microsoft.Network/networkSecurityGroups/securityRules/read",
+      "Microsoft.Network/networkSecurityGroups/securityRules/write",
+      "Microsoft.Network/networkSecurityGroups/securityRules/delete",
     ]
     not_actions = []
   }

@@ -63,6 +63,8 @@ resource "google_project_iam_custom_role" "gameday" {
     "cloudsql.instances.list",
     "cloudsql.instances.update",
     "cloudsql.instances.failover",
+    # resolve_partition_regions: the network's subnets (the deny rules are the firewall calls)
+    "compute.subnetworks.list",
   ]
 }
 
