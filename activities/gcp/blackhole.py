@@ -86,6 +86,19 @@ def rule_description(run_id: str, step_id: str) -> str:
     return f"{DESCRIPTION_PREFIX} run={run_id} step={step_id}"
 
 
+def insert_rule(compute: Compute, checkpoint: Checkpoint, firewall: compute_v1.Firewall) -> bool:
+    """Insert one of the checkpoint's deny rules, under a request id derived from the run, step and
+    rule, so that a retried insert is one insert; False when the rule already exists."""
+    request_id = str(uuid.uuid5(REQUEST_NAMESPACE,
+                                f"{checkpoint.run_id}\n{checkpoint.step_id}\n{firewall.name}"))
+    try:
+        mutate(compute, compute.firewalls.insert_unary, request=compute_v1.InsertFirewallRequest(
+            project=checkpoint.scope.account, firewall_resource=firewall, request_id=request_id))
+    except exceptions.Conflict:
+        return False
+    return True
+
+
 
 _DESCRIPTION = re.compile(re.escape(DESCRIPTION_PREFIX) + r" run=(?P<run>.+) step=(?P<step>\S*)$")
 
@@ -287,15 +300,7 @@ class GcpZoneBlackhole:
             firewall.source_ranges = ["0.0.0.0/0"]
         else:
             firewall.destination_ranges = ["0.0.0.0/0"]
-        request_id = str(uuid.uuid5(REQUEST_NAMESPACE,
-                                    f"{checkpoint.run_id}\n{checkpoint.step_id}\n{rule.name}"))
-        try:
-            mutate(compute, compute.firewalls.insert_unary,
-                    request=compute_v1.InsertFirewallRequest(
-                        project=checkpoint.scope.account, firewall_resource=firewall,
-                        request_id=request_id))
-        except exceptions.Conflict:
-            pass
+        insert_rule(compute, checkpoint, firewall)
 
     @staticmethod
     def _tags_now(compute: Compute, scope: Scope) -> dict[str, compute_v1.Tags]:

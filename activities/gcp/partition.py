@@ -14,7 +14,6 @@ so `gameday sweep` finds and deletes it as it does the zone blackhole's rules.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -26,11 +25,11 @@ from activities.gcp.api import Compute, call, compute_clients, last, mutate, tra
 from activities.gcp.blackhole import (
     _NAME,
     MAX_NAME,
-    REQUEST_NAMESPACE,
     RULE_PRIORITY,
     TAG_PREFIX,
     _digest,
     _trimmed,
+    insert_rule,
     parse_description,
     rule_description,
 )
@@ -215,17 +214,10 @@ class GcpRegionPartition:
                     destination_ranges=rule.destination_ranges,
                     denied=[compute_v1.Denied(I_p_protocol="all")],
                     description=rule_description(checkpoint.run_id, checkpoint.step_id))
-                request_id = str(uuid.uuid5(
-                    REQUEST_NAMESPACE, f"{checkpoint.run_id}\n{checkpoint.step_id}\n{rule.name}"))
-                try:
-                    mutate(compute, compute.firewalls.insert_unary,
-                           request=compute_v1.InsertFirewallRequest(
-                               project=checkpoint.scope.account, firewall_resource=firewall,
-                               request_id=request_id))
-                except exceptions.Conflict:
+                if insert_rule(compute, checkpoint, firewall):
+                    result.changed += 1
+                else:
                     result.unchanged += 1
-                    continue
-                result.changed += 1
         return result
 
     def restore(self, request: FaultRequest) -> FaultResult:
