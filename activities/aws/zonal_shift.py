@@ -129,9 +129,11 @@ class AwsZonalShift:
         target = request.step.target
         assert isinstance(target, AwsZoneTraffic)
         resolved = request.resolved
+        # the plan resolved the zone's AZ ID for this account (an account's AZ IDs never change)
+        found = {r.detail.get("away_from") for r in resolved.resources} - {None}
+        zone_id = str(found.pop()) if len(found) == 1 else self._zone_id(target.region, target.zone)
         state = ZonalShiftState(
-            region=target.region, zone=target.zone,
-            zone_id=self._zone_id(target.region, target.zone),
+            region=target.region, zone=target.zone, zone_id=zone_id,
             expires_in=expires_in(getattr(request.step, "duration", None), resolved.step_id),
             comment=comment_of(request.run_id, resolved.step_id),
             resources=[ShiftedResource(arn=r.id) for r in resolved.resources])
