@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gameday.identity import Identity
+from gameday.plan import Checkpoint, ResolvedStep
 from gameday.runbook import Runbook
 
 Phase = Literal[
@@ -37,6 +38,12 @@ class GameDayInput(Model):
     watchdog_poll: timedelta | None = Field(
         None, description="how often the dead man's switch checks that this run is alive (30s)"
     )
+    handover_events: int | None = Field(
+        None, ge=200, le=10_000, description="history length at which the run continues as new "
+        "(4000; workflows/handover.py)")
+    carried: Carried | None = Field(
+        None, description="set by the GameDay itself when it continues as new: the previous run's "
+        "state (workflows/handover.py); never by whoever starts a GameDay")
 
 
 class Approve(Model):
@@ -204,3 +211,93 @@ def approve_flags(gate: str, signed: bool) -> str:
     """What `gameday approve RUN --as WHO` needs besides: the gate (none for the start) and, for a
     runbook whose approvals are signed, the key to sign with."""
     return ("" if gate == "start" else f" --step {gate}") + (" --sign-with <your key file>" if signed else "")
+
+
+# --- continue-as-new ------------------------------------------------------------------------------
+# A GameDay held for days would pass Temporal's history limits (10,240 events warn, 51,200
+# terminate). So, while its faults hold and nothing is in flight, it continues as new under the
+# same workflow id, and the new run takes over from this record (workflows/handover.py): what the
+# board shows (every event since the start, the steps, the probe table), the saga (every
+# checkpoint, restored or not), the approvals counted, where the runbook is, drift's coverage and
+# the steady state's count of failed checks. Nothing the promise depends on lives anywhere else.
+
+
+class CarriedEntry(BaseModel):
+    """One saga entry: a recorded fault, restored or still in effect."""
+
+    step_id: str
+    checkpoint: Checkpoint
+    group: int
+    unit: int
+    restored: bool
+
+
+class CarriedDrift(BaseModel):
+    """A drift watch that was going when the run handed over: what it has brought under the fault
+    so far, so the next run neither cuts those again nor reuses a round's unit id."""
+
+    step_id: str
+    group: int
+    covered: list[str]
+    rounds: int
+    units: int
+
+
+class CarriedCheck(BaseModel):
+    """One steady-state check as recovery objectives measure it (gameday/objectives.py `Check`)."""
+
+    at: datetime
+    failures: str
+
+
+class CarriedRecovery(BaseModel):
+    """One step's recovery measure so far (gameday/objectives.py `Recovery`)."""
+
+    recover_within: timedelta
+    applied_at: datetime
+    checks: int
+    detected_at: datetime | None
+    detected_by: str
+    last_failure_at: datetime | None
+    recovered_at: datetime | None
+    last_check_at: datetime | None
+
+
+class Carried(Model):
+    """Everything a run of a GameDay hands to the next one."""
+
+    run: int
+    """The number of the run that takes over (the first run is 1)."""
+    started: datetime
+    deadline: datetime
+    plan: list[ResolvedStep]
+    plan_hash: str | None
+    steps: list[StepStatus]
+    events: list[Event]
+    probe_checks: list[ProbeResult]
+    probe_checks_dropped: int
+    steady_state_now: SteadyStateNow | None
+    hypothesis_held: bool
+    restore_failed: bool
+    approvals_counted: dict[str, list[str]]
+    rejection: Reject | None
+    saga: list[CarriedEntry]
+    unit_ids: list[str]
+    group: int
+    """The runbook item in progress: its interrupted holds go on, then the items after it."""
+    holds: dict[str, datetime]
+    """Each hold (or wait) the hand-over interrupted, by step id: when it ends."""
+    hold_ends: dict[str, datetime]
+    """When each step's hold ends (the steady-state watch sizes its windows by them)."""
+    drift: list[CarriedDrift]
+    known_ok: bool | None
+    failed_checks: int
+    """Consecutive failed steady-state checks so far: a breach counts across runs."""
+    recoveries: dict[str, CarriedRecovery]
+    recent_checks: list[CarriedCheck]
+    injecting_since: dict[str, datetime]
+    leases_held: bool
+    watchdog_armed: bool
+
+
+GameDayInput.model_rebuild()

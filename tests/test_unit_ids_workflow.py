@@ -25,7 +25,8 @@ from tests.support.gameday import (
     step_state,
     wait_for,
 )
-from workflows.gameday import GameDayWorkflow, drift_unit_id, unit_collisions
+from workflows.gameday import GameDayWorkflow, drift_unit_id
+from workflows.planning import unit_collisions
 from workflows.watchdog import GameDayWatchdog, WatchdogInput
 
 REGION_STEP = {"id": "r", "action": "blackhole_region",

@@ -1,8 +1,9 @@
 """A GameDay can last a week (issue 21): three parallel blackholes held for seven days, drift every
-minute and a steady state every 15 s, on the time-skipping test server through the real fault and
-drift activities against moto. Each run's history stays under Temporal's 10,240-event warning
-(the GameDay continues as new, under one workflow id), every fault is restored exactly, after
-completion and after an abort at a random moment, and the report covers the whole week.
+minute (`GAMEDAY_WEEK_DRIFT`) and a steady state every 15 s, on the time-skipping test server
+through the real fault and drift activities against moto. Each run's history stays under
+Temporal's 10,240-event warning (the GameDay continues as new, under one workflow id), every fault
+is restored exactly, after completion and after an abort at a random moment, and the report covers
+the whole week.
 
 `probe.watch` is `bench.history.watch_at_once`: the server skips no time while an activity runs,
 and the real watch holds each five-minute window open in real time, back to back, so a GameDay with
@@ -41,12 +42,16 @@ from tests.support.health import HealthServer
 from workflows.gameday import GameDayWorkflow
 
 pytestmark = [
-    pytest.mark.skipif(not os.environ.get("GAMEDAY_WEEK_LONG"),
-                       reason="costs about four minutes: runs with GAMEDAY_WEEK_LONG=1 (make faults)"),
-    pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-        "issue 21 is not done: the GameDay never continues as new, so three held steps with drift "
-        "every minute pass the 10,240-event warning within about five hours (bench/history.py)")),
+    pytest.mark.skipif(not os.environ.get("GAMEDAY_WEEK_LONG"), reason=(
+        "a simulated week costs minutes of real time (each drift look and watch window is a real "
+        "activity and a skip of the server's clock): runs with GAMEDAY_WEEK_LONG=1 (make faults); "
+        "tests/test_handover.py proves continue-as-new in seconds on the dev server")),
+    pytest.mark.timeout(3600),
 ]
+
+DRIFT = os.environ.get("GAMEDAY_WEEK_DRIFT", "1m")
+"""Drift every minute, as issue 21 asks: about 30,000 real drift looks against moto over the week;
+`GAMEDAY_WEEK_DRIFT=1h` for a quicker look."""
 
 HOLD = "167h"
 """Each step is held six days and 23 hours, within `max_duration: 168h` (7 days; runbook durations
@@ -59,7 +64,7 @@ class OverTheLimit(Exception):
 
 
 def _week_runbook(health: HealthServer) -> Runbook:
-    return gameday_runbook([{"parallel": [blackhole(zone, HOLD) for zone in ZONES]}], "168h", "1m",
+    return gameday_runbook([{"parallel": [blackhole(zone, HOLD) for zone in ZONES]}], "168h", DRIFT,
                            health.url, interval="15s")
 
 
@@ -144,6 +149,8 @@ def test_a_week_long_gameday_completes_with_bounded_history(aws, runner):
         closed.reason
     assert acl_snapshot() == before
     assert max(lengths) < WARNING_EVENTS and len(lengths) > 1, lengths
+    print(f"week: {len(lengths)} runs, {sum(lengths)} events in all, the longest run "
+          f"{max(lengths)} events")
     _one_gameday_across_runs(closed, lengths)
 
     report = build_report(workflow_id, closed)
@@ -174,7 +181,7 @@ def test_an_abort_after_several_continue_as_news_restores_exactly(aws, runner):
                     await _follow(env.client, closing, handle.id, lambda runs: len(runs) >= 2)
                     subnet, default_acl = _add_subnet(aws["vpcs"]["shop"])
                     expected["associations"][subnet] = default_acl
-                    runs_before_abort = rng.randint(3, 5)
+                    runs_before_abort = rng.randint(2, 3)
                     await _follow(env.client, closing, handle.id,
                                   lambda runs: len(runs) >= runs_before_abort)
                     await asyncio.wait([closing], timeout=rng.uniform(0, 2))  # a random moment
@@ -196,7 +203,7 @@ def test_an_abort_after_several_continue_as_news_restores_exactly(aws, runner):
         health.stop()
     assert (closed.outcome, closed.restored) == ("aborted", True), (seed, closed.reason)
     assert acl_snapshot() == expected, seed
-    assert len(lengths) >= 4 and max(lengths) < WARNING_EVENTS, (seed, lengths)
+    assert len(lengths) >= 3 and max(lengths) < WARNING_EVENTS, (seed, lengths)
     _one_gameday_across_runs(closed, lengths)
     assert all(step.state == "restored" for step in closed.steps), closed.steps
     report = build_report(workflow_id, closed)

@@ -20,6 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from gameday.durations import format_duration
     from gameday.plan import ActivityVerb, Checkpoint, FaultResult
     from workflows.errors import describe
+    from workflows.gates import Gates
+    from workflows.leases import RunLeases
     from workflows.routing import RESTORE_RETRY, RESTORE_ROUND, round_pause
     from workflows.saga import Saga, SagaEntry
     from workflows.status_board import StatusBoard
@@ -136,3 +138,28 @@ class Compensation:
                 continue
             status.error = earlier
             return result
+
+
+async def finish(board: StatusBoard, gates: Gates, watchdog: WatchdogLink, leases: RunLeases) -> None:
+    """The close-out once compensation is over: the outcome published, the watchdog and the leases
+    released when every fault is restored (else the watchdog keeps its watch), the end notified."""
+    if board.outcome is None:
+        board.end("failed", "the run ended without an outcome")
+    assert board.outcome is not None
+    board.close()
+    if board.restore_failed and board.outcome == "completed":
+        board.end("failed", "a fault could not be restored")
+    board.publish_outcome()
+    board.set_phase(board.outcome)
+    gates.record_early()  # sent while planning, and planning never reached a gate
+    restored = board.all_restored()
+    board.event("finished", f"outcome {board.outcome}; every fault restored: {restored}")
+    if restored:
+        await watchdog.tell("release")
+        await leases.release()
+    board.notify("end", f"GameDay *{board.runbook.name}* ended: {board.outcome}"
+                 + (f" ({board.reason})" if board.reason else "")
+                 + f"; hypothesis held: {board.hypothesis_verdict()}; every fault restored: "
+                 f"{board.all_restored()}.")
+    await board.notified()
+    board.publish()

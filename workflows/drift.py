@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +40,18 @@ Inject = Callable[[str, FaultStep, int, ResolvedStep, int, list[SagaEntry]], Awa
 step's saga entries so far); it records the compensation before it applies."""
 
 
+@dataclass
+class Follow:
+    """One drift watch's progress: what it has covered (the plan's resources, then each round's),
+    how many rounds found something, and how many units the step has."""
+
+    step_id: str
+    group: int
+    covered: set[str] = field(default_factory=set)
+    rounds: int = 0
+    units: int = 0
+
+
 class DriftWatch:
     """The drift watches of one run, and the unit ids the run has used."""
 
@@ -50,6 +63,10 @@ class DriftWatch:
         """Every unit id of the run: the plan's, then each drift round's (contract §7)."""
         self.watches: list[asyncio.Task[None]] = []
         self._told_to_stop: set[asyncio.Task[Any]] = set()
+        self.handing_over = False
+        """The run hands over to its next run (workflows/handover.py): each watch stops at its next
+        look, before it changes anything, and leaves its progress in `handed`."""
+        self.handed: list[Follow] = []
 
     def watch(self, step: FaultStep, planned: ResolvedStep, group: int,
               units: int) -> asyncio.Task[None] | None:
@@ -57,21 +74,27 @@ class DriftWatch:
         `planned` ones; `units` is how many units the step already has."""
         if self.runbook.drift_interval is None or step.action not in DRIFTING:
             return None
-        watch = asyncio.create_task(self._follow(step, planned, group, units))
+        return self.resume(step, Follow(step.id, group, {r.id for r in planned.resources}, 0, units))
+
+    def resume(self, step: FaultStep, follow: Follow) -> asyncio.Task[None]:
+        """A watch that goes on from `follow` (a new watch, or one handed over by the last run)."""
+        watch = asyncio.create_task(self._follow(step, follow))
         self.watches.append(watch)
         return watch
 
-    async def _follow(self, step: FaultStep, planned: ResolvedStep, group: int, units: int) -> None:
+    async def _follow(self, step: FaultStep, follow: Follow) -> None:
         interval = self.runbook.drift_interval
         assert interval is not None
         board = self.board
         status = board.steps[step.id]
-        covered = {r.id for r in planned.resources}
+        covered, group, units = follow.covered, follow.group, follow.units
         limit = self.runbook.guardrails.max_resources_per_step
-        round_ = 0
         while True:
             self._stop_if_told()
             await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
+            if self.handing_over:
+                self.handed.append(follow)
+                return
             try:
                 found = await resolve_step(step, self.runbook, only_new=True)
                 self._stop_if_told()
@@ -82,6 +105,9 @@ class DriftWatch:
                 board.event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
                 continue
             new = [r for r in found.resources if r.id not in covered]
+            if self.handing_over:  # the next run looks again, and cuts them
+                self.handed.append(follow)
+                return
             if not new:
                 continue
             if len(covered) + len(new) > limit:
@@ -89,9 +115,9 @@ class DriftWatch:
                             f"max_resources_per_step ({limit}); left alone", step=step.id)
                 covered |= {r.id for r in new}
                 continue
-            round_ += 1
+            follow.rounds += 1
             extension = found.model_copy(update={"resources": new})
-            drifted = [(unit.model_copy(update={"id": drift_unit_id(unit.id, round_)}), resolved)
+            drifted = [(unit.model_copy(update={"id": drift_unit_id(unit.id, follow.rounds)}), resolved)
                        for unit, resolved in fault_units(step, extension)]
             taken = sorted(unit.id for unit, _ in drifted if unit.id in self.unit_ids)
             if taken:
@@ -112,6 +138,7 @@ class DriftWatch:
                     board.event("drift_apply_failed", f"{unit.id}: {describe(error)}; it is "
                                 "restored with the rest", step=step.id)
             units += len(drifted)
+            follow.units = units
             covered |= {r.id for r in new}
             status.resources += len(new)
             board.event("drift", f"{step.id}: {len(new)} new resources brought under the fault "

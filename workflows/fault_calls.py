@@ -82,3 +82,24 @@ async def fault_activity(
         cancellation_type=cancellation_type,
         summary=summary,
     )
+
+
+FAULT_ACTIVITY_TIMEOUT = timedelta(hours=2)
+"""At a cloud's rate limit a large zone takes long (10,000 subnets at EC2's 5 mutations a second:
+~35 min); the heartbeat timeout, not this, notices a dead worker."""
+
+
+async def run_fault(verb: ActivityVerb, checkpoint: Checkpoint, guardrails: Guardrails,
+                    retry: RetryPolicy) -> FaultResult:
+    """The GameDay's apply or restore of a checkpoint: cancelled, it waits until the activity has
+    stopped, so that no call of it can land after."""
+    scope = checkpoint.scope
+    where = scope.zone or scope.region
+    return await fault_activity(
+        verb, checkpoint, guardrails,
+        start_to_close_timeout=FAULT_ACTIVITY_TIMEOUT,
+        retry_policy=retry,
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
+                f"({checkpoint.resources} resources)",
+    )

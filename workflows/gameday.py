@@ -9,18 +9,20 @@ order in tasks that the workflow's cancellation does not reach, retrying without
 The workflow reads like the runbook: plan, gate, lease and arm, baseline, groups, compensate,
 recovery. Its helpers keep the rest: the approval rules (approvals.py) and the gates that wait on
 them and answer approve, reject and abort (gates.py), the zone leases (leases.py), the saga's order
-(saga.py), the restores it drives (compensation.py), what the world sees (status_board.py), the
-steady state (steady_state.py), drift (drift.py), the cloud calls of a fault (fault_calls.py) and
-the dead man's switch (watchdog.py).
+(saga.py), the plan (run_plan.py), the restores it drives and the close-out (compensation.py), what
+the world sees (status_board.py), the steady state (steady_state.py), drift (drift.py), the cloud
+calls of a fault (fault_calls.py), the dead man's switch (watchdog.py) and continue-as-new
+(handover.py): a GameDay held for days hands over to a next run under the same workflow id while
+its faults hold, so that no run's history grows past Temporal's limits.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
@@ -34,13 +36,13 @@ with workflow.unsafe.imports_passed_through():
         Checkpoint,
         FaultResult,
         ResolvedStep,
-        plan_hash,
     )
     from gameday.runbook import FaultStep, ParallelGroup, WaitStep
     from gameday.status import (
         GAMEDAY_FAILED,
         Abort,
         Approve,
+        Carried,
         GameDayInput,
         GameDayStatus,
         Reject,
@@ -50,14 +52,16 @@ with workflow.unsafe.imports_passed_through():
     from gameday.units import drift_unit_id as drift_unit_id
     from workflows.approvals import ApprovalDesk
     from workflows.compensation import PATCH_RESTORE_IN_ROUNDS as PATCH_RESTORE_IN_ROUNDS
-    from workflows.compensation import Compensation, shielded
+    from workflows.compensation import Compensation, finish, shielded
     from workflows.drift import PATCH_DRIFT_STOPS_WHEN_TOLD as PATCH_DRIFT_STOPS_WHEN_TOLD
     from workflows.drift import DriftWatch
     from workflows.errors import Refused, describe
-    from workflows.fault_calls import fault_activity, fault_units, prepare_activity
+    from workflows.fault_calls import fault_units, prepare_activity, run_fault
     from workflows.gates import Gates, Rejected
+    from workflows.handover import Handover
     from workflows.leases import RunLeases
-    from workflows.planning import guardrail_problems, resolve_step
+    from workflows.payloads import first_error, malformed, parse
+    from workflows.run_plan import make_plan
     from workflows.saga import Saga, SagaEntry
     from workflows.status_board import StatusBoard
     from workflows.steady_state import PATCH_WATCH_UNTIL_RESTORE as PATCH_WATCH_UNTIL_RESTORE
@@ -67,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
 APPLY_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1),
                           maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
-FAULT_ACTIVITY_TIMEOUT = timedelta(hours=2)
 tracer = trace.get_tracer("gameday.workflow")
 
 
@@ -95,53 +98,16 @@ instead of failing its task again and again behind a phase that says `planning`.
 `Exception`: a non-determinism error must leave the run in place for a fixed worker to resume."""
 
 
-def _parse(model: type[Any], payload: Any) -> Any:
-    """The payload as `model`, or one sentence saying what is wrong with it."""
-    if isinstance(payload, model):
-        return payload
-    try:
-        return model.model_validate(payload)
-    except ValidationError as error:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: "
-                    f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors()[:3]]
-        return "; ".join(problems)
-
-
-def _malformed(model: type[Any], payload: Any) -> None:
-    """Update validators: refuse a payload that is not a `model`, in one sentence."""
-    parsed = _parse(model, payload)
-    if isinstance(parsed, str):
-        raise ValueError(f"malformed {model.__name__.lower()} request: {parsed}")
-
-
-def _first(error: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
-
-
-def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
-    """Sentences naming each unit id that two units of a plan would share, for `(step id, unit id)`
-    pairs. Empty once `gameday validate` refuses colliding step ids; a cloud may still report an
-    unexpected zone name, and two units under one id would leave one of them to no dead man's
-    switch."""
-    owners: dict[str, list[str]] = {}
-    for step_id, unit_id in units:
-        owners.setdefault(unit_id, []).append(step_id)
-    return [f"unit id {unit_id} would be shared by steps {' and '.join(dict.fromkeys(steps))}"
-            if len(set(steps)) > 1 else f"unit id {unit_id} would be used twice by step {steps[0]}"
-            for unit_id, steps in owners.items() if len(steps) > 1]
-
-
 @workflow.defn(name="GameDayWorkflow", failure_exception_types=list(WORKFLOW_BUGS))
 class GameDayWorkflow:
     @workflow.init
     def __init__(self, input: GameDayInput) -> None:
         self._input = input
         self._runbook = input.runbook
-        self._started = workflow.now()
-        self._deadline = self._started + min(self._runbook.max_duration, MAX_RUN)
+        carried = input.carried
+        self._started = carried.started if carried else workflow.now()
+        self._deadline = (carried.deadline if carried
+                          else self._started + min(self._runbook.max_duration, MAX_RUN))
         self._desk = ApprovalDesk(self._runbook, workflow.info().workflow_id)
         self._saga = Saga()
         self._board = StatusBoard(self._runbook, self._desk, self._saga, self._started, self._deadline)
@@ -154,6 +120,9 @@ class GameDayWorkflow:
         self._drift = DriftWatch(self._runbook, self._board, self._inject)
         self._compensation = Compensation(self._saga, self._board, self._watchdog,
                                           self._fault_activity)
+        self._handover = Handover(self._board, self._gates, self._saga, self._steady, self._drift,
+                                  self._leases, self._watchdog, input.handover_events)
+        self._resumed_drift = self._handover.take_over(carried) if carried is not None else []
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -162,9 +131,12 @@ class GameDayWorkflow:
         """The status once closed; a GameDay that failed, or left a fault it could not restore,
         closes as Failed (`ApplicationError` of type `GameDayFailed`, the status as its detail)."""
         try:
-            await self._conduct(input)
+            carried = await self._conduct(input)
         except Exception as error:
+            carried = None
             await self._close_after_bug(error)
+        if carried is not None:
+            workflow.continue_as_new(input.model_copy(update={"carried": carried}))
         handlers = asyncio.create_task(workflow.wait_condition(workflow.all_handlers_finished))
         await shielded(self._board, handlers,
                        "cancellation while closing; the run closes with its own outcome")
@@ -190,17 +162,35 @@ class GameDayWorkflow:
             workflow.logger.exception("GameDay workflow failed while closing", exc_info=again)
             raise ApplicationError(reason, type=GAMEDAY_FAILED, non_retryable=True) from again
 
-    async def _conduct(self, input: GameDayInput) -> None:
-        self._board.event("started", f"GameDay {self._runbook.name} started"
-                          + (f" by {input.started_by}" if input.started_by else "")
-                          + f"; every fault is restored by {self._deadline.isoformat()}")
+    async def _conduct(self, input: GameDayInput) -> Carried | None:
+        """Carry out the runbook and close; or, handing over to a next run, what it takes over."""
+        carried = input.carried
+        if carried is None:
+            self._board.event("started", f"GameDay {self._runbook.name} started"
+                              + (f" by {input.started_by}" if input.started_by else "")
+                              + f"; every fault is restored by {self._deadline.isoformat()}")
+            body = self._body = asyncio.create_task(self._carry_out())
+        else:
+            self._board.event("continued", f"run {carried.run} of the GameDay takes over from the "
+                              "last (continue-as-new keeps each run's history bounded)")
+            body = self._body = asyncio.create_task(self._carry_on(carried))
         self._board.publish()
-        body = self._body = asyncio.create_task(self._carry_out())
         try:
-            await workflow.wait_condition(
-                lambda: body.done() or self._gates.abort is not None, timeout=self._remaining(),
-                timeout_summary=f"deadline: max_duration {format_duration(self._runbook.max_duration)}, "
-                                f"then abort and restore")
+            while True:
+                await workflow.wait_condition(
+                    lambda: (body.done() or self._gates.abort is not None
+                             or self._handover.due()),
+                    timeout=self._remaining(),
+                    timeout_summary=f"deadline: max_duration {format_duration(self._runbook.max_duration)}, "
+                                    f"then abort and restore")
+                if body.done() or self._gates.abort is not None:
+                    break
+                handed = await self._handover.hand_over(body, self._watching,
+                                                        carried.run + 1 if carried else 2, self._remaining())
+                if handed is not None:
+                    return handed
+                if not self._handover.too_large:
+                    break  # an abort, or the body ended: close as usual
         except TimeoutError:
             self._gates.request_abort(Abort(by="gameday", reason=(
                 f"max_duration {format_duration(self._runbook.max_duration)} reached")))
@@ -219,6 +209,33 @@ class GameDayWorkflow:
         # the recovery check or the close-out: they run in a task of their own
         await shielded(self._board, asyncio.create_task(self._close_out(early)),
                        "cancellation while closing; restoring and closing go on")
+        return None
+
+    # --- continue-as-new (workflows/handover.py) ---------------------------------------------
+
+    async def _carry_on(self, carried: Carried) -> None:
+        """A run that took over: its steady-state watch and drift go on, the holds the last run
+        interrupted end when they would have, then the items after them run."""
+        self._board.set_phase("running")
+        if self._runbook.steady_state is not None:
+            self._watching = asyncio.create_task(self._steady.watch())
+        steps = {s.id: s for s in self._runbook.fault_steps()}
+        watches = {f.step_id: self._drift.resume(steps[f.step_id], f) for f in self._resumed_drift}
+        item = self._runbook.steps[carried.group]
+        members = item.parallel if isinstance(item, ParallelGroup) else [item]
+        self._handover.open.update(step.id for step in members if step.id in carried.holds)
+        async with asyncio.TaskGroup() as group:
+            for step in members:
+                until = carried.holds.get(step.id)
+                if until is None:
+                    continue
+                if isinstance(step, WaitStep):
+                    group.create_task(self._tracked(step.id, self._wait_until(step, until)))
+                else:
+                    group.create_task(self._tracked(step.id, self._hold(step, watches.get(step.id), until)))
+        if self._handover.handing_over:
+            return
+        await self._run_items(carried.group + 1)
 
     async def _close_out(self, early: asyncio.Task[None] | None) -> None:
         if self._watching is not None and not self._watching.done():
@@ -237,7 +254,7 @@ class GameDayWorkflow:
         if self._runbook.max_duration > MAX_RUN:
             raise Refused(f"max_duration {format_duration(self._runbook.max_duration)} is longer than "
                           f"the {format_duration(MAX_RUN)} a GameDay may last; nothing was changed")
-        await self._make_plan()
+        self._drift.unit_ids.update(await make_plan(self._runbook, self._board))
         self._stop_if_aborted()
         await self._gates.wait_for("start")
         self._board.set_phase("running")
@@ -256,13 +273,31 @@ class GameDayWorkflow:
         self._stop_if_aborted()
         if self._runbook.steady_state is not None:
             self._watching = asyncio.create_task(self._steady.watch())
-        for index, item in enumerate(self._runbook.steps):
+        await self._run_items(0)
+
+    async def _run_items(self, first: int) -> None:
+        """The runbook's items from `first` on, one after the other; the run completes after the
+        last, unless it hands over first."""
+        for index, item in enumerate(self._runbook.steps[first:], start=first):
             self._stop_if_aborted()
+            if self._handover.handing_over:
+                return
+            self._handover.group = index
             members = item.parallel if isinstance(item, ParallelGroup) else [item]
+            self._handover.open.update(step.id for step in members)  # open before they start
             async with asyncio.TaskGroup() as group:
                 for step in members:
-                    group.create_task(self._run_step(step, index))
+                    group.create_task(self._tracked(step.id, self._run_step(step, index)))
+        if self._handover.handing_over:
+            return
         self._board.outcome = "completed"
+
+    async def _tracked(self, step_id: str, work: Coroutine[Any, Any, None]) -> None:
+        """Carry out one step's part (counted as open from before it starts)."""
+        try:
+            await work
+        finally:
+            self._handover.open.discard(step_id)
 
     async def _settle(self, body: asyncio.Task[None]) -> None:
         """Wait until the body has stopped, then read how it ended."""
@@ -272,7 +307,7 @@ class GameDayWorkflow:
             except asyncio.CancelledError:
                 self._board.event("cancel_ignored", "cancellation while stopping the run; it goes on")
         error = None if body.cancelled() else body.exception()
-        error = _first(error) if error is not None else None
+        error = first_error(error) if error is not None else None
         if isinstance(error, Rejected):
             self._board.end("rejected", str(error))
         elif self._gates.abort is not None:
@@ -284,36 +319,13 @@ class GameDayWorkflow:
             if not isinstance(error, FailureError):
                 workflow.logger.exception("GameDay body failed", exc_info=error)
 
-    # --- planning -----------------------------------------------------------------------------
-
-    async def _make_plan(self) -> None:
-        faults = self._runbook.fault_steps()
-        resolved = list(await asyncio.gather(*(resolve_step(s, self._runbook) for s in faults)))
-        board = self._board
-        board.plan = {r.step_id: r for r in resolved}
-        board.plan_hash = plan_hash(resolved)
-        for found in resolved:
-            board.steps[found.step_id].resources = len(found.resources)
-        count = sum(len(r.resources) for r in resolved)
-        board.event("planned", f"{len(resolved)} faults over {count} resources; plan {board.plan_hash}")
-        problems = guardrail_problems(self._runbook, resolved)
-        units = [(step.id, unit.id) for step in faults for unit, _ in self._units(step)]
-        collisions = unit_collisions(units)
-        if problems or collisions:
-            for step in faults:
-                board.steps[step.id].state = "skipped"
-            if problems:
-                raise Refused("refused by guardrails: " + "; ".join(problems))
-            raise Refused(f"refused before any change: {'; '.join(collisions)}; rename the step")
-        self._drift.unit_ids.update(unit_id for _, unit_id in units)
-
     # --- what people ask: the contract's signals and updates (workflows/gates.py answers) -----
 
     @workflow.signal
     def approve(self, payload: Any) -> None:
         """Approve the start or a step's gate. The payload is checked here, not by the converter:
         a malformed signal is recorded as refused instead of failing the workflow task."""
-        signal = _parse(Approve, payload)
+        signal = parse(Approve, payload)
         if isinstance(signal, str):
             self._board.event("approval_refused", f"malformed approve signal: {signal}")
             return
@@ -323,16 +335,16 @@ class GameDayWorkflow:
     async def approve_update(self, payload: Any) -> UpdateAnswer:
         """The `approve` signal, answered: an approval sent while the run still plans waits here
         until the plan exists, so that it is checked against that plan."""
-        signal = _parse(Approve, payload)
+        signal = parse(Approve, payload)
         return await self._gates.answer_approval(signal)
 
     @approve_update.validator
     def _validate_approve(self, payload: Any) -> None:
-        _malformed(Approve, payload)
+        malformed(Approve, payload)
 
     @workflow.signal
     def reject(self, payload: Any) -> None:
-        signal = _parse(Reject, payload)
+        signal = parse(Reject, payload)
         if isinstance(signal, str):
             self._board.event("rejection_refused", f"malformed reject signal: {signal}")
             return
@@ -341,18 +353,18 @@ class GameDayWorkflow:
     @workflow.update(name="reject")
     def reject_update(self, payload: Any) -> UpdateAnswer:
         """The `reject` signal, answered."""
-        signal = _parse(Reject, payload)
+        signal = parse(Reject, payload)
         return self._gates.record_rejection(signal)
 
     @reject_update.validator
     def _validate_reject(self, payload: Any) -> None:
-        _malformed(Reject, payload)
+        malformed(Reject, payload)
 
     @workflow.signal
     def abort(self, payload: Any) -> None:
         """Anyone may stop a GameDay: stopping is always safe, so it needs no approval, and even a
         malformed abort signal aborts."""
-        signal = _parse(Abort, payload)
+        signal = parse(Abort, payload)
         if isinstance(signal, str):
             signal = Abort(by="unknown", reason=f"malformed abort signal ({signal})")
         self._gates.request_abort(signal)
@@ -360,12 +372,12 @@ class GameDayWorkflow:
     @workflow.update(name="abort")
     def abort_update(self, payload: Any) -> UpdateAnswer:
         """The `abort` signal, answered; a malformed request is refused by the validator."""
-        signal = _parse(Abort, payload)
+        signal = parse(Abort, payload)
         return self._gates.request_abort(signal)
 
     @abort_update.validator
     def _validate_abort(self, payload: Any) -> None:
-        _malformed(Abort, payload)
+        malformed(Abort, payload)
 
     # --- one step -----------------------------------------------------------------------------
 
@@ -393,8 +405,7 @@ class GameDayWorkflow:
             self._board.event("waiting", f"{step.id}: waiting {format_duration(step.duration)}",
                               step=step.id)
             self._board.publish()
-            await workflow.sleep(step.duration, summary=f"{step.id}: wait")
-            status.state = "restored"
+            await self._wait_until(step, workflow.now() + step.duration)
             return
         status.state = "injecting"
         self._board.publish()
@@ -405,7 +416,7 @@ class GameDayWorkflow:
                     tasks.create_task(self._inject(step.id, unit, index, resolved, group, entries))
         except BaseException as error:
             status.state = "failed" if self._gates.abort is None else ("restoring" if entries else "skipped")
-            status.error = describe(_first(error))
+            status.error = describe(first_error(error))
             raise
         self._stop_if_aborted()
         status.state = "active"
@@ -417,10 +428,20 @@ class GameDayWorkflow:
         watch = self._drift.watch(step, self._board.plan[step.id], group, len(entries))
         held = step.held_for
         if held is not None:
-            self._steady.hold_ends[step.id] = workflow.now() + held
-            await workflow.sleep(held, summary=f"{step.id}: hold the fault")
-            await self._drift.stop([watch] if watch else [])
-            await self._compensation.restore_step(step.id)
+            await self._hold(step, watch, workflow.now() + held)
+
+    async def _wait_until(self, step: WaitStep, until: datetime) -> None:
+        if not await self._handover.held_until(step.id, until, f"{step.id}: wait"):
+            self._board.steps[step.id].state = "restored"
+
+    async def _hold(self, step: FaultStep, watch: asyncio.Task[None] | None, until: datetime) -> None:
+        """Hold the fault until `until`, then stop its drift and restore it; or leave it held for
+        the next run when this one hands over."""
+        self._steady.hold_ends[step.id] = until
+        if await self._handover.held_until(step.id, until, f"{step.id}: hold the fault"):
+            return
+        await self._drift.stop([watch] if watch else [])
+        await self._compensation.restore_step(step.id)
 
     def _units(self, step: FaultStep) -> list[tuple[FaultStep, ResolvedStep]]:
         return fault_units(step, self._board.plan[step.id])
@@ -450,18 +471,7 @@ class GameDayWorkflow:
 
     async def _fault_activity(self, verb: ActivityVerb, checkpoint: Checkpoint,
                               retry: RetryPolicy) -> FaultResult:
-        scope = checkpoint.scope
-        where = scope.zone or scope.region
-        return await fault_activity(
-            verb, checkpoint, self._runbook.guardrails,
-            # at a cloud's rate limit a large zone takes long (10,000 subnets at EC2's 5 mutations
-            # a second: ~35 min); the heartbeat timeout, not this, notices a dead worker
-            start_to_close_timeout=FAULT_ACTIVITY_TIMEOUT,
-            retry_policy=retry,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"{verb} {checkpoint.step_id}: {checkpoint.action} {scope.cloud} {where} "
-                    f"({checkpoint.resources} resources)",
-        )
+        return await run_fault(verb, checkpoint, self._runbook.guardrails, retry)
 
     # --- the steady-state hypothesis ---------------------------------------------------------
 
@@ -475,27 +485,7 @@ class GameDayWorkflow:
     # --- the close-out (compensation.py restores) -------------------------------------------
 
     async def _finish(self) -> None:
-        board = self._board
-        if board.outcome is None:
-            board.end("failed", "the run ended without an outcome")
-        assert board.outcome is not None
-        board.close()
-        if board.restore_failed and board.outcome == "completed":
-            board.end("failed", "a fault could not be restored")
-        board.publish_outcome()
-        board.set_phase(board.outcome)
-        self._gates.record_early()  # sent while planning, and planning never reached a gate
-        restored = board.all_restored()
-        board.event("finished", f"outcome {board.outcome}; every fault restored: {restored}")
-        if restored:
-            await self._watchdog.tell("release")
-            await self._leases.release()
-        board.notify("end", f"GameDay *{self._runbook.name}* ended: {board.outcome}"
-                     + (f" ({board.reason})" if board.reason else "")
-                     + f"; hypothesis held: {board.hypothesis_verdict()}; every fault restored: "
-                     f"{board.all_restored()}.")
-        await board.notified()
-        board.publish()
+        await finish(self._board, self._gates, self._watchdog, self._leases)
 
     # --- what the world sees -----------------------------------------------------------------
 
@@ -503,7 +493,7 @@ class GameDayWorkflow:
     def steady_state_seen(self, payload: Any) -> None:
         """The steady-state watch's latest check, sent while its window is still open: the board
         shows it at once. Display only: aborts and objectives follow the window's own report."""
-        seen = _parse(SteadyStateNow, payload)
+        seen = parse(SteadyStateNow, payload)
         if not isinstance(seen, str):
             self._board.see_steady_state(seen)
 

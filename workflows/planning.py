@@ -107,3 +107,16 @@ class GameDayPlanWorkflow:
         if not result.problems:
             result.plan_hash = plan_hash(result.steps)
         return result
+
+
+def unit_collisions(units: list[tuple[str, str]]) -> list[str]:
+    """Sentences naming each unit id that two units of a plan would share, for `(step id, unit id)`
+    pairs. Empty once `gameday validate` refuses colliding step ids; a cloud may still report an
+    unexpected zone name, and two units under one id would leave one of them to no dead man's
+    switch."""
+    owners: dict[str, list[str]] = {}
+    for step_id, unit_id in units:
+        owners.setdefault(unit_id, []).append(step_id)
+    return [f"unit id {unit_id} would be shared by steps {' and '.join(dict.fromkeys(steps))}"
+            if len(set(steps)) > 1 else f"unit id {unit_id} would be used twice by step {steps[0]}"
+            for unit_id, steps in owners.items() if len(steps) > 1]

@@ -45,6 +45,10 @@ class SteadyState:
         """When the hold of each step that is held for a `duration` ends."""
         self.known_ok: bool | None = None
         """The verdict of the last check the run recorded (the watch reports any other at once)."""
+        self.failed = 0
+        """Consecutive failed checks of the watch so far (carried to the next run of the GameDay)."""
+        self.handing_over = False
+        """The run hands over to its next run: the watch stops once its window has reported."""
 
     async def probe_once(self, summary: str) -> CheckReport:
         steady = self.runbook.steady_state
@@ -115,10 +119,11 @@ class SteadyState:
         steady = self.runbook.steady_state
         assert steady is not None
         saga = self.saga
-        failed = 0
         until_restore = workflow.patched(PATCH_WATCH_UNTIL_RESTORE)
         while True:
-            await workflow.wait_condition(saga.any_in_effect)
+            await workflow.wait_condition(lambda: saga.any_in_effect() or self.handing_over)
+            if self.handing_over:
+                return
             window = self.watch_window() if until_restore else WATCH_WINDOW
             if window < steady.interval:
                 # the faults are restored within one interval: no watch of a single check
@@ -132,7 +137,7 @@ class SteadyState:
             watch = asyncio.create_task(workflow.execute_activity(
                 "probe.watch",
                 WatchRequest(probes=steady.probes, interval=steady.interval,
-                             tolerance=steady.tolerance, window=window, failed_before=failed,
+                             tolerance=steady.tolerance, window=window, failed_before=self.failed,
                              known_ok=self.known_ok),
                 result_type=WatchReport,
                 start_to_close_timeout=WATCH_WINDOW + steady.interval + timedelta(minutes=1),
@@ -161,14 +166,14 @@ class SteadyState:
             checks = {c.at: c for c in self.as_checks([c.results for c in report.changes])}
             checks.update((c.at, c) for c in self.as_checks(split_rounds(watched)))
             self.board.observe_checks(list(checks.values()))
-            failed = report.consecutive_failures
+            self.failed = report.consecutive_failures
             if report.checks:
-                self.known_ok = failed == 0
+                self.known_ok = self.failed == 0
             if report.breached:
                 self.board.hypothesis_held = False
                 last = report.changes[-1].failures() if report.changes else "probes failing"
                 self.abort(Abort(by="steady-state", reason=(
-                    f"{failed} consecutive failed checks (tolerance {steady.tolerance}): {last}")))
+                    f"{self.failed} consecutive failed checks (tolerance {steady.tolerance}): {last}")))
                 return
 
     async def check_recovery(self) -> None:

@@ -176,7 +176,10 @@ class WatchdogLink:
         self.poll = poll
         """How often the watchdog asks whether the GameDay still runs; None: its default."""
         self.board = board
-        self.handle: workflow.ChildWorkflowHandle[Any, Any] | None = None
+        self.handle: (workflow.ChildWorkflowHandle[Any, Any] | workflow.ExternalWorkflowHandle[Any]
+                      | None) = None
+        """The watchdog: the child this run started, or (after a continue-as-new) the one an earlier
+        run of the GameDay started."""
 
     async def arm(self) -> None:
         """Start the watchdog that restores everything if this run dies or overruns its deadline."""
