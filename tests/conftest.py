@@ -24,6 +24,14 @@ SPANS = InMemorySpanExporter()
 METRICS = InMemoryMetricReader()
 
 
+LONGEST_FIRST = ("tests/test_week_long.py", "tests/test_ui.py")
+"""Started first, so that no pytest worker begins one of these minutes-long tests at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._gameday_exit = int(exitstatus)  # type: ignore[attr-defined]
 
