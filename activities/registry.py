@@ -113,6 +113,7 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
     ("aws", "failover_database"): Offered("database:AwsDatabaseFailover"),
     ("aws", "deny_capacity"): Offered("capacity:AwsCapacityDenial"),
     ("aws", "evacuate_zone"): Offered("zonal_shift:AwsZonalShift"),
+    ("aws", "partition_regions"): Offered("partition:AwsRegionPartition"),
     ("gcp", "blackhole_zone"): Offered("blackhole:GcpZoneBlackhole"),
     ("gcp", "blackhole_region"): Offered("blackhole:GcpZoneBlackhole", RESOLVE_ONLY),
     ("gcp", "evacuate_region"): Offered("evacuation:GcpRegionEvacuation"),
@@ -128,6 +129,7 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
     ("azure", "deny_capacity"): Offered("capacity:AzureCapacityDenial"),
     ("azure", "failover_database"): Offered("database:AzureDatabaseFailover"),
     ("azure", "partition_regions"): Offered("partition:AzureRegionPartition"),
+    ("azure", "evacuate_zone"): Offered("zonal_evacuation:AzureZonalEvacuation"),
     **{key: NotSupported(reason) for key, reason in NOT_SUPPORTED.items()},
 }
 """The registry: every (cloud, action) a runbook can name, offered or explicitly not (the gaps

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from gameday.runbook import Cloud, FaultAction
 
 NOT_SUPPORTED: dict[tuple[Cloud, FaultAction], str] = {
-    ("aws", "partition_regions"): "it is being built (issue 16)",
-    ("azure", "evacuate_zone"): "it is being built (issue 16)",
 }
 """(cloud, action) → why the action cannot run on the cloud, as the end of a sentence."""
 

@@ -15,6 +15,9 @@
   `gameday:restore:subnets:<n>`, `gameday:capacity:resumes`). After sweep: its
   `VPCZoneIdentifier` is the one the tags recorded, `AZRebalance` is resumed if the tags say gameday
   suspended it, and gameday's tags are gone.
+- `route-table`: a gameday copy of a route table (tag `gameday:run`) a region partition moved
+  subnets onto; its tags map each to the table it had (`main`: the VPC's main table). After sweep:
+  each subnet is back on that table (or implicitly on the main table), and the copy is deleted.
 - `zonal-shift`: an active ARC zonal shift whose comment is `gameday <run> <step>` (AWS allows no
   tags on a shift). After sweep: it is cancelled (one that expired meanwhile counts as done).
 """
@@ -27,6 +30,7 @@ from activities.aws.api import TAG_RESTORE, TAG_RUN, TAG_STEP, AwsApi, tags_of
 from activities.aws.blackhole import AwsZoneBlackhole
 from activities.aws.capacity import AwsCapacityDenial
 from activities.aws.database import AwsDatabaseFailover
+from activities.aws.partition import AwsRegionPartition
 from activities.aws.power import (
     GONE,
     TAG_HOLD,
@@ -51,6 +55,7 @@ class AwsSweeper:
         self.database = AwsDatabaseFailover(self.api)
         self.capacity = AwsCapacityDenial(self.api)
         self.zonal_shift = AwsZonalShift(self.api)
+        self.partition = AwsRegionPartition(self.api)
 
     def regions(self, scope: SweepScope) -> list[str]:
         if scope.aws_regions:
@@ -80,6 +85,7 @@ class AwsSweeper:
             leftovers += self.database.find(region)
             leftovers += self.capacity.find(region)
             leftovers += self.zonal_shift.find(region)
+            leftovers += self.partition.find(region)
         return leftovers
 
     def _power_leftovers(self, region: str) -> list[Leftover]:
@@ -122,6 +128,8 @@ class AwsSweeper:
             return self.capacity.sweep(leftover)
         if leftover.kind == "zonal-shift":
             return self.zonal_shift.sweep(leftover)
+        if leftover.kind == "route-table":
+            return self.partition.sweep(leftover)
         ec2 = self.api.ec2(leftover.location)
         acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                            Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])

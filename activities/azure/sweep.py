@@ -7,7 +7,9 @@ powered off carries `gameday-run` and `gameday-step` (it was running: only those
 After sweep: the NIC is back on that NSG (or none) without the tag (a NIC moved elsewhere
 meanwhile only loses the stale tag); a gameday NSG, once no NIC holds it, is deleted; the VM is
 running again, without gameday's tags. A scale set or autoscale setting a capacity denial marked
-(`activities.azure.capacity`) gets its repairs policy or `enabled` back from its own tags.
+(`activities.azure.capacity`) gets its repairs policy or `enabled` back from its own tags; a load
+balancer a zonal evacuation marked (`activities.azure.lb_marks`) gets its members' admin states
+back from its own tags.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from activities.azure.api import (
 from activities.azure.blackhole import AzureZoneBlackhole, BlackholeState, from_restore_tag, nsg_of, tally
 from activities.azure.capacity import LEFTOVER_KINDS, AzureCapacityDenial
 from activities.azure.database import AzureDatabaseFailover
+from activities.azure.lb_marks import LEFTOVER_KIND as EVACUATED_LB
+from activities.azure.lb_marks import TAG_EVACUATE_RUN, evacuation_leftover, sweep_evacuation
 from activities.azure.partition import TAG_PARTITION_RUN, partition_leftover, sweep_partition
 from activities.azure.power import RUNNING, restore_vm
 from activities.base import progress
@@ -37,7 +41,7 @@ UNKNOWN_RUN = "(unknown)"
 """The run of a NIC whose restore tag no gameday NSG explains: unrecoverable, never `running`."""
 
 KINDS = ("network-interface", "network-security-group", "virtual-machine", "partitioned-nsg",
-         *LEFTOVER_KINDS)
+         EVACUATED_LB, *LEFTOVER_KINDS)
 
 
 class AzureSweeper:
@@ -61,6 +65,10 @@ class AzureSweeper:
                                 arm.network.network_security_groups.list_all)
                 vms = listing(f"listing the VMs of subscription {subscription}",
                                arm.compute.virtual_machines.list_all)
+                balancers = listing(f"listing the load balancers of subscription {subscription}",
+                                    arm.network.load_balancers.list_all)
+            leftovers += [evacuation_leftover(lb, subscription) for lb in balancers
+                          if TAG_EVACUATE_RUN in (lb.tags or {})]
             ours = {nsg.id.lower(): nsg for nsg in nsgs if TAG_RUN in (nsg.tags or {})}
             leftovers += [partition_leftover(nsg, subscription) for nsg in nsgs
                           if TAG_PARTITION_RUN in (nsg.tags or {})]
@@ -118,6 +126,8 @@ class AzureSweeper:
                 self._sweep_nic(arm, leftover.id, result)
             elif leftover.kind == "partitioned-nsg":
                 sweep_partition(arm, leftover, result)
+            elif leftover.kind == EVACUATED_LB:
+                sweep_evacuation(arm, leftover, result)
             elif leftover.kind == "virtual-machine":
                 self._sweep_vm(arm, leftover, result)
             else:

@@ -197,6 +197,7 @@ class Lab:
     def _seed(self, env: dict[str, str]) -> None:
         from gameday.lab.aws.databases import seed_databases
         from gameday.lab.aws.seed import seed_aws
+        from gameday.lab.azure.peers_seed import seed_azure_peers
         from gameday.lab.azure.seed import seed_azure
         from gameday.lab.gcp.seed import seed_gcp
 
@@ -209,6 +210,9 @@ class Lab:
                 "azure": seed_azure(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"],
                                     powered_off=True),
             }
+            # the region partition's peering (not in seed_azure, whose shape other suites pin)
+            summary["azure"]["peers"] = seed_azure_peers(env["GAMEDAY_AZURE_ENDPOINT"],
+                                                         env["GAMEDAY_AZURE_CA_BUNDLE"])
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -34,6 +34,11 @@ def _name(tags: list[dict[str, str]], default: str) -> str:
     return next((t["Value"] for t in tags if t["Key"] == "Name"), default)
 
 
+def _destination(route: dict[str, Any]) -> str:
+    return str(route.get("DestinationCidrBlock") or route.get("DestinationIpv6CidrBlock")
+               or route.get("DestinationPrefixListId") or "?")
+
+
 def aws_view() -> dict[str, str]:
     ec2 = boto3.client("ec2", region_name="us-east-1")
     view: dict[str, str] = {}
@@ -44,6 +49,21 @@ def aws_view() -> dict[str, str]:
             name = subnets.get(association["SubnetId"])
             if name:  # moto's default VPC is not part of the lab
                 view[f"aws subnet {name} acl"] = label
+    # partition_regions: each lab subnet's route table (explicit, or `main` implicitly) and
+    # every named route table's routes
+    for table in ec2.describe_route_tables()["RouteTables"]:
+        tags = {t["Key"]: t["Value"] for t in table.get("Tags", [])}
+        label = tags.get("Name", table["RouteTableId"]) + (" (gameday)" if "gameday:run" in tags
+                                                           else "")
+        for association in table.get("Associations", []):
+            name = subnets.get(association.get("SubnetId", ""))
+            if name:
+                view[f"aws subnet {name} route table"] = label
+        if "Name" in tags:
+            view[f"aws route-table {label} routes"] = ",".join(sorted(
+                _destination(r) + ">" + next((str(v) for k, v in r.items()
+                                              if k.endswith("Id") and v), "?")
+                for r in table.get("Routes", [])))
     for reservation in ec2.describe_instances()["Reservations"]:
         for instance in reservation["Instances"]:
             tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
@@ -150,6 +170,14 @@ def azure_view(endpoint: str, ca_bundle: str) -> dict[str, str]:
                     f" ({', '.join(marked)})" if marked else "")
         finally:
             monitor.close()
+        for lb in clients.network.load_balancers.list(RESOURCE_GROUP):  # evacuate_zone
+            marked = sorted(k for k in lb.tags or {} if k in ("gameday-evacuate-run",
+                                                                "gameday-evacuate-step"))
+            for pool in lb.backend_address_pools or []:
+                for member in pool.load_balancer_backend_addresses or []:
+                    view[f"azure lb {lb.name}/{pool.name}/{member.name} admin state"] = (
+                        str(getattr(member.admin_state, "value", member.admin_state) or "unset")
+                        + (f" ({', '.join(marked)})" if marked else ""))
         for profile in clients.traffic.profiles.list_by_resource_group(RESOURCE_GROUP):
             for endpoint_ in profile.endpoints or []:
                 view[f"azure traffic {profile.name}/{endpoint_.name} status"] = str(

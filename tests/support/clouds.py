@@ -303,6 +303,8 @@ ACTION_LABS: dict[str, str] = {
     "gcp-evacuate_zone": "tests.support.zonal_evacuation_gcp:GcpZonalEvacuationLab",
     "gcp-partition_regions": "tests.support.partition_gcp:GcpPartitionLab",
     "azure-partition_regions": "tests.support.partition_azure:AzurePartitionLab",
+    "aws-partition_regions": "tests.support.partition_aws:AwsPartitionLab",
+    "azure-evacuate_zone": "tests.support.zonal_evacuation_azure:AzureZonalEvacuationLab",
 }
 """Each further (cloud, action) as a `CloudLab` whose `zone_step` names that action: the scenarios
 that hold for every fault (exact restore after success, abort, cancel, a refused apply, throttled

@@ -1,8 +1,9 @@
 """The Azure region partition (`partition_regions`) as a `CloudLab` for the scenario suite.
 
-On top of the lab's seed (`seed_peers`, through azure-mgmt-network): `shop-vnet` (eastus) gains
-subnets `web` and `data`, both on the shared NSG `edge-nsg`, while `app` goes on `app-nsg`; each
-NSG holds a few rules at various priorities of both directions. `west-vnet` (westus, 10.1.0.0/16)
+On top of the lab's seed, its peering topology (`gameday.lab.azure.peers_seed.seed_peers`, as
+`gameday lab up` seeds it): `shop-vnet` (eastus) gains subnets `web` and `data`, both on the
+shared NSG `edge-nsg`, while `app` goes on `app-nsg`; each NSG holds a few rules at various
+priorities of both directions. `west-vnet` (westus, 10.1.0.0/16)
 and `central-vnet` (centralus, 10.2.0.0/16) each peer with `shop-vnet` both ways. The step cuts
 eastus off from westus only: `central-vnet`'s range must never be denied.
 """
@@ -12,52 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from activities.azure.api import text
+from gameday.lab.azure.peers_seed import NSG_RULES, seed_peers
 from tests.support.clouds import AzureLab
-
-PEERS = {"west-vnet": ("westus", "10.1.0.0/16"), "central-vnet": ("centralus", "10.2.0.0/16")}
-NSG_RULES = {
-    "app-nsg": [("allow-https", "Inbound", 200, "443"), ("allow-out", "Outbound", 300, "*")],
-    "edge-nsg": [("allow-web", "Inbound", 150, "80"), ("deny-telnet", "Inbound", 400, "23"),
-                 ("allow-dns", "Outbound", 120, "53")],
-}
-SUBNETS = [("app", "10.0.0.0/17", "app-nsg"), ("web", "10.0.128.0/24", "edge-nsg"),
-           ("data", "10.0.129.0/24", "edge-nsg")]
-
-
-def seed_peers(network: Any, rg: str) -> None:
-    """The NSGs, subnets, peer VNets and peerings above (create-or-update: seeding twice is one)."""
-    nsgs = {}
-    for name, rules in NSG_RULES.items():
-        nsgs[name] = network.network_security_groups.begin_create_or_update(rg, name, {
-            "location": "eastus", "tags": {"app": "shop"},
-            "properties": {"securityRules": [
-                {"name": rule, "properties": {
-                    "protocol": "Tcp", "access": "Deny" if rule.startswith("deny") else "Allow",
-                    "direction": direction, "priority": priority,
-                    "sourceAddressPrefix": "*", "sourcePortRange": "*",
-                    "destinationAddressPrefix": "*", "destinationPortRange": port}}
-                for rule, direction, priority, port in rules]},
-        }).result()
-    shop = network.virtual_networks.begin_create_or_update(rg, "shop-vnet", {
-        "location": "eastus", "tags": {"app": "shop"},
-        "properties": {
-            "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
-            "subnets": [{"name": name, "properties": {
-                "addressPrefix": prefix, "networkSecurityGroup": {"id": nsgs[nsg].id}}}
-                for name, prefix, nsg in SUBNETS],
-        },
-    }).result()
-    for name, (location, prefix) in PEERS.items():
-        peer = network.virtual_networks.begin_create_or_update(rg, name, {
-            "location": location, "tags": {"app": "shop"},
-            "properties": {"addressSpace": {"addressPrefixes": [prefix]}, "subnets": [
-                {"name": "app", "properties": {"addressPrefix": prefix.replace("/16", "/24")}}]},
-        }).result()
-        for vnet, remote in (("shop-vnet", peer.id), (name, shop.id)):
-            network.virtual_network_peerings.begin_create_or_update(
-                rg, vnet, f"{vnet}-to-{remote.rsplit('/', 1)[-1]}",
-                {"properties": {"remoteVirtualNetwork": {"id": remote},
-                                "allowVirtualNetworkAccess": True}}).result()
 
 
 class AzurePartitionLab(AzureLab):

@@ -78,6 +78,19 @@ AWS_ACTIONS: frozenset[str] = frozenset({
     "arc-zonal-shift:ListZonalShifts",
     "arc-zonal-shift:StartZonalShift",
     "arc-zonal-shift:CancelZonalShift",
+    # partition_regions (and its sweep): route tables, what leads to the peer regions (peerings,
+    # transit gateway peerings, the peer regions' VPC ranges), the copies with their routes (tags
+    # at creation: ec2:CreateTags above), the subnets moved onto them and back, the copies deleted
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeVpcPeeringConnections",
+    "ec2:DescribeTransitGatewayPeeringAttachments",
+    "ec2:DescribeVpcs",
+    "ec2:CreateRouteTable",
+    "ec2:CreateRoute",
+    "ec2:AssociateRouteTable",
+    "ec2:ReplaceRouteTableAssociation",
+    "ec2:DisassociateRouteTable",
+    "ec2:DeleteRouteTable",
 })
 
 # --- GCP: IAM permissions of a custom role -----------------------------------------------------
@@ -186,6 +199,13 @@ AZURE_ACTIONS: frozenset[str] = frozenset({
     "Microsoft.Network/networkSecurityGroups/securityRules/read",
     "Microsoft.Network/networkSecurityGroups/securityRules/write",
     "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+    # *_evacuate_zone, sweep: each named load balancer (and every one of the subscription),
+    # written back whole with its members' admin states and gameday's tags; the write passes
+    # ARM's linked-access check on what the load balancer refers to: its frontends' subnets and
+    # public IPs, and the VNets of IP-based pool members
+    "Microsoft.Network/loadBalancers/read",
+    "Microsoft.Network/loadBalancers/write",
+    "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
 })
 
 GRANTED: dict[str, frozenset[str]] = {
@@ -199,6 +219,7 @@ GRANTED: dict[str, frozenset[str]] = {
 AWS_EXTRA: dict[tuple[str, str], frozenset[str]] = {
     # tags given at creation are authorised as ec2:CreateTags (with ec2:CreateAction)
     ("ec2:CreateNetworkAcl", "TagSpecifications"): frozenset({"ec2:CreateTags"}),
+    ("ec2:CreateRouteTable", "TagSpecifications"): frozenset({"ec2:CreateTags"}),
 }
 """Permissions an AWS call needs beyond its own action, when made with the given keyword."""
 
@@ -299,6 +320,16 @@ AZURE_CALLS: dict[str, frozenset[str]] = {
         "Microsoft.Network/networkSecurityGroups/securityRules/write"}),
     "NetworkManagementClient.security_rules.begin_delete": frozenset({
         "Microsoft.Network/networkSecurityGroups/securityRules/delete"}),
+    # evacuate_zone (and its sweep): load balancers read and written back whole
+    "NetworkManagementClient.load_balancers.get": frozenset({
+        "Microsoft.Network/loadBalancers/read"}),
+    "NetworkManagementClient.load_balancers.list_all": frozenset({
+        "Microsoft.Network/loadBalancers/read"}),
+    "NetworkManagementClient.load_balancers.begin_create_or_update": frozenset({
+        "Microsoft.Network/loadBalancers/write",
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Network/publicIPAddresses/join/action",
+        "Microsoft.Network/virtualNetworks/joinLoadBalancer/action"}),
     "TrafficManagerManagementClient.profiles.get": frozenset({
         "Microsoft.Network/trafficManagerProfiles/read"}),
     # the endpoint type is a runtime value: any of the three

@@ -15,7 +15,8 @@ Where moto is laxer than EC2 in a way that hides a race, the proxy answers as EC
 `DependencyViolation`, and `ReplaceNetworkAclAssociation` onto an ACL that does not exist with
 `InvalidNetworkAclID.NotFound` (moto deletes the ACL, and drops a subnet's association before
 finding that its new ACL does not exist: either way the subnet ends with no ACL, where no restore
-finds it); each check is atomic with its call. Instances show the power states in between
+finds it); each check is atomic with its call. `AssociateRouteTable` is refused as EC2 refuses
+it (`gameday.lab.aws.route_tables`). Instances show the power states in between
 (`stopping`, `pending`) and EC2's refusals of `StopInstances` and `StartInstances`, which moto
 skips (`gameday.lab.aws.power`).
 """
@@ -33,6 +34,7 @@ from xml.sax.saxutils import escape
 
 from gameday.lab.aws.databases import FailoverModel
 from gameday.lab.aws.power import PowerModel
+from gameday.lab.aws.route_tables import associate_route_table
 from gameday.lab.aws.zonal_shift import PREFIXES as ZONAL_SHIFT_PATHS
 from gameday.lab.aws.zonal_shift import ZonalShiftModel
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
@@ -201,6 +203,9 @@ class AwsFaultProxy(Emulator):
             return self.failover.failover_call(request, self._forward)
         if action == "DescribeDBClusters":
             return self.failover.describe_clusters(request, self._forward)
+        if action == "AssociateRouteTable":
+            with self._associations:
+                return associate_route_table(request, self._forward)
         if action not in ("DeleteNetworkAcl", "ReplaceNetworkAclAssociation"):
             return self._forward(request)
         acl_id = (_form(request).get("NetworkAclId") or [""])[0]

@@ -8,6 +8,7 @@ import boto3
 
 from gameday.lab.aws.fleet import seed_fleet
 from gameday.lab.aws.groups import seed_groups
+from gameday.lab.aws.peering import seed_peering
 from gameday.lab.aws.zonal_shift import seed_load_balancers
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -66,6 +67,8 @@ def seed_aws(region: str = "us-east-1", subnets_per_zone: int = 2) -> dict[str, 
     fleet = seed_fleet(region, {zone: subnets[zone][0] for zone in ZONES})
     fleet["auto_scaling_groups"] = seed_groups(region, subnets)  # deny_capacity
     fleet["load_balancers"] = seed_load_balancers(region, subnets)  # evacuate_zone
+    if subnets_per_zone >= 2:  # partition_regions: the web and app subnets' route tables
+        fleet["peering"] = seed_peering(region, {"shop": shop, "batch": batch}, subnets)
     return {"region": region, "vpcs": {"shop": shop, "batch": batch},
             "acls": {"shop-web": web_acl, "batch": batch_acl}, "subnets": subnets,
             "hosted_zone": hosted_zone, **fleet}

@@ -39,6 +39,7 @@ from gameday.lab.azure.autoscale import AutoscaleProvider
 from gameday.lab.azure.compute import ComputeProvider
 from gameday.lab.azure.graph import ResourceGraphProvider
 from gameday.lab.azure.identity import IDENTITY_PATH, IdentityProvider
+from gameday.lab.azure.loadbalancers import LoadBalancersProvider
 from gameday.lab.azure.network import NetworkProvider
 from gameday.lab.azure.operations import ASYNC_OPERATION, LOCATION, STYLES, SYNC, Operations
 from gameday.lab.azure.postgres import PostgresProvider
@@ -60,6 +61,8 @@ DEFAULT_STYLES: dict[tuple[str, str], str] = {
     ("virtualMachines", "DELETE"): ASYNC_OPERATION,
     ("virtualMachineScaleSets", "PUT"): ASYNC_OPERATION,
     ("virtualMachineScaleSets", "DELETE"): ASYNC_OPERATION,
+    ("loadBalancers", "PUT"): ASYNC_OPERATION,
+    ("loadBalancers", "DELETE"): ASYNC_OPERATION,
 }
 
 
@@ -108,6 +111,7 @@ class ResourceManagerEmulator(Emulator):
         self.resources = ResourcesProvider(self)
         self.graph = ResourceGraphProvider(self)
         self.postgres = PostgresProvider(self)
+        self.load_balancers = LoadBalancersProvider(self, self.network)
 
     # --- Emulator hooks ----------------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class ResourceManagerEmulator(Emulator):
         self.scale_sets.reset()
         self.autoscale.reset()
         self.postgres.reset()
+        self.load_balancers.reset()
 
     def dispatch(self, request: Request) -> Response:
         if request.path.startswith("/_emulator/"):

@@ -2,8 +2,10 @@
 
 Resource group `shop` in eastus; VNet `shop-vnet` with subnet `app`; eight VMs over zones 1-3,
 six tagged `gameday=enabled`; eleven NICs, the three of the `web-*` VMs associated with the
-pre-existing NSG `web-nsg`; Traffic Manager profile `shop-tm` with enabled AzureEndpoints in eastus
-and westus. Seeding twice leaves the same topology (every write is a create-or-update).
+pre-existing NSG `web-nsg`; load balancer `shop-lb` whose pool `web` holds the `web-*` VMs' NICs
+(one member per zone; `web-1`'s admin state `Up` explicitly, the others unset); Traffic Manager
+profile `shop-tm` with enabled AzureEndpoints in eastus and westus. Seeding twice leaves the same
+topology (every write is a create-or-update).
 
 With `powered_off=True`, zone 1 also holds the VMs of `POWERED_OFF`, tagged `gameday=enabled` and
 already out of power before any run: `batch-1` stopped (powered off, still allocated) and
@@ -33,6 +35,10 @@ VMS = [
 POWERED_OFF = [("batch-1", "1", "stopped"), ("spare-1", "1", "deallocated")]
 WEB_RULES = [("allow-http", 100, "80"), ("allow-https", 110, "443")]
 ENDPOINT_REGIONS = [("eastus", 1), ("westus", 2)]
+LB_NAME, LB_POOL = "shop-lb", "web"
+#: the NICs in `shop-lb`'s pool `web` (their `ipconfig1`), and the admin states set explicitly
+LB_NICS = ["web-1-nic0", "web-2-nic0", "web-3-nic0"]
+LB_STATES = {"web-1-nic0": "Up"}
 
 
 def create_resource_group(clients: ArmClients, subscription: str, name: str,
@@ -45,6 +51,29 @@ def create_resource_group(clients: ArmClients, subscription: str, name: str,
     response = clients.network.send_request(request)
     response.raise_for_status()
     return response.json()
+
+
+def seed_load_balancer(network: Any, rg: str, subnet_id: str, name: str, pool: str,
+                       states: dict[str, str] | None = None) -> Any:
+    """A Standard internal load balancer with one backend pool; its members are the NIC IP
+    configurations that name the pool. `states`: admin state by member name (others unset)."""
+    members = [{"name": member, "properties": {"adminState": state}}
+               for member, state in (states or {}).items()]
+    return network.load_balancers.begin_create_or_update(rg, name, {
+        "location": LOCATION, "tags": {"app": "shop"},
+        "sku": {"name": "Standard", "tier": "Regional"},
+        "properties": {
+            "frontendIPConfigurations": [{"name": "frontend", "zones": ["1", "2", "3"],
+                                          "properties": {"subnet": {"id": subnet_id}}}],
+            "backendAddressPools": [{"name": pool, "properties": {
+                "loadBalancerBackendAddresses": members}}],
+        },
+    }).result()
+
+
+def lb_member(rg: str, nic: str, config: str = "ipconfig1") -> str:
+    """The name ARM gives a NIC-based pool member."""
+    return f"{rg}_{nic}{config}"
 
 
 def seed_azure(endpoint: str, ca_bundle: str,
@@ -111,6 +140,8 @@ def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
                 "destinationAddressPrefix": "*", "destinationPortRange": port}}
             for name, priority, port in WEB_RULES]},
     }).result()
+    pool_id = seed_load_balancer(network, rg, subnet_id, LB_NAME, LB_POOL) \
+        .backend_address_pools[0].id
 
     zones: dict[str, list[str]] = {"1": [], "2": [], "3": []}
     nic_count = 0
@@ -124,6 +155,9 @@ def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
             }
             if vm_name.startswith("web-"):
                 body["properties"]["networkSecurityGroup"] = {"id": nsg.id}
+            if f"{vm_name}-nic{index}" in LB_NICS:
+                body["properties"]["ipConfigurations"][0]["properties"][
+                    "loadBalancerBackendAddressPools"] = [{"id": pool_id}]
             nic = network.network_interfaces.begin_create_or_update(
                 rg, f"{vm_name}-nic{index}", body).result()
             nic_ids.append(nic.id)
@@ -144,6 +178,8 @@ def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
         }).result()
         zones[zone].append(vm_name)
 
+    balancer = seed_load_balancer(network, rg, subnet_id, LB_NAME, LB_POOL, {
+        lb_member(rg, nic): state for nic, state in LB_STATES.items()})
     group_id = f"/subscriptions/{subscription}/resourceGroups/{rg}"
     profile = traffic.profiles.create_or_update(rg, "shop-tm", {
         "location": "global", "tags": {"app": "shop"},
@@ -174,6 +210,7 @@ def _seed(clients: ArmClients, subscription: str, rg: str) -> dict[str, Any]:
         "nics": nic_count,
         "nsgs": [nsg.name],
         "nics_with_nsg": sum(n for name, _, _, n in VMS if name.startswith("web-")),
+        "load_balancers": [balancer.name],
         "traffic_manager_profile": profile.name,
         "endpoints": [e.name for e in profile.endpoints or []],
     }

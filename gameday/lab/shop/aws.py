@@ -163,6 +163,35 @@ class AwsShop:
         if writer is None or cluster.get("Status") != "available":
             return {**seen, "reachable": False,
                     "reason": f"{what} is not available: the cluster is {seen['status']}"}
+    def peers(self, region: str) -> dict[str, Any]:
+        """Serving while every web-tier subnet of the shop VPC routes to each peer region the
+        lab connects it to (`aws_peers`); a region without the VPC is not modelled."""
+        from gameday.lab.shop.aws_peers import peer_links, peers_verdict
+
+        notes: list[str] = []
+        ec2 = self.client("ec2", region)
+        vpcs = self._read(notes, (region, "vpcs"), lambda: ec2.describe_vpcs(Filters=[
+            {"Name": "tag:Name", "Values": [self.config.aws_vpc_name]}])["Vpcs"])
+        vpc_ids = sorted(v["VpcId"] for v in vpcs)
+        if not vpc_ids:
+            return verdict("aws", region, True, f"no VPC named {self.config.aws_vpc_name} in "
+                           f"{region}: a region outside the lab, assumed to reach its peers",
+                           modelled=False, notes=notes)
+        subnets = self._read(notes, (region, "web-subnets"), lambda: ec2.describe_subnets(Filters=[
+            {"Name": "vpc-id", "Values": vpc_ids},
+            {"Name": "tag:tier", "Values": [self.config.aws_web_tier]}])["Subnets"])
+        tables = self._read(notes, (region, "route-tables"), lambda: ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": vpc_ids}])["RouteTables"])
+        peerings = self._read(notes, (region, "peerings"), lambda: ec2.describe_vpc_peering_connections(
+        )["VpcPeeringConnections"])
+        attachments = self._read(notes, (region, "tgw-peerings"), lambda: ec2
+                                 .describe_transit_gateway_peering_attachments()
+                                 ["TransitGatewayPeeringAttachments"])
+        answer = peers_verdict(region, subnets, tables,
+                               peer_links(region, vpc_ids, peerings, attachments))
+        answer.setdefault("notes", notes)
+        return answer
+
         ec2 = self.client("ec2", region)
         subnets = self._read(notes, (region, "db-subnets"), lambda: ec2.describe_subnets(Filters=[
             {"Name": "vpc-id", "Values": vpc_ids},

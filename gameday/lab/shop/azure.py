@@ -1,8 +1,9 @@
 """How the shop reads Azure (gameday's ARM emulator): a region serves while a web VM located there
-is powered (`PowerState/running` in its instance view) and has a NIC on no deny-all NSG, and every
-database writer of the region (the `tier=db` PostgreSQL flexible servers of the resource group) is
-`Ready`: a failover (`Restarting`, HA `FailingOver`) is a short outage, then recovery. The global
-routing is the endpoints of Traffic Manager profile `shop-tm`."""
+is powered (`PowerState/running` in its instance view) and has a NIC on no deny-all NSG and not
+`Down` in a load balancer pool (evacuate_zone), and every database writer of the region (the
+`tier=db` PostgreSQL flexible servers of the resource group) is `Ready`: a failover (`Restarting`,
+HA `FailingOver`) is a short outage, then recovery. The global routing is the endpoints of Traffic
+Manager profile `shop-tm`."""
 
 from __future__ import annotations
 
@@ -72,6 +73,31 @@ def azure_nsg_cut(nsg: Any) -> str | None:
                 return (f"NSG {nsg.name} denies all {direction.lower()} traffic with rule {name} "
                         f"at priority {priority}"
                         + (f", before every allow (first at {min(allows)})" if allows else ""))
+    return None
+
+
+def down_members(balancers: Any) -> dict[str, str]:
+    """NIC IP configuration id (lowercase) or private address -> the load balancer pool that
+    holds it with admin state `Down` (evacuate_zone): such a member takes no traffic."""
+    down: dict[str, str] = {}
+    for lb in balancers:
+        for pool in lb.backend_address_pools or []:
+            for member in pool.load_balancer_backend_addresses or []:
+                if wire_text(member.admin_state) != "Down":
+                    continue
+                config = member.network_interface_ip_configuration
+                place = (config.id or "").lower() if config is not None else member.ip_address
+                if place:
+                    down[place] = f"pool {pool.name} of load balancer {lb.name}"
+    return down
+
+
+def lb_down_cut(nic: Any, down: dict[str, str]) -> str | None:
+    """Why this NIC takes no load-balanced traffic (a pool member of it is Down), or None."""
+    for config in nic.ip_configurations or []:
+        pool = down.get((config.id or "").lower()) or down.get(config.private_ip_address or "")
+        if pool:
+            return f"NIC {nic.name} is Down in {pool}"
     return None
 
 
@@ -160,6 +186,8 @@ class AzureShop(CloudReader):
         nsgs = self.cache.get(("azure", "nsgs"), lambda: {
             (n.id or "").lower(): n for n in arm.network.network_security_groups.list_all()},
             notes)
+        down = self.cache.get(("azure", "lb-down", group), lambda: down_members(
+            arm.network.load_balancers.list(group)), notes)
         zones: dict[str, dict[str, Any]] = {}
         for vm in web:
             unpowered = powered_cut(vm)
@@ -176,7 +204,8 @@ class AzureShop(CloudReader):
                     if nsg is None:  # made or deleted between the two list reads: ask for it
                         nsg = self.cache.get(("azure", "nsg", held.id.lower()),
                                              lambda i=held.id: self._nsg(arm, i), notes)
-                cuts.append(azure_nsg_cut(nsg) if nsg is not None else None)
+                cuts.append((azure_nsg_cut(nsg) if nsg is not None else None)
+                            or lb_down_cut(nic, down))
             serving = unpowered is None and any(c is None for c in cuts)
             zone = zones.setdefault(",".join(vm.zones or []) or "none",
                                     {"serving": False, "vms": []})
@@ -187,7 +216,8 @@ class AzureShop(CloudReader):
         serving_zones = sorted(z for z, v in zones.items() if v["serving"])
         reason = (f"serving from zones {joined(serving_zones)}" if serving_zones else
                   f"no web VM in {region} is both running and reachable: each is powered off "
-                  f"or has all its NICs on a deny-all NSG (zones {joined(sorted(zones))})")
+                  f"or has all its NICs on a deny-all NSG or Down in a load balancer pool "
+                  f"(zones {joined(sorted(zones))})")
         writers = self._writers(region, notes)
         databases = {s.name: {"zone": s.availability_zone, "cut": database_cut(s)} for s in writers}
         down = [d["cut"] for d in databases.values() if d["cut"]]
@@ -195,6 +225,22 @@ class AzureShop(CloudReader):
             reason = f"no database writer takes writes: {'; '.join(down)}"
         return verdict("azure", region, bool(serving_zones) and not down, reason, modelled=True,
                        zones=zones, databases=databases, notes=notes)
+
+    def peers(self, region: str) -> dict[str, Any]:
+        """Serving while the region's subnets reach every peered VNet of another region, both
+        ways (`azure_peers`); a region without a VNet of the group is not modelled."""
+        from gameday.lab.shop.azure_peers import peers_verdict
+
+        notes: list[str] = []
+        arm = self.clients()
+        vnets = self.cache.get(("azure", "vnets"), lambda: list(
+            arm.network.virtual_networks.list_all()), notes)
+        nsgs = self.cache.get(("azure", "nsgs"), lambda: {
+            (n.id or "").lower(): n for n in arm.network.network_security_groups.list_all()},
+            notes)
+        answer = peers_verdict(region, self.config.azure_resource_group, vnets, nsgs)
+        answer["notes"] = notes
+        return answer
 
     def global_(self) -> dict[str, Any]:
         notes: list[str] = []

@@ -19,6 +19,7 @@ locals {
   managed_by_tag = "gameday:managed-by"
   ec2_arns       = [for region in var.regions : "arn:${data.aws_partition.current.partition}:ec2:${region}:${data.aws_caller_identity.current.account_id}"]
   network_acls   = [for arn in local.ec2_arns : "${arn}:network-acl/*"]
+  route_tables   = [for arn in local.ec2_arns : "${arn}:route-table/*"]
   subnets        = [for arn in local.ec2_arns : "${arn}:subnet/*"]
   vpcs           = [for arn in local.ec2_arns : "${arn}:vpc/*"]
   instances      = [for arn in local.ec2_arns : "${arn}:instance/*"]
@@ -42,7 +43,11 @@ data "aws_iam_policy_document" "gameday" {
       "ec2:DescribeInstances",
       "ec2:DescribeNetworkAcls",
       "ec2:DescribeRegions",
+      "ec2:DescribeRouteTables",
       "ec2:DescribeSubnets",
+      "ec2:DescribeTransitGatewayPeeringAttachments",
+      "ec2:DescribeVpcPeeringConnections",
+      "ec2:DescribeVpcs",
       "rds:DescribeDBClusters",
       "rds:DescribeDBInstances",
       "route53:ListHostedZones",
@@ -107,6 +112,60 @@ data "aws_iam_policy_document" "gameday" {
     effect    = "Allow"
     actions   = ["ec2:ReplaceNetworkAclAssociation"]
     resources = concat(local.network_acls, local.subnets)
+  }
+
+  # partition_regions: a route table copy only with gameday's tag, in any VPC of the regions;
+  # its tags only while creating it; routes of, and deletion of, gameday's own copies only.
+  statement {
+    sid       = "CreateGamedayRouteTable"
+    effect    = "Allow"
+    actions   = ["ec2:CreateRouteTable"]
+    resources = local.route_tables
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.managed_by_tag}"
+      values   = ["gameday"]
+    }
+  }
+
+  statement {
+    sid       = "CreateRouteTableInVpc"
+    effect    = "Allow"
+    actions   = ["ec2:CreateRouteTable"]
+    resources = local.vpcs
+  }
+
+  statement {
+    sid       = "TagGamedayRouteTableOnCreate"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags"]
+    resources = local.route_tables
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateRouteTable"]
+    }
+  }
+
+  statement {
+    sid       = "ChangeGamedayRouteTables"
+    effect    = "Allow"
+    actions   = ["ec2:CreateRoute", "ec2:DeleteRouteTable"]
+    resources = local.route_tables
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.managed_by_tag}"
+      values   = ["gameday"]
+    }
+  }
+
+  # Moving a subnet onto gameday's copy and back onto its own (or its VPC's main) table: the own
+  # table carries no gameday tag, so this one is scoped to the account and regions.
+  statement {
+    sid       = "MoveSubnetsBetweenRouteTables"
+    effect    = "Allow"
+    actions   = ["ec2:AssociateRouteTable", "ec2:ReplaceRouteTableAssociation", "ec2:DisassociateRouteTable"]
+    resources = concat(local.route_tables, local.subnets)
   }
 
   # stop_instances: gameday's marks on instances (run and step), and no other tag.

@@ -71,6 +71,12 @@ resource "azurerm_role_definition" "gameday" {
       "Microsoft.Network/networkSecurityGroups/securityRules/read",
       "Microsoft.Network/networkSecurityGroups/securityRules/write",
       "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+      # *_evacuate_zone, sweep: each load balancer, written back whole (members' admin states,
+      # gameday's tags); the write is checked against its frontends' subnets and public IPs
+      # (joins above) and the VNets of IP-based pool members
+      "Microsoft.Network/loadBalancers/read",
+      "Microsoft.Network/loadBalancers/write",
+      "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
     ]
     not_actions = []
   }
