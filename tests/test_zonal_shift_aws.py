@@ -162,3 +162,21 @@ def test_the_expiry_covers_the_step_and_its_margin_by_under_a_minute(seconds: in
     minutes = int(expires_in(duration, STEP).removesuffix("m"))
     assert duration + MARGIN <= timedelta(minutes=minutes) < duration + MARGIN + timedelta(minutes=1)
     assert minutes <= MAX_EXPIRY.total_seconds() / 60
+
+
+def test_the_shop_sends_a_shifted_zone_nothing_and_serves_from_the_others(
+        aws: dict[str, Any], activities: CloudActivities, servers: Servers) -> None:
+    from gameday.lab.shop.reading import ShopConfig
+    from gameday.lab.shop.server import Shop
+
+    before = Shop(servers.env, ShopConfig(), answer_within=5).health("aws", "us-east-1")
+    assert before["serving"] and before["zones"][ZONE]["serving"], before
+    request = prepared(activities, [aws["load_balancers"]["shop-web"]])
+    apply(activities, request)
+    shifted = Shop(servers.env, ShopConfig(), answer_within=5).health("aws", "us-east-1")
+    assert shifted["serving"] is True, shifted
+    assert not shifted["zones"][ZONE]["serving"] and "zonal shift" in shifted["zones"][ZONE]["shifted"]
+    assert ZONE not in shifted["reason"] and shifted["reason"].startswith("serving from")
+    restore(activities, request)
+    after = Shop(servers.env, ShopConfig(), answer_within=5).health("aws", "us-east-1")
+    assert after["zones"][ZONE]["serving"] and "shifted" not in after["zones"][ZONE], after

@@ -169,7 +169,10 @@ class Lab:
         self._write(started, endpoints, env)
         self._wait_for_workers(workers)
         if seed:
-            self._seed(env)
+            summary = self._seed(env)
+            # what lab runbooks name that the cloud made up (moto's load balancer ARNs)
+            env["GAMEDAY_LAB_AWS_WEB_LB"] = summary["aws"]["load_balancers"]["shop-web"]
+            self._write(started, endpoints, env)
         return endpoints
 
     def _write(self, started: list[Service], endpoints: dict[str, str], env: dict[str, str]) -> None:
@@ -194,7 +197,7 @@ class Lab:
                 raise UserError(f"the lab's workers did not start within {timeout:.0f}s; see {logs}")
             time.sleep(0.2)
 
-    def _seed(self, env: dict[str, str]) -> None:
+    def _seed(self, env: dict[str, str]) -> dict[str, Any]:
         from gameday.lab.aws.databases import seed_databases
         from gameday.lab.aws.seed import seed_aws
         from gameday.lab.azure.peers_seed import seed_azure_peers
@@ -220,6 +223,7 @@ class Lab:
                 else:
                     os.environ[key] = value
         (self.directory / "topology.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
 
     def set_realistic(self, config: RealisticConfig) -> dict[str, Any]:
         """Apply `config` to the AWS proxy and both emulators of the running lab; what each

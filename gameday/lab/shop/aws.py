@@ -1,10 +1,11 @@
 """How the shop reads AWS (moto): a region serves while a `tier=web` subnet of the `shop` VPC is
-on no deny-all network ACL and holds a running `tier=web` instance (powered and reachable), and
-the writer of DB cluster `orders` is reachable: the cluster `available` (not `failing-over`: a
-failover is a short outage, then recovery) and its writer in a zone with a `tier=db` subnet of the
-VPC on no deny-all ACL (a zone without `tier=db` subnets is not modelled: reachable). A region
-without that cluster has no database modelled: the web tier decides alone. The global routing is
-the weighted records of `www.shop.example.com`."""
+on no deny-all network ACL and holds a running `tier=web` instance (powered and reachable) in a
+zone that no active ARC zonal shift of load balancer `shop-web` moves traffic away from
+(evacuate_zone), and the writer of DB cluster `orders` is reachable: the cluster `available` (not
+`failing-over`: a failover is a short outage, then recovery) and its writer in a zone with a
+`tier=db` subnet of the VPC on no deny-all ACL (a zone without `tier=db` subnets is not modelled:
+reachable). A region without that cluster has no database modelled: the web tier decides alone.
+The global routing is the weighted records of `www.shop.example.com`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def aws_acl_cut(acl: Mapping[str, Any]) -> str | None:
             return (f"network ACL {acl_id} denies all {word} traffic at rule {min(denies)}, "
                     f"before its first allow (rule {min(allows)})")
     return None
+
+
+AWS_WEB_LOAD_BALANCER = "shop-web"    # gameday.lab.aws.zonal_shift
 
 
 class AwsShop:
@@ -75,6 +79,19 @@ class AwsShop:
 
     def _read(self, notes: list[str], key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         return self.cache.get(("aws", *key), load, notes)
+
+    def _shifted_zones(self, region: str, notes: list[str]) -> dict[str, str]:
+        """Zone name -> the active ARC zonal shift that moves the web load balancer's traffic
+        away from it (evacuate_zone)."""
+        ec2, arc = self.client("ec2", region), self.client("arc-zonal-shift", region)
+        names = self._read(notes, (region, "zone-ids"), lambda: {
+            z["ZoneId"]: z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]})
+        shifts = self._read(notes, (region, "zonal-shifts"), lambda: arc.list_zonal_shifts(
+            status="ACTIVE").get("items", []))
+        return {names[s["awayFrom"]]: f"zonal shift {s['zonalShiftId']} moves "
+                f"{AWS_WEB_LOAD_BALANCER}'s traffic away" for s in shifts
+                if f"/{AWS_WEB_LOAD_BALANCER}/" in s.get("resourceIdentifier", "")
+                and s.get("awayFrom") in names}
 
     def region(self, region: str) -> dict[str, Any]:
         notes: list[str] = []
@@ -118,6 +135,10 @@ class AwsShop:
                                     "network_acl": acl.get("NetworkAclId"), "cut": cut,
                                     "running_instances": powered})
             zone["serving"] = zone["serving"] or (cut is None and bool(powered))
+        for name, shift in self._shifted_zones(region, notes).items():
+            if name in zones:  # the load balancer sends the zone nothing: it serves no one
+                zones[name]["serving"] = False
+                zones[name]["shifted"] = shift
         serving = sorted(z for z, v in zones.items() if v["serving"])
         database = self._database(region, notes, vpc_ids, lambda subnet: aws_acl_cut(
             acl_of.get(subnet["SubnetId"]) or default_of.get(subnet["VpcId"]) or {}))
@@ -126,6 +147,8 @@ class AwsShop:
                            database=database, notes=notes)
         if serving:
             reason = f"serving from {joined(serving)}"
+        elif zones and all(v.get("shifted") for v in zones.values()):
+            reason = f"ARC has shifted {AWS_WEB_LOAD_BALANCER}'s traffic away from every zone"
         elif zones and all(s["cut"] for z in zones.values() for s in z["subnets"]):
             reason = (f"every {self.config.aws_web_tier}-tier subnet of "
                       f"{self.config.aws_vpc_name} in {region} is on a deny-all network ACL "
@@ -140,29 +163,6 @@ class AwsShop:
         return verdict("aws", region, bool(serving), reason, modelled=True, zones=zones,
                        database=database, notes=notes)
 
-    def _database(self, region: str, notes: list[str], vpc_ids: list[str],
-                  cut: Callable[[Mapping[str, Any]], str | None]) -> dict[str, Any]:
-        """Whether the writer of `AWS_DB_CLUSTER` is reachable (None: no such cluster here)."""
-        rds = self.client("rds", region)
-        clusters = self._read(notes, (region, "db-clusters"), lambda: rds.get_paginator(
-            "describe_db_clusters").paginate().build_full_result()["DBClusters"])
-        cluster = next((c for c in clusters if c["DBClusterIdentifier"] == AWS_DB_CLUSTER), None)
-        if cluster is None:
-            return {"reachable": None, "reason": f"no DB cluster {AWS_DB_CLUSTER}: not modelled"}
-        writer = next((m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])
-                       if m.get("IsClusterWriter")), None)
-        instances = self._read(notes, (region, "db-instances"), lambda: rds.get_paginator(
-            "describe_db_instances").paginate(Filters=[
-                {"Name": "db-cluster-id", "Values": [AWS_DB_CLUSTER]}]).build_full_result()[
-                "DBInstances"])
-        zone = next((i.get("AvailabilityZone", "") for i in instances
-                     if i["DBInstanceIdentifier"] == writer), "")
-        seen = {"cluster": AWS_DB_CLUSTER, "writer": writer, "zone": zone,
-                "status": cluster.get("Status", "")}
-        what = f"the writer of DB cluster {AWS_DB_CLUSTER} ({writer or 'none'}, {zone or '?'})"
-        if writer is None or cluster.get("Status") != "available":
-            return {**seen, "reachable": False,
-                    "reason": f"{what} is not available: the cluster is {seen['status']}"}
     def peers(self, region: str) -> dict[str, Any]:
         """Serving while every web-tier subnet of the shop VPC routes to each peer region the
         lab connects it to (`aws_peers`); a region without the VPC is not modelled."""
@@ -192,6 +192,29 @@ class AwsShop:
         answer.setdefault("notes", notes)
         return answer
 
+    def _database(self, region: str, notes: list[str], vpc_ids: list[str],
+                  cut: Callable[[Mapping[str, Any]], str | None]) -> dict[str, Any]:
+        """Whether the writer of `AWS_DB_CLUSTER` is reachable (None: no such cluster here)."""
+        rds = self.client("rds", region)
+        clusters = self._read(notes, (region, "db-clusters"), lambda: rds.get_paginator(
+            "describe_db_clusters").paginate().build_full_result()["DBClusters"])
+        cluster = next((c for c in clusters if c["DBClusterIdentifier"] == AWS_DB_CLUSTER), None)
+        if cluster is None:
+            return {"reachable": None, "reason": f"no DB cluster {AWS_DB_CLUSTER}: not modelled"}
+        writer = next((m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])
+                       if m.get("IsClusterWriter")), None)
+        instances = self._read(notes, (region, "db-instances"), lambda: rds.get_paginator(
+            "describe_db_instances").paginate(Filters=[
+                {"Name": "db-cluster-id", "Values": [AWS_DB_CLUSTER]}]).build_full_result()[
+                "DBInstances"])
+        zone = next((i.get("AvailabilityZone", "") for i in instances
+                     if i["DBInstanceIdentifier"] == writer), "")
+        seen = {"cluster": AWS_DB_CLUSTER, "writer": writer, "zone": zone,
+                "status": cluster.get("Status", "")}
+        what = f"the writer of DB cluster {AWS_DB_CLUSTER} ({writer or 'none'}, {zone or '?'})"
+        if writer is None or cluster.get("Status") != "available":
+            return {**seen, "reachable": False,
+                    "reason": f"{what} is not available: the cluster is {seen['status']}"}
         ec2 = self.client("ec2", region)
         subnets = self._read(notes, (region, "db-subnets"), lambda: ec2.describe_subnets(Filters=[
             {"Name": "vpc-id", "Values": vpc_ids},
