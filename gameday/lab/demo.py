@@ -33,8 +33,8 @@ DEMO_RUNBOOKS = [
     ("runbooks/lab/multicloud-zone-blackhole.yaml", "completed"),
     ("runbooks/lab/multicloud-region-evacuation.yaml", "completed"),
     ("runbooks/lab/multicloud-zone-power-interruption.yaml", "completed"),
-    ("runbooks/lab/gcp-zonal-evacuation.yaml", "completed"),
-    ("runbooks/lab/gcp-region-partition.yaml", "completed"),
+    ("runbooks/lab/multicloud-zonal-evacuation.yaml", "completed"),
+    ("runbooks/lab/multicloud-region-partition.yaml", "completed"),
     ("runbooks/lab/zone-outage-hypothesis-holds.yaml", "completed"),
     ("runbooks/lab/region-outage-hypothesis-breaks.yaml", "aborted"),
 ]
