@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+# Imported (and so rewritten by pytest) here, before any test starts threads: CPython 3.11 can fail
+# an `ast.parse` with a spurious "AST constructor recursion depth mismatch" while other threads run
+# (cpython#106905), and `st.from_regex` would otherwise import this module in the middle of a test.
+import hypothesis.strategies._internal.regex  # noqa: F401
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor

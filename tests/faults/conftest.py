@@ -3,7 +3,9 @@ their own that a run may kill and start again."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,14 +73,25 @@ def orchestrator(servers: Servers, client: Client, fault_dir: Path) -> Iterator[
     worker.stop()
 
 
+async def _connect_when_healthy(address: str) -> Client:
+    """The dev server opens its port before its frontend is healthy: connect again for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await Client.connect(address, namespace="default", data_converter=DATA_CONVERTER)
+        except RuntimeError as error:
+            if "not healthy" not in str(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def restartable_orchestrator(servers: Servers, runner: AsyncRunner,
                              fault_dir: Path) -> Iterator[Orchestrator]:
     """A persistent dev server of its own (not the session's) and a worker subprocess on it."""
     temporal = RestartableTemporal(fault_dir / "temporal", free_port()).start()
     try:
-        own_client = runner.run(Client.connect(temporal.address, namespace="default",
-                                               data_converter=DATA_CONVERTER))
+        own_client = runner.run(_connect_when_healthy(temporal.address))
         worker = WorkerProcess(temporal.address, f"faults-{uuid.uuid4().hex[:8]}",
                                _worker_env(servers), fault_dir / "worker-restartable.log").start()
         yield Orchestrator(own_client, worker, temporal)

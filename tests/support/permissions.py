@@ -384,6 +384,18 @@ class SdkCall:
         return f"activities/{self.module}:{self.line}: {self.operation}"
 
 
+def parse(source: str, filename: str) -> ast.Module:
+    """`ast.parse`, asked again when CPython 3.11 reports a spurious "AST constructor recursion
+    depth mismatch" (cpython#106905: threads running beside the parse, as the suite's workers do)."""
+    for attempt in range(3):
+        try:
+            return ast.parse(source, filename=filename)
+        except SystemError as error:
+            if "recursion depth mismatch" not in str(error) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 class UnmappedCall(LookupError):
     """An SDK operation that the tables above do not know: add its permissions."""
 
@@ -393,7 +405,7 @@ def sdk_calls(cloud: str, sources: dict[str, str] | None = None) -> list[SdkCall
     source text), found by reading the source."""
     if sources is None:
         sources = {name: (ACTIVITIES / name).read_text() for name in CLOUD_MODULES[cloud]}
-    trees = {module: ast.parse(source, filename=module) for module, source in sources.items()}
+    trees = {module: parse(source, module) for module, source in sources.items()}
     found: set[SdkCall] = set()
     if cloud == "aws":
         for module, tree in trees.items():
