@@ -93,19 +93,27 @@ class AwsShop:
                 if f"/{AWS_WEB_LOAD_BALANCER}/" in s.get("resourceIdentifier", "")
                 and s.get("awayFrom") in names}
 
-    def region(self, region: str) -> dict[str, Any]:
-        notes: list[str] = []
+    def _web_subnets(self, region: str, notes: list[str]) -> tuple[list[str], list[Any]]:
+        """The ids of the region's shop VPCs and their web-tier subnets (none: outside the lab)."""
         ec2 = self.client("ec2", region)
         vpcs = self._read(notes, (region, "vpcs"), lambda: ec2.describe_vpcs(Filters=[
             {"Name": "tag:Name", "Values": [self.config.aws_vpc_name]}])["Vpcs"])
         vpc_ids = sorted(v["VpcId"] for v in vpcs)
         if not vpc_ids:
-            return verdict("aws", region, True, f"no VPC named {self.config.aws_vpc_name} in "
-                           f"{region}: a region outside the lab, assumed to serve",
-                           modelled=False, notes=notes)
+            return [], []
         subnets = self._read(notes, (region, "web-subnets"), lambda: ec2.describe_subnets(Filters=[
             {"Name": "vpc-id", "Values": vpc_ids},
             {"Name": "tag:tier", "Values": [self.config.aws_web_tier]}])["Subnets"])
+        return vpc_ids, subnets
+
+    def region(self, region: str) -> dict[str, Any]:
+        notes: list[str] = []
+        ec2 = self.client("ec2", region)
+        vpc_ids, subnets = self._web_subnets(region, notes)
+        if not vpc_ids:
+            return verdict("aws", region, True, f"no VPC named {self.config.aws_vpc_name} in "
+                           f"{region}: a region outside the lab, assumed to serve",
+                           modelled=False, notes=notes)
         acls = self._read(notes, (region, "acls"), lambda: ec2.describe_network_acls(Filters=[
             {"Name": "vpc-id", "Values": vpc_ids}])["NetworkAcls"])
         acl_of: dict[str, Mapping[str, Any]] = {}
@@ -170,16 +178,11 @@ class AwsShop:
 
         notes: list[str] = []
         ec2 = self.client("ec2", region)
-        vpcs = self._read(notes, (region, "vpcs"), lambda: ec2.describe_vpcs(Filters=[
-            {"Name": "tag:Name", "Values": [self.config.aws_vpc_name]}])["Vpcs"])
-        vpc_ids = sorted(v["VpcId"] for v in vpcs)
+        vpc_ids, subnets = self._web_subnets(region, notes)
         if not vpc_ids:
             return verdict("aws", region, True, f"no VPC named {self.config.aws_vpc_name} in "
                            f"{region}: a region outside the lab, assumed to reach its peers",
                            modelled=False, notes=notes)
-        subnets = self._read(notes, (region, "web-subnets"), lambda: ec2.describe_subnets(Filters=[
-            {"Name": "vpc-id", "Values": vpc_ids},
-            {"Name": "tag:tier", "Values": [self.config.aws_web_tier]}])["Subnets"])
         tables = self._read(notes, (region, "route-tables"), lambda: ec2.describe_route_tables(
             Filters=[{"Name": "vpc-id", "Values": vpc_ids}])["RouteTables"])
         peerings = self._read(notes, (region, "peerings"), lambda: ec2.describe_vpc_peering_connections(
