@@ -35,6 +35,7 @@ from activities.throttle import (
 from gameday.errors import CloudError, Refused, TargetNotFound, UserError, first_sentence
 from gameday.guardrails import WorkerSite, refusals
 from gameday.plan import (
+    DriftWatchRequest,
     FaultRequest,
     PrepareRequest,
     Scope,
@@ -403,6 +404,7 @@ def _cancellation_flag() -> Callable[[], bool]:
 def _caller_of(args: Iterable[Any], priority: int) -> dict[str, Any]:
     """How an activity's calls queue for tokens: its priority, the account and region of its
     scope, and its cancellation."""
+    args = [a.step if isinstance(a, DriftWatchRequest) else a for a in args]
     scope = _scope_of(args)
     return {"priority": priority, "account": scope.account if scope else "",
             "region": scope.region if scope else "", "stops": (),

@@ -29,10 +29,13 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.base import check_guardrails, cloud_span, restore_errors, temporal_errors
+from activities.drift import DriftLooks
 from gameday.errors import UserError
 from gameday.plan import (
     ActivityVerb,
     Checkpoint,
+    DriftWatchReport,
+    DriftWatchRequest,
     FaultRequest,
     FaultResult,
     PrepareRequest,
@@ -40,6 +43,7 @@ from gameday.plan import (
     Scope,
     StepRequest,
     activity_name,
+    watch_activity_name,
 )
 from gameday.support import NOT_SUPPORTED, unsupported_sentence
 from gameday.sweep import Leftover, SweepScope
@@ -255,6 +259,12 @@ def _refusing_resolve(name: str, sentence: str) -> Callable[..., Any]:
     return activity.defn(name=name)(temporal_errors(resolve))
 
 
+def _drift_activity(name: str, looks: DriftLooks) -> Callable[..., Any]:
+    def watch_for_new_resources(request: DriftWatchRequest) -> DriftWatchReport:
+        return looks.watch(request)
+    return activity.defn(name=name)(temporal_errors(watch_for_new_resources))
+
+
 def _sweep_activities(cloud: str, sweeper: Sweeper) -> dict[str, Callable[..., Any]]:
     def find_leftovers(scope: SweepScope) -> list[Leftover]:
         return sweeper.find(scope)
@@ -279,6 +289,7 @@ class CloudActivities:
         self.cloud = cloud
         self.connection = connection if connection is not None else connect(cloud)
         self.by_name: dict[str, Callable[..., Any]] = {}
+        self.resolves: dict[str, Callable[[StepRequest], ResolvedStep]] = {}
         made: dict[str, Fault] = {}  # one instance per class: resolve and apply share caches
         for (of, action), entry in FAULTS.items():
             if of != cloud:
@@ -290,11 +301,15 @@ class CloudActivities:
             if entry.fault not in made:
                 made[entry.fault] = _load(cloud, entry.fault)(self.connection)
             adapter = FaultAdapter(cloud, action, made[entry.fault])
+            self.resolves[action] = adapter.resolve
             for verb in entry.verbs:
                 name = activity_name(cloud, verb, action)
                 self.by_name[name] = _verb_activity(name, verb, adapter)
         self.sweeper: Sweeper = _load(cloud, SWEEPERS[cloud])(self.connection)
         self.by_name.update(_sweep_activities(cloud, self.sweeper))
+        self.drift = DriftLooks(self.resolves)
+        watch = watch_activity_name(cloud)
+        self.by_name[watch] = _drift_activity(watch, self.drift)
 
     def all(self) -> list[Callable[..., Any]]:
         return list(self.by_name.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -110,6 +111,25 @@ class StepRequest(Model):
     (which lands in the history at every check) carries only what is new."""
 
 
+class DriftWatchRequest(Model):
+    """Input of a drift watch (`<cloud>.watch_for_new_resources`): look for the step's resources
+    every `interval` for at most `window`, and report the first look that finds any beyond
+    `covered` (those under the fault already, or left alone)."""
+
+    step: StepRequest
+    covered: list[str]
+    interval: timedelta
+    window: timedelta
+
+
+class DriftWatchReport(Model):
+    """What a drift watch saw: how many looks it made, and the step with only the new resources
+    of the look that found some (None when its window passed with nothing new)."""
+
+    looks: int
+    found: ResolvedStep | None = None
+
+
 class PrepareRequest(Model):
     run_id: str
     step: FaultStep
@@ -136,6 +156,11 @@ ActivityVerb = Literal["resolve", "prepare", "apply", "restore"]
 def activity_name(cloud: str, verb: ActivityVerb, action: str) -> str:
     """Activities are named by cloud, verb and action, e.g. `aws.apply_blackhole_zone`."""
     return f"{cloud}.{verb}_{action}"
+
+
+def watch_activity_name(cloud: str) -> str:
+    """The drift watch of a cloud's faults: `aws.watch_for_new_resources`."""
+    return f"{cloud}.watch_for_new_resources"
 
 
 class PlanResult(BaseModel):

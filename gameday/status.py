@@ -41,6 +41,10 @@ class GameDayInput(Model):
     handover_events: int | None = Field(
         None, ge=200, le=10_000, description="history length at which the run continues as new "
         "(4000; workflows/handover.py)")
+    drift_window: timedelta | None = Field(
+        None, ge=timedelta(seconds=1), le=timedelta(hours=24),
+        description="how long one drift watch activity looks before it reports (1h; "
+        "workflows/drift.py); a look that finds something reports at once")
     carried: Carried | None = Field(
         None, description="set by the GameDay itself when it continues as new: the previous run's "
         "state (workflows/handover.py); never by whoever starts a GameDay")

@@ -29,7 +29,7 @@ from activities.registry import (
     connect,
     parity_problems,
 )
-from gameday.plan import FaultRequest, PrepareRequest, StepRequest
+from gameday.plan import FaultRequest, PrepareRequest, StepRequest, watch_activity_name
 from gameday.runbook import BlackholeRegionStep, FaultStep, Guardrails
 from gameday.support import not_supported
 from tests.support.gameday import aws_zone_step, runbook
@@ -140,6 +140,9 @@ def _names_the_workflows_build() -> set[str]:
                 suffix = str(parts[1].value)
                 assert suffix.startswith("."), where
                 names |= {f"{cloud}{suffix}" for cloud in CLOUDS}
+            elif isinstance(first, ast.Call) and isinstance(first.func, ast.Name) \
+                    and first.func.id == "watch_activity_name":
+                names |= {watch_activity_name(cloud) for cloud in CLOUDS}
             else:
                 assert isinstance(first, ast.Call) and isinstance(first.func, ast.Name) \
                     and first.func.id == "activity_name", f"{where}: an activity named in a way " \
@@ -174,7 +177,8 @@ def test_the_names_are_those_running_histories_hold() -> None:
         "apply_blackhole_zone", "restore_blackhole_zone", "resolve_evacuate_region",
         "prepare_evacuate_region", "apply_evacuate_region", "restore_evacuate_region",
         "resolve_stop_instances", "prepare_stop_instances", "apply_stop_instances",
-        "restore_stop_instances", "find_leftovers", "sweep_leftover")}
+        "restore_stop_instances", "find_leftovers", "sweep_leftover",
+        "watch_for_new_resources")}
     expected |= {f"{cloud}.{verb}_{action}" for cloud in CLOUDS for verb in VERBS
                  for action in ("deny_capacity", "failover_database")}
     expected |= {f"{cloud}.{verb}_{action}" for cloud in CLOUDS

@@ -1,6 +1,7 @@
 """Continue-as-new on the dev server (issue 21; the week on the time-skipping server is
-tests/test_week_long.py): three parallel blackholes held with drift every second and a low
-`handover_events`, so the GameDay hands over every few seconds. It completes, or is aborted at a
+tests/test_week_long.py): three parallel blackholes held with drift every second, each drift watch
+reporting after one look (`drift_window`), and a low `handover_events`, so the GameDay hands over
+every few seconds. It completes, or is aborted at a
 seeded random moment (during a hand-over too), and the lab ends exactly as before; the status of
 the last run tells the one GameDay from its start."""
 
@@ -40,7 +41,8 @@ async def _start(client, task_queue, hold: str):
     return await client.start_workflow(
         GameDayWorkflow.run,
         GameDayInput(runbook=_book(hold), source="test", started_by="pytest",
-                     watchdog_poll=timedelta(seconds=2), handover_events=200),
+                     watchdog_poll=timedelta(seconds=2), handover_events=200,
+                     drift_window=timedelta(seconds=1)),
         id=f"test-handover-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
 
 

@@ -11,21 +11,35 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from gameday.plan import ResolvedStep
+    from gameday.durations import format_duration
+    from gameday.plan import (
+        DriftWatchReport,
+        DriftWatchRequest,
+        ResolvedStep,
+        StepRequest,
+        watch_activity_name,
+    )
     from gameday.runbook import FaultStep, Runbook
     from gameday.units import drift_unit_id
     from workflows.errors import describe
     from workflows.fault_calls import fault_units
-    from workflows.planning import resolve_step
+    from workflows.planning import RESOLVE_RETRY, resolve_step
+    from workflows.routing import HEARTBEAT, cloud_queue
     from workflows.saga import SagaEntry
     from workflows.status_board import StatusBoard
 
+DRIFT_WINDOW = timedelta(hours=1)
+"""How long one drift watch activity looks at most (`GameDayInput.drift_window`): it returns at
+once when a look finds something, so the window only bounds how long a quiet watch runs."""
+PATCH_DRIFT_WINDOWS = "drift-looks-in-windows"
+"""Runs started before this change slept and resolved once per look, in the workflow."""
 PATCH_DRIFT_STOPS_WHEN_TOLD = "drift-stops-when-told"
 """Runs started before this change kept a drift watch going when the activity it was cancelled in
 failed instead of reporting its cancellation, and the GameDay waited for the watch for ever."""
@@ -55,8 +69,10 @@ class Follow:
 class DriftWatch:
     """The drift watches of one run, and the unit ids the run has used."""
 
-    def __init__(self, runbook: Runbook, board: StatusBoard, inject: Inject) -> None:
+    def __init__(self, runbook: Runbook, board: StatusBoard, inject: Inject,
+                 window: timedelta | None = None) -> None:
         self.runbook = runbook
+        self.window = window or DRIFT_WINDOW
         self.board = board
         self.inject = inject
         self.unit_ids: set[str] = set()
@@ -89,14 +105,18 @@ class DriftWatch:
         status = board.steps[step.id]
         covered, group, units = follow.covered, follow.group, follow.units
         limit = self.runbook.guardrails.max_resources_per_step
+        windows = workflow.patched(PATCH_DRIFT_WINDOWS)
         while True:
             self._stop_if_told()
-            await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
-            if self.handing_over:
-                self.handed.append(follow)
-                return
             try:
-                found = await resolve_step(step, self.runbook, only_new=True)
+                if windows:
+                    found = await self._watch_window(step, covered)
+                else:
+                    await workflow.sleep(interval, summary=f"{step.id}: look for new resources")
+                    if self.handing_over:
+                        self.handed.append(follow)
+                        return
+                    found = await resolve_step(step, self.runbook, only_new=True)
                 self._stop_if_told()
             except ActivityError as error:
                 if is_cancelled_exception(error):
@@ -104,10 +124,12 @@ class DriftWatch:
                 self._stop_if_told()
                 board.event("drift_check_failed", f"{step.id}: {describe(error)}", step=step.id)
                 continue
-            new = [r for r in found.resources if r.id not in covered]
             if self.handing_over:  # the next run looks again, and cuts them
                 self.handed.append(follow)
                 return
+            if found is None:
+                continue
+            new = [r for r in found.resources if r.id not in covered]
             if not new:
                 continue
             if len(covered) + len(new) > limit:
@@ -144,6 +166,34 @@ class DriftWatch:
             board.event("drift", f"{step.id}: {len(new)} new resources brought under the fault "
                         f"({', '.join(r.name or r.id for r in new[:5])})", step=step.id)
             board.publish()
+
+    async def _watch_window(self, step: FaultStep, covered: set[str]) -> ResolvedStep | None:
+        """One drift watch activity: the step with the new resources of the first look that found
+        some, or None when the window passed with nothing new or the run hands over (the
+        activity is cancelled then; so it is when the watch is stopped)."""
+        interval = self.runbook.drift_interval
+        assert interval is not None
+        window = max(self.window, interval)
+        target = step.target
+        request = DriftWatchRequest(
+            step=StepRequest(run_id=workflow.info().workflow_id, step=step,
+                             guardrails=self.runbook.guardrails, only_new=True),
+            covered=sorted(covered), interval=interval, window=window)
+        watching = asyncio.create_task(workflow.execute_activity(
+            watch_activity_name(target.cloud), request, task_queue=cloud_queue(target.cloud),
+            result_type=DriftWatchReport,
+            start_to_close_timeout=window + interval + timedelta(minutes=10),
+            heartbeat_timeout=HEARTBEAT, retry_policy=RESOLVE_RETRY,
+            summary=(f"{step.id}: look for new resources every {format_duration(interval)} for "
+                     f"{format_duration(window)}")))
+        try:
+            await workflow.wait_condition(lambda: watching.done() or self.handing_over)
+            if not watching.done():
+                return None
+            return (await watching).found
+        finally:
+            if not watching.done():
+                watching.cancel()
 
     def _stop_if_told(self) -> None:
         """A watch told to stop stops, even when the activity its cancellation reached finished

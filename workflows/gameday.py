@@ -117,7 +117,7 @@ class GameDayWorkflow:
         self._watchdog = WatchdogLink(self._runbook, self._deadline, input.watchdog_poll, self._board)
         self._leases = RunLeases(workflow.info().workflow_id, self._board)
         self._steady = SteadyState(self._runbook, self._board, self._saga, self._gates.request_abort)
-        self._drift = DriftWatch(self._runbook, self._board, self._inject)
+        self._drift = DriftWatch(self._runbook, self._board, self._inject, input.drift_window)
         self._compensation = Compensation(self._saga, self._board, self._watchdog,
                                           self._fault_activity)
         self._handover = Handover(self._board, self._gates, self._saga, self._steady, self._drift,

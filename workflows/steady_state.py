@@ -18,7 +18,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from gameday.durations import format_duration
     from gameday.objectives import Check, as_check, split_rounds
-    from gameday.probing import CheckReport, CheckRequest, WatchReport, WatchRequest
+    from gameday.probing import (
+        MAX_WATCH_RESULTS,
+        CheckReport,
+        CheckRequest,
+        WatchReport,
+        WatchRequest,
+    )
     from gameday.runbook import Runbook
     from gameday.status import Abort, ProbeResult
     from workflows.errors import describe
@@ -26,10 +32,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.status_board import StatusBoard
 
 WATCH_WINDOW = timedelta(minutes=5)
+LONG_WATCH_WINDOW = timedelta(hours=1)
+"""While the steady state holds, each window that saw only passing checks doubles the next, up to
+this long (and to what `MAX_WATCH_RESULTS` keeps whole): a change of verdict is signalled at once
+(`steady_state_seen`) whatever the window, so a long hold writes a few events an hour, not twelve
+windows. Any failed check sets the window back to `WATCH_WINDOW`."""
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 
 PATCH_WATCH_UNTIL_RESTORE = "watch-until-the-hold-ends"
 """Runs started before this change watched in windows of `WATCH_WINDOW` whatever the holds."""
+PATCH_WATCH_WINDOWS_GROW = "watch-windows-grow"
+"""Runs started before this change watched in windows of at most `WATCH_WINDOW`."""
 
 
 class SteadyState:
@@ -49,6 +62,8 @@ class SteadyState:
         """Consecutive failed checks of the watch so far (carried to the next run of the GameDay)."""
         self.handing_over = False
         """The run hands over to its next run: the watch stops once its window has reported."""
+        self.window = WATCH_WINDOW
+        """The longest the next watch window may be (`LONG_WATCH_WINDOW`)."""
 
     async def probe_once(self, summary: str) -> CheckReport:
         steady = self.runbook.steady_state
@@ -111,8 +126,19 @@ class SteadyState:
             elif held.get(step_id) is not None:  # still injecting: held at least this long
                 ends.append(now + held[step_id])  # type: ignore[operator]
             else:
-                return WATCH_WINDOW
-        return min(WATCH_WINDOW, max(ends) - now) if ends else WATCH_WINDOW
+                return self.window
+        return min(self.window, max(ends) - now) if ends else self.window
+
+    def next_window(self, report: WatchReport, known_before: bool | None) -> None:
+        """After a window: the next may be twice as long when every check passed and the steady
+        state was known to hold before it; else it is `WATCH_WINDOW` again."""
+        steady = self.runbook.steady_state
+        assert steady is not None
+        if report.failed_checks or report.breached or known_before is not True:
+            self.window = WATCH_WINDOW
+            return
+        whole = steady.interval * max(1, MAX_WATCH_RESULTS // max(1, len(steady.probes)))
+        self.window = max(WATCH_WINDOW, min(self.window * 2, LONG_WATCH_WINDOW, whole))
 
     async def watch(self) -> None:
         """While faults are in effect, check every interval; `tolerance` failures in a row abort."""
@@ -120,6 +146,7 @@ class SteadyState:
         assert steady is not None
         saga = self.saga
         until_restore = workflow.patched(PATCH_WATCH_UNTIL_RESTORE)
+        growing = until_restore and workflow.patched(PATCH_WATCH_WINDOWS_GROW)
         while True:
             await workflow.wait_condition(lambda: saga.any_in_effect() or self.handing_over)
             if self.handing_over:
@@ -140,7 +167,7 @@ class SteadyState:
                              tolerance=steady.tolerance, window=window, failed_before=self.failed,
                              known_ok=self.known_ok),
                 result_type=WatchReport,
-                start_to_close_timeout=WATCH_WINDOW + steady.interval + timedelta(minutes=1),
+                start_to_close_timeout=max(window, WATCH_WINDOW) + steady.interval + timedelta(minutes=1),
                 heartbeat_timeout=max(steady.interval * 3, timedelta(seconds=30)),
                 retry_policy=PROBE_RETRY,
                 summary=f"watch the steady state every {format_duration(steady.interval)}",
@@ -158,6 +185,8 @@ class SteadyState:
                 self.board.event("probe", f"the steady-state watch failed: {describe(error)}; retrying")
                 await workflow.sleep(steady.interval)
                 continue
+            if growing:
+                self.next_window(report, self.known_ok)
             for change in report.changes:
                 self.record_probes(change, keep=False)
             watched = self.watched_checks(report)
