@@ -406,8 +406,10 @@ def _caller_of(args: Iterable[Any], priority: int) -> dict[str, Any]:
     scope, and its cancellation."""
     args = [a.step if isinstance(a, DriftWatchRequest) else a for a in args]
     scope = _scope_of(args)
+    run_id = next((a.checkpoint.run_id if isinstance(a, FaultRequest) else a.run_id
+                   for a in args if isinstance(a, FaultRequest | PrepareRequest | StepRequest)), "")
     return {"priority": priority, "account": scope.account if scope else "",
-            "region": scope.region if scope else "", "stops": (),
+            "region": scope.region if scope else "", "run_id": run_id, "stops": (),
             "cancelled": _cancellation_flag()}
 
 

@@ -31,6 +31,7 @@ from temporalio import activity
 from activities.base import check_guardrails, cloud_span, restore_errors, temporal_errors
 from activities.drift import DriftLooks
 from gameday.errors import UserError
+from gameday.permissions import PermissionReport
 from gameday.plan import (
     ActivityVerb,
     Checkpoint,
@@ -38,6 +39,7 @@ from gameday.plan import (
     DriftWatchRequest,
     FaultRequest,
     FaultResult,
+    PermissionCheck,
     PrepareRequest,
     ResolvedStep,
     Scope,
@@ -45,6 +47,7 @@ from gameday.plan import (
     activity_name,
     watch_activity_name,
 )
+from gameday.runbook import FaultStep
 from gameday.support import NOT_SUPPORTED, unsupported_sentence
 from gameday.sweep import Leftover, SweepScope
 
@@ -139,12 +142,41 @@ FAULTS: dict[tuple[Cloud, Action], Entry] = {
 """The registry: every (cloud, action) a runbook can name, offered or explicitly not (the gaps
 come from `gameday.support`, which `validate` reads too)."""
 
+ZONES: dict[Cloud, str] = {
+    "aws": "zones:AwsZones",
+    "azure": "zones:AzureZones",
+}
+"""Each cloud whose zone names are not physical (`module:Class` inside `activities.<cloud>`): AWS
+zone names and Azure logical zones differ per account. GCP zone names are physical already."""
+
+
+@runtime_checkable
+class Zones(Protocol):
+    """A cloud's zones by physical identity (contract §11)."""
+
+    def place(self, step: FaultStep, scope: Scope | None = None) -> FaultStep:
+        """The step with its target's zone named both ways where the target can say (AWS
+        `zone`/`zone_id`); `scope`, a resolve's answer, saves the look-up."""
+        ...
+
+    def scope(self, scope: Scope) -> Scope:
+        """The scope with its zone's physical zone, where the cloud reports it."""
+        ...
+
+
 SWEEPERS: dict[Cloud, str] = {
     "aws": "sweep:AwsSweeper",
     "gcp": "sweep:GcpSweeper",
     "azure": "sweep:AzureSweeper",
 }
 """Each cloud's sweeper (`module:Class` inside `activities.<cloud>`)."""
+
+PERMISSION_CHECKS: dict[Cloud, str] = {
+    "aws": "permissions:AwsPermissions",
+    "gcp": "permissions:GcpPermissions",
+    "azure": "permissions:AzurePermissions",
+}
+"""Each cloud's live permission check for `gameday plan` (`<cloud>.check_permissions`)."""
 
 
 def parity_problems(faults: dict[tuple[Cloud, Action], Entry]) -> list[str]:
@@ -186,12 +218,24 @@ class FaultAdapter:
     cloud: str
     action: str
     fault: Fault
+    zones: Zones | None = None
+    """The cloud's physical zones (`ZONES`): the fault sees the zone named both ways, and the
+    resolved scope carries the physical zone."""
 
     def resolve(self, request: StepRequest) -> ResolvedStep:
         scope = Scope.of(request.step.target)
         with self._span("resolve", scope) as span:
-            check_guardrails(request.step.id, scope, request.guardrails, None)
+            if scope.zone is not None or scope.zone_id is None:
+                check_guardrails(request.step.id, scope, request.guardrails, None)
+            if self.zones is not None:
+                # a step named by zone ID learns its zone's name (a read) before the guardrails,
+                # which compare zone names with the worker's own
+                request = request.model_copy(update={"step": self.zones.place(request.step)})
+                scope = Scope.of(request.step.target)
+                check_guardrails(request.step.id, scope, request.guardrails, None)
             resolved = self.fault.resolve(request)
+            if self.zones is not None:
+                resolved = resolved.model_copy(update={"scope": self.zones.scope(resolved.scope)})
             span.set_attribute("gameday.resources", len(resolved.resources))
             return resolved
 
@@ -200,6 +244,9 @@ class FaultAdapter:
         with self._span("prepare", resolved.scope, len(resolved.resources)):
             check_guardrails(resolved.step_id, resolved.scope, request.guardrails,
                              len(resolved.resources))
+            if self.zones is not None:
+                request = request.model_copy(
+                    update={"step": self.zones.place(request.step, resolved.scope)})
             return self.fault.prepare(request)
 
     def apply(self, request: FaultRequest) -> FaultResult:
@@ -277,9 +324,18 @@ def _sweep_activities(cloud: str, sweeper: Sweeper) -> dict[str, Callable[..., A
             sweep: activity.defn(name=sweep)(restore_errors(sweep_leftover))}
 
 
+def _permission_activity(cloud: str, checker: Any) -> dict[str, Callable[..., Any]]:
+    def check_permissions(request: PermissionCheck) -> PermissionReport:
+        return checker.check(request)
+
+    name = f"{cloud}.check_permissions"
+    return {name: activity.defn(name=name)(temporal_errors(check_permissions))}
+
+
 class CloudActivities:
     """A cloud's activities, generated from the registry: `<cloud>.<verb>_<action>` for every
-    offered action and verb, and `<cloud>.find_leftovers` / `<cloud>.sweep_leftover`. All share
+    offered action and verb, `<cloud>.find_leftovers` / `<cloud>.sweep_leftover` and
+    `<cloud>.check_permissions`. All share
     one connection (`connection`, else the cloud's `connect()`), so a worker builds each SDK
     client once."""
 
@@ -291,6 +347,7 @@ class CloudActivities:
         self.by_name: dict[str, Callable[..., Any]] = {}
         self.resolves: dict[str, Callable[[StepRequest], ResolvedStep]] = {}
         made: dict[str, Fault] = {}  # one instance per class: resolve and apply share caches
+        zones: Zones | None = _load(cloud, ZONES[cloud])(self.connection) if cloud in ZONES else None
         for (of, action), entry in FAULTS.items():
             if of != cloud:
                 continue
@@ -300,7 +357,7 @@ class CloudActivities:
                 continue
             if entry.fault not in made:
                 made[entry.fault] = _load(cloud, entry.fault)(self.connection)
-            adapter = FaultAdapter(cloud, action, made[entry.fault])
+            adapter = FaultAdapter(cloud, action, made[entry.fault], zones)
             self.resolves[action] = adapter.resolve
             for verb in entry.verbs:
                 name = activity_name(cloud, verb, action)
@@ -310,6 +367,8 @@ class CloudActivities:
         self.drift = DriftLooks(self.resolves)
         watch = watch_activity_name(cloud)
         self.by_name[watch] = _drift_activity(watch, self.drift)
+        checker = _load(cloud, PERMISSION_CHECKS[cloud])(self.connection)
+        self.by_name.update(_permission_activity(cloud, checker))
 
     def all(self) -> list[Callable[..., Any]]:
         return list(self.by_name.values())

@@ -21,6 +21,7 @@ def sweep_scope_from_env() -> SweepScope:
         return []
 
     regions = listed("GAMEDAY_SWEEP_AWS_REGIONS")
+    accounts = listed("GAMEDAY_SWEEP_AWS_ACCOUNTS", "GAMEDAY_ALLOWED_AWS_ACCOUNTS")
     projects = listed("GAMEDAY_SWEEP_GCP_PROJECTS", "GAMEDAY_ALLOWED_GCP_PROJECTS")
     subscriptions = listed("GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS", "GAMEDAY_ALLOWED_AZURE_SUBSCRIPTIONS")
     unconfigured = {cloud: why for cloud, why in (
@@ -31,7 +32,7 @@ def sweep_scope_from_env() -> SweepScope:
                                             "no subscription to sweep (set "
                                             "GAMEDAY_SWEEP_AZURE_SUBSCRIPTIONS)")),
     ) if why}
-    return SweepScope(aws_regions=regions or None, gcp_projects=projects,
+    return SweepScope(aws_regions=regions or None, aws_accounts=accounts, gcp_projects=projects,
                       azure_subscriptions=subscriptions, unconfigured=unconfigured)
 
 

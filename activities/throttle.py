@@ -295,6 +295,8 @@ class Caller:
     priority: int = APPLY
     account: str = ""
     region: str = ""
+    run_id: str = ""
+    """The run the call is made for: AWS's session name in a target account."""
     stops: tuple[threading.Event, ...] = ()
     """Set when the work this call belongs to stopped (a fan-out, and any fan-out around it)."""
     cancelled: Callable[[], bool] = field(default=lambda: False)

@@ -122,7 +122,9 @@ def plan(
     as_json: AsJson = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for a worker")] = 60,
 ) -> None:
-    """Resolve every target (read-only) and list each resource each step would change."""
+    """Resolve every target (read-only), list each resource each step would change, and each
+    mutating call the worker's live credentials may not make (tried as a dry run where the cloud
+    offers one). Exits 1 when a step would be refused or a permission is missing."""
     from gameday import operations
 
     runbook = load_runbook(file)
@@ -138,7 +140,7 @@ def plan(
         for problem in result.problems:
             if first_sentence(problem) != problem.strip():
                 log_details(f"gameday plan {file}: {problem}")
-    raise typer.Exit(1 if result.problems else 0)
+    raise typer.Exit(1 if result.problems or result.missing_permissions else 0)
 
 
 # --- running a GameDay -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from gameday.permissions import Permission
 from gameday.runbook import Cloud, FaultStep, Guardrails
 from gameday.targets import Target, target_scope
 
@@ -23,18 +24,31 @@ class Model(BaseModel):
 
 
 class Scope(Model):
-    """Where a step acts: account/project/subscription, region and (for zone faults) zone."""
+    """Where a step acts: account/project/subscription, region and (for zone faults) zone: its
+    name in the account (`us-east-1a`, Azure `1`) and, once resolved where the cloud tells, its
+    physical zone (`zone_id`: an AWS zone ID like `use1-az6`, an Azure physical zone like
+    `eastus-az1`), the same place in every account. GCP zone names are physical already."""
 
     cloud: Cloud
     account: str
     region: str
     zone: str | None = None
+    zone_id: str | None = None
 
     @classmethod
     def of(cls, target: Target) -> Scope:
         zone = getattr(target, "zone", None)
+        zone_id = getattr(target, "zone_id", None)
         region = target.region or ""  # an Azure database target may leave its region to ARM
-        return cls(cloud=target.cloud, account=target_scope(target), region=region, zone=zone)
+        return cls(cloud=target.cloud, account=target_scope(target), region=region, zone=zone,
+                   zone_id=zone_id)
+
+    @property
+    def where(self) -> str:
+        """The zone for people, `us-east-1a (use1-az6)`, or the region when the step has none."""
+        if self.zone is None:
+            return self.zone_id or self.region
+        return f"{self.zone} ({self.zone_id})" if self.zone_id else self.zone
 
 
 class Resource(Model):
@@ -71,7 +85,8 @@ def plan_hash(steps: list[ResolvedStep]) -> str:
         {
             "step": s.step_id,
             "action": s.action,
-            "scope": s.scope.model_dump(),
+            # without a physical zone, a scope hashes as it did before `zone_id` existed
+            "scope": s.scope.model_dump(exclude={"zone_id"} if s.scope.zone_id is None else None),
             "resources": sorted(r.id for r in s.resources),
         }
         for s in sorted(steps, key=lambda s: s.step_id)
@@ -171,3 +186,13 @@ class PlanResult(BaseModel):
     plan_hash: str | None = None
     problems: list[str] = []
     """Why the GameDay would be refused: unresolvable targets and guardrail refusals."""
+    missing_permissions: list[Permission] = []
+    """Each mutating call of the plan the worker's live credentials may not make (contract §11)."""
+    unchecked_permissions: list[Permission] = []
+    """Each mutating call of the plan that could not be tried (no dry run on that API)."""
+
+
+class PermissionCheck(Model):
+    """Input of `<cloud>.check_permissions`: the plan's resolved steps on that cloud."""
+
+    steps: list[ResolvedStep]

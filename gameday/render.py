@@ -27,7 +27,9 @@ def print_plan(result: Any) -> None:
                   (f"  {result.plan_hash}" if result.plan_hash else ""))
     for step in result.steps:
         scope = step.scope
-        where = " ".join(x for x in (scope.cloud, scope.account, scope.region, scope.zone or "") if x)
+        # a zone shows its physical id beside its name: `us-east-1a (use1-az6)`
+        zone = scope.where if scope.zone or scope.zone_id else ""
+        where = " ".join(x for x in (scope.cloud, scope.account, scope.region, zone) if x)
         console.print(f"\n[bold]{step.step_id}[/bold] {step.action} on {where}: "
                       f"{len(step.resources)} {_kinds(step.resources)}")
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -40,6 +42,10 @@ def print_plan(result: Any) -> None:
         console.print(table)
     for problem in result.problems:
         console.print("[red]refused:[/red] " + escape(problem_sentence(problem)))
+    for permission in result.missing_permissions:
+        console.print("[red]" + escape(permission.sentence) + "[/red]")
+    for permission in result.unchecked_permissions:
+        console.print(escape(permission.sentence))
 
 
 def problem_sentence(problem: str) -> str:

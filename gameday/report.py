@@ -81,6 +81,10 @@ class StepReport(Model):
     group: int
     state: str
     resources: int
+    zone: str | None = None
+    """A fault's zone, by name in its account; None: a region, or a run from before zones."""
+    zone_id: str | None = None
+    """The zone's physical id (AWS zone ID, Azure physical zone), where the cloud tells."""
     approved_by: list[str] = []
     start: datetime | None = None
     """A fault: when it took effect (`injected_at`). A wait: when the wait began."""
@@ -375,7 +379,8 @@ def _fault_step(step: StepStatus, events: list[Event], last_seen: datetime) -> S
     start = injected or (restore_start if restored is not None or failures else None)
     return StepReport(
         id=step.id, action=step.action, cloud=step.cloud, kind="fault", group=step.group,
-        state=step.state, resources=step.resources, approved_by=list(step.approved_by),
+        state=step.state, resources=step.resources, zone=step.zone, zone_id=step.zone_id,
+        approved_by=list(step.approved_by),
         start=start, end=end if start is not None else None,
         seconds=_seconds(start, end),
         restore_started_at=restore_start, restore_basis=basis, restored_at=restored,

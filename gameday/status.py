@@ -122,6 +122,10 @@ class StepStatus(Model):
     injected_at: datetime | None = None
     restored_at: datetime | None = None
     error: str | None = None
+    zone: str | None = None
+    """The zone the step acts on, by its name in the target's account; None: a region."""
+    zone_id: str | None = None
+    """That zone's physical id (AWS zone ID, Azure physical zone), where the cloud tells."""
     recover_within_seconds: float | None = None
     """The step's objective, `expect.recover_within`; None: the step has none (gameday/objectives.py)."""
     expectation_met: bool | None = None

@@ -20,6 +20,8 @@ class Leftover(BaseModel):
     step_id: str
     location: str
     detail: dict[str, str] = {}
+    account: str = ""
+    """AWS: the account it lives in ("": the worker's own); the sweep undoes it there."""
     run_state: str | None = None
     """How its run stands in Temporal: running, completed, terminated, missing..."""
 
@@ -29,6 +31,8 @@ class SweepScope(BaseModel):
 
     aws_regions: list[str] | None = None
     """None: every region the account has enabled."""
+    aws_accounts: list[str] = []
+    """AWS accounts besides the worker's own, each reached through its target role."""
     gcp_projects: list[str] = []
     azure_subscriptions: list[str] = []
     unconfigured: dict[str, str] = {}

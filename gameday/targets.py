@@ -9,12 +9,13 @@ needs a new kind of target adds its models here; `gameday.runbook` holds the ste
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
+_AWS_ZONE_ID = re.compile(r"^[a-z]{2,}[0-9]+(-[a-z]+[0-9]+)?-az[0-9]+$")
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _GCP_ZONE = re.compile(r"^([a-z]+-[a-z]+\d+)-[a-z]$")
 _AZURE_REGION = re.compile(r"^[a-z][a-z0-9]+$")
@@ -45,6 +46,7 @@ def _shaped(pattern: re.Pattern[str], what: str):
 
 AwsAccount = Annotated[str, BeforeValidator(_aws_account), Field(pattern=r"^\d{12}$")]
 AwsRegion = Annotated[str, _shaped(_AWS_REGION, "an AWS region name like us-east-1")]
+AwsZoneId = Annotated[str, _shaped(_AWS_ZONE_ID, "an AWS zone ID like use1-az1")]
 GcpProject = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
 GcpRegion = Annotated[str, _shaped(_GCP_REGION, "a Compute Engine region like us-central1")]
 GcpZone = Annotated[str, _shaped(_GCP_ZONE, "a Compute Engine zone like us-central1-a")]
@@ -75,13 +77,34 @@ class AwsPlaced(Strict):
 
 
 class AwsZoned(AwsPlaced):
-    zone: str = Field(description="availability zone name, like us-east-1a")
+    """A zone named by its name in the account (`zone`) or by its AWS zone ID (`zone_id`), the
+    same physical zone in every account: exactly one of the two. The resolve fills in the other
+    (`named`), so faults act on the physical zone the runbook names."""
+
+    zone: str | None = Field(None, description="availability zone name, like us-east-1a")
+    zone_id: AwsZoneId | None = Field(None, description="AWS availability zone ID, like use1-az1: "
+                                      "the same physical zone in every account (instead of zone)")
 
     @model_validator(mode="after")
     def _zone_in_region(self) -> AwsZoned:
-        if not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
+        if (self.zone is None) == (self.zone_id is None):
+            raise ValueError("name the zone by exactly one of zone (like us-east-1a) and zone_id "
+                             "(like use1-az1)")
+        if self.zone is not None and not re.fullmatch(re.escape(self.region) + r"[a-z]", self.zone):
             raise ValueError(f"zone {self.zone!r} is not in region {self.region}")
         return self
+
+    @property
+    def zone_name(self) -> str:
+        """The zone's name in the target account; a `zone_id` target has one once resolved."""
+        if self.zone is None:
+            raise ValueError(f"zone {self.zone_id} has not been resolved to its name in account "
+                             f"{self.account}")
+        return self.zone
+
+    def named(self, zone: str, zone_id: str) -> Self:
+        """This target with both the zone's name in its account and its zone ID."""
+        return self.model_copy(update={"zone": zone, "zone_id": zone_id})
 
 
 class GcpPlaced(Strict):

@@ -177,7 +177,7 @@ def test_the_names_are_those_running_histories_hold() -> None:
         "apply_blackhole_zone", "restore_blackhole_zone", "resolve_evacuate_region",
         "prepare_evacuate_region", "apply_evacuate_region", "restore_evacuate_region",
         "resolve_stop_instances", "prepare_stop_instances", "apply_stop_instances",
-        "restore_stop_instances", "find_leftovers", "sweep_leftover",
+        "restore_stop_instances", "find_leftovers", "sweep_leftover", "check_permissions",
         "watch_for_new_resources")}
     expected |= {f"{cloud}.{verb}_{action}" for cloud in CLOUDS for verb in VERBS
                  for action in ("deny_capacity", "failover_database")}

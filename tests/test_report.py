@@ -233,6 +233,9 @@ def test_completed_parallel_facts(runs) -> None:
     assert report.probe_checks and all(c.ok for c in report.probe_checks)
     assert a.detected_at is None and b.detected_at is None
     assert not any("not recorded" in note for note in report.notes)
+    # each zone by its name and its physical id (moto's zone IDs in the worker's own account)
+    assert (a.zone, a.zone_id) == ("us-east-1a", "use1-az6")
+    assert f"{a.zone} ({a.zone_id})" in render_html(report)
 
 
 def test_aborted_restores_read_their_own_start_not_the_abort(runs) -> None:

@@ -32,7 +32,7 @@ from tests.support.permissions import (
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "infra" / "terraform"
-MODULES = ("aws", "gcp", "azure", "worker", "examples")
+MODULES = ("aws", "aws/target-account", "gcp", "azure", "worker", "examples")
 TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
 CLOUDS = ("aws", "gcp", "azure")
 
@@ -134,6 +134,31 @@ def test_aws_mutations_are_scoped_by_gameday_tags() -> None:
                 f"{sid}: only reads may apply to every resource")
 
 
+def test_a_target_account_role_has_the_workers_policy_and_trusts_only_the_worker() -> None:
+    """Every call the code makes in a target account is granted there: the target role is the
+    worker's own module (so exactly AWS_ACTIONS, scoped to that account), assuming nothing
+    further; the worker may assume only the target roles it is given."""
+    doc = _parse(TERRAFORM / "aws" / "target-account" / "main.tf")
+    [target] = [body for entry in doc["module"] for name, body in entry.items()
+                if _unquote(name) == "target"]
+    assert _unquote(target["source"]) == "../"
+    assert target["target_role_arns"] == []
+    trust = _block(doc, "data", "aws_iam_policy_document", "trust")["statement"][0]
+    assert _strings(trust, "actions") == ["sts:AssumeRole"]
+    assert [_unquote(i) for i in trust["principals"][0]["identifiers"]] == [
+        "${var.worker_role_arn}"]
+    policy = _block(_parse(TERRAFORM / "aws" / "main.tf"), "data", "aws_iam_policy_document",
+                    "gameday")
+    dynamic = [block for entry in policy["dynamic"] for kind, block in entry.items()
+               if _unquote(kind) == "statement"]
+    [assume] = [b for b in dynamic if _unquote(b["content"][0]["sid"]) == "AssumeTargetRoles"]
+    assert _strings(assume["content"][0], "actions") == ["sts:AssumeRole"]
+    assert "var.target_role_arns" in assume["for_each"]
+    statements = [s for s in policy["statement"]] + [b["content"][0] for b in dynamic]
+    assert [s for s in statements if "sts:AssumeRole" in _strings(s, "actions")] == [
+        assume["content"][0]], "only the AssumeTargetRoles statement may grant sts:AssumeRole"
+
+
 def test_gcp_role_has_exactly_gcp_permissions() -> None:
     doc = _parse(TERRAFORM / "gcp" / "main.tf")
     role = _block(doc, "resource", "google_project_iam_custom_role", "gameday")
@@ -207,6 +232,7 @@ def test_the_operations_found_exist_in_the_sdks() -> None:
     from azure.mgmt.monitor import MonitorManagementClient
     from azure.mgmt.network import NetworkManagementClient
     from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
+    from azure.mgmt.resource.subscriptions import SubscriptionClient
     from azure.mgmt.trafficmanager import TrafficManagerManagementClient
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import compute_v1
@@ -233,6 +259,7 @@ def test_the_operations_found_exist_in_the_sdks() -> None:
                                                                          subscription),
         "MonitorManagementClient": MonitorManagementClient(Credential(), subscription),
         "PostgreSQLManagementClient": PostgreSQLManagementClient(Credential(), subscription),
+        "SubscriptionClient": SubscriptionClient(Credential()),
     }
     try:
         for call in sdk_calls("azure"):

@@ -1,9 +1,11 @@
 """GameDayLeases: one GameDay at a time per zone or region.
 
 One workflow per deployment (task queue), `gameday-leases-<queue>`, holds, for every zone
-(`cloud:account:region:zone`) or whole region (`...:region:*`) under a fault, the run that holds
-it. Updates make acquire and release consistent; a run that died without releasing is evicted by
-the next acquirer once Temporal says neither the run nor its dead man's switch is still running.
+(`cloud:account:region:zone`, `...:zone@use1-az6` when its physical zone is known) or whole
+region (`...:region:*`) under a fault, the run that holds it; `gameday.leases.overlaps` says which
+keys cover one place (physical zones, across accounts). Updates make acquire and release
+consistent; a run that died without releasing is evicted by the next acquirer once Temporal says
+neither the run nor its dead man's switch is still running.
 
 Workers send their requests in batches (`decide`): Temporal admits only a few Updates in flight
 per workflow (10 by default) and aborts the rest when many arrive at once, so each worker process
@@ -24,14 +26,17 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.leases import (  # noqa: F401  (re-exported: the lease desk's payloads)
+        PHYSICAL_ZONES_PATCH,
         LeaseAnswer,
         LeaseBatch,
         LeaseBatchAnswer,
         LeaseRequest,
         LeaseState,
+        describe_key,
         lease_key,
         leases_id,
         overlaps,
+        overlaps_by_name,
     )
     from gameday.plan import ResolvedStep
     from workflows.errors import Refused, describe
@@ -39,15 +44,16 @@ with workflow.unsafe.imports_passed_through():
 
 
 def plan_lease_keys(plan: Iterable[ResolvedStep]) -> list[str]:
-    """The zones (and whole regions) a plan acts on, as lease keys, each once, sorted."""
-    return sorted({lease_key(r.scope.cloud, r.scope.account, r.scope.region, r.scope.zone)
-                   for r in plan})
+    """The zones (and whole regions) a plan acts on, as lease keys, each once, sorted; a zone
+    whose physical identity the resolve learned carries it (`gameday.leases.lease_key`)."""
+    return sorted({lease_key(r.scope.cloud, r.scope.account, r.scope.region, r.scope.zone,
+                             r.scope.zone_id) for r in plan})
 
 
 def held_elsewhere(conflicts: dict[str, str]) -> str:
     """The refusal of a lease request, naming each zone or region asked for and its holder."""
-    held = "; ".join(f"{key.replace(':', ' ').replace(' *', ' (whole region)')} is held by "
-                     f"GameDay {holder}" for key, holder in sorted(conflicts.items()))
+    held = "; ".join(f"{describe_key(key)} is held by GameDay {holder}"
+                     for key, holder in sorted(conflicts.items()))
     return f"refused: {held}; wait for it to end or abort it"
 
 
@@ -117,8 +123,10 @@ class GameDayLeases:
         for run_id in request.evict:
             if run_id != request.run_id:
                 self._release(run_id)
+        # a desk whose history began before physical zones keeps its rule until continue-as-new
+        rule = overlaps if workflow.patched(PHYSICAL_ZONES_PATCH) else overlaps_by_name
         conflicts = {key: holder for key in request.keys for held, holder in self._holders.items()
-                     if holder != request.run_id and overlaps(key, held)}
+                     if holder != request.run_id and rule(key, held)}
         if conflicts:
             return LeaseAnswer(granted=False, conflicts=conflicts)
         for key in request.keys:

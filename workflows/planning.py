@@ -16,8 +16,11 @@ with workflow.unsafe.imports_passed_through():
     from gameday.runbook import FaultStep, ParallelGroup, Runbook, WaitStep
     from gameday.status import GameDayInput
     from workflows.errors import describe
+    from workflows.permissions import check_permissions
     from workflows.routing import HEARTBEAT, cloud_queue
 
+PATCH_PLAN_CHECKS_PERMISSIONS = "plan-checks-permissions"
+"""Plans started before this change made no permission check."""
 RESOLVE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
                             non_retryable_error_types=["TargetNotFound", "Refused", "UserError"])
 
@@ -104,6 +107,8 @@ class GameDayPlanWorkflow:
             elif isinstance(outcome, BaseException):
                 raise outcome
         result.problems += guardrail_problems(runbook, result.steps)
+        if workflow.patched(PATCH_PLAN_CHECKS_PERMISSIONS):
+            await check_permissions(result)
         if not result.problems:
             result.plan_hash = plan_hash(result.steps)
         return result

@@ -25,6 +25,8 @@ async def make_plan(runbook: Runbook, board: StatusBoard) -> list[str]:
     board.plan_hash = plan_hash(resolved)
     for found in resolved:
         board.steps[found.step_id].resources = len(found.resources)
+        board.steps[found.step_id].zone = found.scope.zone
+        board.steps[found.step_id].zone_id = found.scope.zone_id
     count = sum(len(r.resources) for r in resolved)
     board.event("planned", f"{len(resolved)} faults over {count} resources; plan {board.plan_hash}")
     problems = guardrail_problems(runbook, resolved)

@@ -1,6 +1,7 @@
 """AWS plumbing every AWS fault shares: boto3 clients built once with no SDK retries, calls paced
-by the token buckets of `activities.throttle`, boto errors turned into `CloudError`s that say
-whether retrying can help, and the check that the credentials belong to the targeted account.
+by the token buckets of `activities.throttle` (per target account), boto errors turned into
+`CloudError`s that say whether retrying can help, and the credentials of each target account: the
+worker's own, or those of its target role (`activities.aws.accounts`).
 
 Every artifact gameday makes on AWS carries the run and step in tags (`TAG_RUN`, `TAG_STEP`), so
 that `gameday sweep` finds it after any failure.
@@ -9,6 +10,7 @@ that `gameday sweep` finds it after any failure.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from typing import Any
 
@@ -16,6 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from activities.aws.accounts import TargetAccounts, target_role
 from activities.base import beat
 from activities.throttle import BUCKETS, BucketKey, Throttle, caller, paced
 from activities.transient import Transient, paced_and_retried, retried
@@ -111,13 +114,15 @@ def api_category(service: str, operation: str) -> str:
     return "aws-other"
 
 
-def bucket_of(client: Any, operation: str) -> BucketKey:
-    """The bucket of one call of `client`: per account (the activity's), region and category."""
+def bucket_of(client: Any, operation: str, account: str | None = None) -> BucketKey:
+    """The bucket of one call of `client`: per account (`account`, else the activity's), region
+    and category."""
     service = client.meta.service_model.service_name
     region = "global" if service == "route53" else client.meta.region_name
     # EC2 keeps one bucket per API action, of its category's size and rate
     action = operation if service == "ec2" else ""
-    return BucketKey("aws", caller().account, region or "", api_category(service, operation), action)
+    return BucketKey("aws", account or caller().account, region or "",
+                     api_category(service, operation), action)
 
 
 def tags_of(resource: dict[str, Any]) -> dict[str, str]:
@@ -125,7 +130,8 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
 
 
 class AwsApi:
-    """boto3 plumbing shared by the AWS faults: clients without SDK retries, errors translated."""
+    """boto3 plumbing shared by the AWS faults: clients without SDK retries, errors translated,
+    one set of clients per target account."""
 
     def __init__(self, session_factory: Any = boto3.session.Session):
         self._session_factory = session_factory
@@ -133,21 +139,56 @@ class AwsApi:
         # `activities.transient` (never multiplied by botocore's own retries).
         self._config = Config(retries={"total_max_attempts": 1, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._clients: dict[tuple[object, ...], Any] = {}
+        self._account_of: dict[int, str] = {}
+        """id of an assumed client → its account (the bucket its calls draw from)."""
+        self._own_account: str | None = None
+        self._targets: TargetAccounts | None = None
+        self._lock = threading.RLock()
 
-    def client(self, service: str, region: str) -> Any:
-        """One client per service and region, built once: boto3 clients are thread-safe, and
-        building one loads the service's model (tens of MB, hundreds of ms)."""
+    def client(self, service: str, region: str, account: str | None = None) -> Any:
+        """The client of `service` in `region` for `account` (None: the worker's own), built
+        once: boto3 clients are thread-safe, and building one loads the service's model. Another
+        account's client uses its target role, assumed as the current run (`Refused` when it
+        cannot be)."""
         with self._lock:
-            key = (service, region)
+            if account is None or account == self.own_account():
+                key: tuple[object, ...] = (service, region)
+                if key not in self._clients:
+                    self._clients[key] = self._own(region).client(service, config=self._config)
+                return self._clients[key]
+            session_key, session = self._target_accounts().session(account, caller().run_id)
+            key = (*session_key, service, region)
             if key not in self._clients:
-                self._clients[key] = self._session_factory(region_name=region).client(
-                    service, config=self._config)
+                kept = self._target_accounts().kept()
+                for stale in [k for k in self._clients if len(k) > 2 and k[:3] not in kept]:
+                    self._account_of.pop(id(self._clients.pop(stale)), None)
+                made = session.create_client(service, region_name=region, config=self._config)
+                self._clients[key] = made
+                self._account_of[id(made)] = account
             return self._clients[key]
 
-    def ec2(self, region: str) -> Any:
-        return self.client("ec2", region)
+    def ec2(self, region: str, account: str | None = None) -> Any:
+        return self.client("ec2", region, account)
+
+    def own_account(self) -> str:
+        """The worker's own account (STS GetCallerIdentity, asked once)."""
+        with self._lock:
+            if self._own_account is None:
+                sts = self.client("sts", _home_region())
+                self._own_account = str(
+                    self.call("GetCallerIdentity", sts.get_caller_identity)["Account"])
+            return self._own_account
+
+    def _own(self, region: str) -> Any:
+        return self._session_factory(region_name=region)
+
+    def _target_accounts(self) -> TargetAccounts:
+        if self._targets is None:
+            sts = self.client("sts", _home_region())
+            self._targets = TargetAccounts(
+                lambda **kwargs: self.call("AssumeRole", sts.assume_role, **kwargs))
+        return self._targets
 
     def call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         """One call of a client method, paced by its token bucket: a throttled call waits and
@@ -155,15 +196,15 @@ class AwsApi:
         `activities.transient`'s policy when the operation is `repeatable`, else raised."""
         transient = transient_of if repeatable(fn.__name__) else never_transient
         try:
-            return paced_and_retried(bucket_of(fn.__self__, fn.__name__), lambda: fn(**kwargs),
-                                     throttle_of, transient)
+            bucket = bucket_of(fn.__self__, fn.__name__, self._account_of.get(id(fn.__self__)))
+            return paced_and_retried(bucket, lambda: fn(**kwargs), throttle_of, transient)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, doing) from exc
 
     def pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item of a paginated listing, each page paced; a throttled page, or one that
         failed transiently (`activities.transient`), starts the listing again."""
-        bucket = bucket_of(client, operation)
+        bucket = bucket_of(client, operation, self._account_of.get(id(client)))
 
         def listing() -> list[dict[str, Any]]:
             items: list[dict[str, Any]] = []
@@ -185,14 +226,22 @@ class AwsApi:
             raise _error(exc, operation) from exc
 
     def check_identity(self, scope: Scope) -> None:
-        """The credentials must belong to the account the runbook names."""
-        sts = self.client("sts", scope.region)
+        """The worker reaches the account the runbook names: its own, or another by assuming
+        that account's target role (`Refused` in one sentence naming both when it cannot, before
+        any change). The assumed credentials must be the named account's."""
+        if scope.account == self.own_account():
+            return
+        sts = self.client("sts", scope.region or _home_region(), scope.account)
         account = self.call("GetCallerIdentity", sts.get_caller_identity)["Account"]
         if account != scope.account:
             raise Refused(
-                f"the worker's AWS credentials are for account {account}, "
+                f"the credentials of role {target_role(scope.account)} are for account {account}, "
                 f"but the step targets account {scope.account}"
             )
+
+
+def _home_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def connect() -> AwsApi:

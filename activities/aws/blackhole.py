@@ -136,11 +136,11 @@ class AwsZoneBlackhole:
         assert isinstance(target, AwsZoneTarget | AwsRegionTarget)
         scope = Scope.of(target)
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(target.region)
+        ec2 = self.api.ec2(target.region, scope.account)
         zones = self.api.call("DescribeAvailabilityZones", ec2.describe_availability_zones,
                            Filters=[{"Name": "region-name", "Values": [target.region]}])
         names = sorted(z["ZoneName"] for z in zones.get("AvailabilityZones", []))
-        wanted = [target.zone] if isinstance(target, AwsZoneTarget) else names
+        wanted = [target.zone_name] if isinstance(target, AwsZoneTarget) else names
         if isinstance(target, AwsZoneTarget) and target.zone not in names:
             raise TargetNotFound(
                 f"step {request.step.id}: zone {target.zone} does not exist in "
@@ -180,7 +180,7 @@ class AwsZoneBlackhole:
         scope = resolved.scope
         if len(request.run_id) > MAX_TAG_VALUE:
             raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, EC2's tag limit")
-        ec2 = self.api.ec2(scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
         vpc_of = {r.id: r.detail["vpc"] for r in resolved.resources}
         current = self.associations(ec2, vpc_of.values())
         groups: list[AclGroup] = []
@@ -208,7 +208,7 @@ class AwsZoneBlackhole:
         state = BlackholeState.model_validate(checkpoint.state)
         result = FaultResult()
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
         current = self.associations(ec2, (g.vpc_id for g in state.groups))
         ours = {(tags_of(a).get(TAG_CHUNK), a["VpcId"]): a
                 for a in current.made_by(checkpoint.run_id, checkpoint.step_id)}
@@ -280,7 +280,7 @@ class AwsZoneBlackhole:
         checkpoint = request.checkpoint
         scope = checkpoint.scope
         state = BlackholeState.model_validate(checkpoint.state)
-        ec2 = self.api.ec2(scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
         original = {s: acl for g in state.groups for s, acl in g.subnets.items()}
         vpcs = {g.vpc_id for g in state.groups}  # a step's ACLs are made only in these
         current = self.associations(ec2, vpcs)

@@ -126,8 +126,9 @@ class AwsCapacityDenial:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def groups(self, region: str, names: list[str]) -> dict[str, dict[str, Any]]:
-        autoscaling = self.api.client("autoscaling", region)
+    def groups(self, region: str, names: list[str],
+               account: str | None = None) -> dict[str, dict[str, Any]]:
+        autoscaling = self.api.client("autoscaling", region, account)
         found: dict[str, dict[str, Any]] = {}
         unique = sorted(set(names))
         for start in range(0, len(unique), ASG_BATCH):
@@ -137,24 +138,25 @@ class AwsCapacityDenial:
                 found[group["AutoScalingGroupName"]] = group
         return found
 
-    def zones_of(self, region: str, subnets: list[str]) -> dict[str, str]:
+    def zones_of(self, region: str, subnets: list[str],
+                 account: str | None = None) -> dict[str, str]:
         """Subnet id -> its zone, for the subnets that exist."""
         if not subnets:
             return {}
-        ec2 = self.api.ec2(region)
+        ec2 = self.api.ec2(region, account)
         found = self.api.pages(ec2, "describe_subnets", "Subnets",
                                Filters=[{"Name": "subnet-id", "Values": sorted(set(subnets))}])
         return {s["SubnetId"]: s["AvailabilityZone"] for s in found}
 
     def _denied(self, step_id: str, region: str, zone: str, name: str,
-                group: dict[str, Any]) -> DeniedGroup | None:
+                group: dict[str, Any], account: str | None = None) -> DeniedGroup | None:
         """What the fault would do to one group (None: it has no subnet in the zone); refused when
         the group would be left with no subnet."""
         subnets = subnets_of(group)
         if not subnets:
             raise Refused(f"step {step_id}: Auto Scaling group {name} has no subnets (it launches "
                           "by Availability Zones alone); deny_capacity narrows its subnets")
-        zones = self.zones_of(region, subnets)
+        zones = self.zones_of(region, subnets, account)
         removed = [s for s in subnets if zones.get(s) == zone]
         if not removed:
             return None
@@ -173,7 +175,7 @@ class AwsCapacityDenial:
         assert isinstance(target, AwsCapacityTarget)
         scope = Scope.of(target)
         self.api.check_identity(scope)
-        found = self.groups(target.region, target.auto_scaling_groups)
+        found = self.groups(target.region, target.auto_scaling_groups, scope.account)
         unknown = [n for n in target.auto_scaling_groups if n not in found]
         if unknown:
             raise TargetNotFound(f"step {request.step.id}: Auto Scaling group(s) "
@@ -183,7 +185,8 @@ class AwsCapacityDenial:
             group = found[name]
             if request.only_new and group_tags(group).get(TAG_RUN) == request.run_id:
                 continue
-            denied = self._denied(request.step.id, target.region, target.zone, name, group)
+            denied = self._denied(request.step.id, target.region, target.zone_name, name, group,
+                                  scope.account)
             if denied is None:
                 if activity.in_activity():
                     activity.logger.info("step %s: Auto Scaling group %s has no subnet in %s; "
@@ -208,7 +211,7 @@ class AwsCapacityDenial:
             raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, Auto Scaling's tag "
                           "limit")
         names = [r.name or r.id for r in resolved.resources]
-        found = self.groups(scope.region, names)
+        found = self.groups(scope.region, names, scope.account)
         denied: list[DeniedGroup] = []
         for name in names:
             group = found.get(name)
@@ -224,10 +227,11 @@ class AwsCapacityDenial:
             if holder and recorded_subnets(tags):  # a prepare repeated after the apply began
                 record = DeniedGroup(name=name, subnets=recorded_subnets(tags),
                                      removed=[], rebalance_suspended=TAG_RESUMES not in tags)
-                zones = self.zones_of(scope.region, record.subnets)
+                zones = self.zones_of(scope.region, record.subnets, scope.account)
                 record.removed = [s for s in record.subnets if zones.get(s) == zone]
             else:
-                made = self._denied(resolved.step_id, scope.region, zone, name, group)
+                made = self._denied(resolved.step_id, scope.region, zone, name, group,
+                                    scope.account)
                 if made is None:
                     continue  # its subnets in the zone went away meanwhile
                 record = made
@@ -249,8 +253,8 @@ class AwsCapacityDenial:
         scope = checkpoint.scope
         self.api.check_identity(scope)
         state = CapacityState.model_validate(checkpoint.state)
-        autoscaling = self.api.client("autoscaling", scope.region)
-        found = self.groups(scope.region, [g.name for g in state.groups])
+        autoscaling = self.api.client("autoscaling", scope.region, scope.account)
+        found = self.groups(scope.region, [g.name for g in state.groups], scope.account)
         result = FaultResult()
         for done, record in enumerate(state.groups):
             group = found.get(record.name)
@@ -287,15 +291,16 @@ class AwsCapacityDenial:
         state = CapacityState.model_validate(checkpoint.state)
         result = FaultResult()
         for done, record in enumerate(state.groups):
-            self.restore_group(checkpoint.scope.region, record, result)
+            self.restore_group(checkpoint.scope.region, record, result, checkpoint.scope.account)
             progress(done + 1, len(state.groups))
         return result
 
     # --- shared with the sweeper ---------------------------------------------------------
 
-    def restore_group(self, region: str, record: DeniedGroup, result: FaultResult) -> None:
-        autoscaling = self.api.client("autoscaling", region)
-        group = self.groups(region, [record.name]).get(record.name)
+    def restore_group(self, region: str, record: DeniedGroup, result: FaultResult,
+                      account: str | None = None) -> None:
+        autoscaling = self.api.client("autoscaling", region, account)
+        group = self.groups(region, [record.name], account).get(record.name)
         if group is None:
             result.notes.append(f"Auto Scaling group {record.name} no longer exists; nothing to "
                                 "restore")
@@ -330,9 +335,9 @@ class AwsCapacityDenial:
 
     # --- the sweeper's part -----------------------------------------------------------------
 
-    def find(self, region: str) -> list[Leftover]:
+    def find(self, region: str, account: str | None = None) -> list[Leftover]:
         """Every group of the region that a capacity denial tagged, from its tags alone."""
-        autoscaling = self.api.client("autoscaling", region)
+        autoscaling = self.api.client("autoscaling", region, account)
         leftovers = []
         for group in self.api.pages(autoscaling, "describe_auto_scaling_groups",
                                     "AutoScalingGroups",
@@ -343,6 +348,7 @@ class AwsCapacityDenial:
             leftovers.append(Leftover(
                 cloud="aws", kind="capacity-denial", id=group["AutoScalingGroupName"],
                 run_id=tags[TAG_RUN], step_id=tags.get(TAG_STEP, ""), location=region,
+                account=account or "",
                 detail={"subnets": ",".join(recorded_subnets(tags)),
                         "resumes": tags.get(TAG_RESUMES, "")}))
         return leftovers
@@ -353,5 +359,5 @@ class AwsCapacityDenial:
         record = DeniedGroup(name=leftover.id, subnets=leftover.detail["subnets"].split(","),
                              removed=[], rebalance_suspended=leftover.detail.get("resumes") != PROCESS)
         result = FaultResult()
-        self.restore_group(leftover.location, record, result)
+        self.restore_group(leftover.location, record, result, leftover.account or None)
         return result

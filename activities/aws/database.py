@@ -87,8 +87,8 @@ class AwsDatabaseFailover:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def cluster(self, region: str, cluster_id: str) -> dict[str, Any]:
-        rds = self.api.client("rds", region)
+    def cluster(self, region: str, cluster_id: str, *, account: str | None) -> dict[str, Any]:
+        rds = self.api.client("rds", region, account)
         try:
             found = self.api.call(f"DescribeDBClusters {cluster_id}", rds.describe_db_clusters,
                                   DBClusterIdentifier=cluster_id)
@@ -98,9 +98,10 @@ class AwsDatabaseFailover:
             raise
         return dict(found["DBClusters"][0])
 
-    def instances(self, region: str, cluster_id: str) -> dict[str, dict[str, Any]]:
+    def instances(self, region: str, cluster_id: str, *,
+                  account: str | None) -> dict[str, dict[str, Any]]:
         """The cluster's instances by identifier, with their zone and status."""
-        rds = self.api.client("rds", region)
+        rds = self.api.client("rds", region, account)
         found = self.api.pages(rds, "describe_db_instances", "DBInstances",
                                Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])
         return {i["DBInstanceIdentifier"]: i for i in found}
@@ -127,8 +128,8 @@ class AwsDatabaseFailover:
         self.api.check_identity(scope)
         resources: list[Resource] = []
         for cluster_id in target.db_clusters:
-            cluster = self.cluster(target.region, cluster_id)
-            instances = self.instances(target.region, cluster_id)
+            cluster = self.cluster(target.region, cluster_id, account=target.account)
+            instances = self.instances(target.region, cluster_id, account=target.account)
             writer = _writer(cluster)
             if writer is None:
                 raise Refused(f"step {request.step.id}: DB cluster {cluster_id} has no writer to "
@@ -136,7 +137,7 @@ class AwsDatabaseFailover:
             writer_zone = instances.get(writer, {}).get("AvailabilityZone", "")
             if writer_zone != target.zone:
                 continue
-            reader = self._fail_over_to(cluster, instances, target.zone)
+            reader = self._fail_over_to(cluster, instances, target.zone_name)
             if reader is None:
                 raise Refused(f"step {request.step.id}: DB cluster {cluster_id} has no available "
                               f"reader outside {target.zone} to fail over to; add one, or leave "
@@ -160,16 +161,17 @@ class AwsDatabaseFailover:
         clusters: list[FailedOverCluster] = []
         for resource in resolved.resources:
             cluster_id = resource.name or resource.id
-            cluster = self.cluster(target.region, cluster_id)
+            cluster = self.cluster(target.region, cluster_id, account=target.account)
             holder = _tags(cluster).get(TAG_RUN)
             if holder and holder != request.run_id:
                 raise Refused(f"step {resolved.step_id}: DB cluster {cluster_id} is held by "
                               f"GameDay {holder}; let it finish, or `gameday sweep` it")
-            instances = self.instances(target.region, cluster_id)
+            instances = self.instances(target.region, cluster_id, account=target.account)
             writer = _writer(cluster) or resource.detail["writer"]
             if holder == request.run_id and TAG_WRITER in _tags(cluster):
                 writer = _tags(cluster)[TAG_WRITER]  # a prepare repeated after the apply began
-            reader = self._fail_over_to(cluster, instances, target.zone) or resource.detail["fail_over_to"]
+            reader = (self._fail_over_to(cluster, instances, target.zone_name)
+                      or resource.detail["fail_over_to"])
             clusters.append(FailedOverCluster(
                 cluster=cluster_id, arn=cluster["DBClusterArn"], writer=writer,
                 writer_zone=instances.get(writer, {}).get("AvailabilityZone", target.zone),
@@ -187,7 +189,8 @@ class AwsDatabaseFailover:
         result = FaultResult()
         for done, record in enumerate(state.clusters):
             self._mark(checkpoint, record)
-            if self._fail_over(checkpoint.scope.region, record, away_from=zone):
+            if self._fail_over(checkpoint.scope.region, record, away_from=zone,
+                               account=checkpoint.scope.account):
                 result.changed += 1
             else:
                 result.unchanged += 1
@@ -199,7 +202,7 @@ class AwsDatabaseFailover:
         state = FailoverState.model_validate(checkpoint.state)
         result = FaultResult()
         for done, record in enumerate(state.clusters):
-            self._undo(checkpoint.scope.region, record, result)
+            self._undo(checkpoint.scope.region, record, result, account=checkpoint.scope.account)
             progress(done + 1, len(state.clusters))
         return result
 
@@ -207,7 +210,7 @@ class AwsDatabaseFailover:
 
     def _mark(self, checkpoint: Checkpoint, record: FailedOverCluster) -> None:
         """Tag the cluster before it changes, so that the sweeper can undo it from its tags."""
-        rds = self.api.client("rds", checkpoint.scope.region)
+        rds = self.api.client("rds", checkpoint.scope.region, checkpoint.scope.account)
         self.api.call(f"AddTagsToResource {record.cluster}", rds.add_tags_to_resource,
                       ResourceName=record.arn, Tags=[
                           {"Key": TAG_RUN, "Value": checkpoint.run_id},
@@ -215,11 +218,12 @@ class AwsDatabaseFailover:
                           {"Key": TAG_WRITER, "Value": record.writer},
                           {"Key": TAG_FAIL_BACK, "Value": "true" if record.fail_back else "false"}])
 
-    def _fail_over(self, region: str, record: FailedOverCluster, away_from: str) -> bool:
+    def _fail_over(self, region: str, record: FailedOverCluster, away_from: str, *,
+                   account: str | None) -> bool:
         """Fail the cluster over unless its writer is already outside `away_from`; True when it
         was failed over now."""
-        cluster = self._settled(region, record.cluster)
-        instances = self.instances(region, record.cluster)
+        cluster = self._settled(region, record.cluster, account=account)
+        instances = self.instances(region, record.cluster, account=account)
         writer = _writer(cluster)
         if writer is not None and instances.get(writer, {}).get("AvailabilityZone") != away_from:
             return False
@@ -230,14 +234,15 @@ class AwsDatabaseFailover:
         if not reader:
             raise Refused(f"DB cluster {record.cluster} has no available reader outside "
                           f"{away_from} to fail over to any more")
-        self._failover(region, record.cluster, reader)
-        self._settled(region, record.cluster, lambda c: _writer(c) == reader)
+        self._failover(region, record.cluster, reader, account=account)
+        self._settled(region, record.cluster, lambda c: _writer(c) == reader, account=account)
         return True
 
-    def _undo(self, region: str, record: FailedOverCluster, result: FaultResult) -> None:
-        rds = self.api.client("rds", region)
+    def _undo(self, region: str, record: FailedOverCluster, result: FaultResult, *,
+              account: str | None) -> None:
+        rds = self.api.client("rds", region, account)
         try:
-            cluster = self._settled(region, record.cluster)
+            cluster = self._settled(region, record.cluster, account=account)
         except TargetNotFound:
             result.notes.append(f"DB cluster {record.cluster} no longer exists")
             return
@@ -248,24 +253,26 @@ class AwsDatabaseFailover:
         elif _writer(cluster) == record.writer:
             result.unchanged += 1
         else:
-            instances = self.instances(region, record.cluster)
+            instances = self.instances(region, record.cluster, account=account)
             if record.writer not in instances:
                 result.notes.append(f"DB cluster {record.cluster}: its writer {record.writer} no "
                                     "longer exists; left on " + str(_writer(cluster)))
             else:
                 # the old writer restarts as a reader after a failover: wait until it can lead
                 self._wait(f"{record.writer} to be available", lambda: self.instances(
-                    region, record.cluster).get(record.writer, {}).get("DBInstanceStatus") == "available")
-                self._failover(region, record.cluster, record.writer)
-                self._settled(region, record.cluster, lambda c: _writer(c) == record.writer)
+                    region, record.cluster, account=account).get(record.writer, {}).get(
+                        "DBInstanceStatus") == "available")
+                self._failover(region, record.cluster, record.writer, account=account)
+                self._settled(region, record.cluster, lambda c: _writer(c) == record.writer,
+                              account=account)
                 result.changed += 1
         keys = [k for k in (TAG_RUN, TAG_STEP, TAG_WRITER, TAG_FAIL_BACK) if k in _tags(cluster)]
         if keys:
             self.api.call(f"RemoveTagsFromResource {record.cluster}", rds.remove_tags_from_resource,
                           ResourceName=record.arn, TagKeys=keys)
 
-    def _failover(self, region: str, cluster_id: str, to: str) -> None:
-        rds = self.api.client("rds", region)
+    def _failover(self, region: str, cluster_id: str, to: str, *, account: str | None) -> None:
+        rds = self.api.client("rds", region, account)
         try:
             self.api.call(f"FailoverDBCluster {cluster_id} to {to}", rds.failover_db_cluster,
                           DBClusterIdentifier=cluster_id, TargetDBInstanceIdentifier=to)
@@ -277,12 +284,13 @@ class AwsDatabaseFailover:
             raise
 
     def _settled(self, region: str, cluster_id: str,
-                 done: Callable[[dict[str, Any]], bool] = lambda cluster: True) -> dict[str, Any]:
+                 done: Callable[[dict[str, Any]], bool] = lambda cluster: True, *,
+                 account: str | None) -> dict[str, Any]:
         """The cluster once it is `available` and `done` holds, polled with heartbeats."""
         seen: dict[str, Any] = {}
 
         def ready() -> bool:
-            seen.update(self.cluster(region, cluster_id))
+            seen.update(self.cluster(region, cluster_id, account=account))
             return seen.get("Status") == "available" and done(seen)
 
         self._wait(f"DB cluster {cluster_id} to settle", ready)
@@ -294,9 +302,9 @@ class AwsDatabaseFailover:
 
     # --- the sweeper's part -----------------------------------------------------------------
 
-    def find(self, region: str) -> list[Leftover]:
+    def find(self, region: str, account: str | None = None) -> list[Leftover]:
         """Every cluster of the region that a GameDay tagged, from its tags alone."""
-        rds = self.api.client("rds", region)
+        rds = self.api.client("rds", region, account)
         leftovers = []
         for cluster in self.api.pages(rds, "describe_db_clusters", "DBClusters"):
             tags = _tags(cluster)
@@ -305,6 +313,7 @@ class AwsDatabaseFailover:
             leftovers.append(Leftover(
                 cloud="aws", kind="db-cluster", id=cluster["DBClusterIdentifier"],
                 run_id=tags[TAG_RUN], step_id=tags.get(TAG_STEP, ""), location=region,
+                account=account or "",
                 detail={"arn": cluster["DBClusterArn"], "writer": tags[TAG_WRITER],
                         "fail_back": tags.get(TAG_FAIL_BACK, "true")}))
         return leftovers
@@ -316,5 +325,5 @@ class AwsDatabaseFailover:
             cluster=leftover.id, arn=leftover.detail["arn"], writer=leftover.detail["writer"],
             writer_zone="", fail_over_to="", fail_back=leftover.detail.get("fail_back") != "false")
         result = FaultResult()
-        self._undo(leftover.location, record, result)
+        self._undo(leftover.location, record, result, account=leftover.account or None)
         return result

@@ -83,7 +83,8 @@ class AwsRegionEvacuation:
         assert isinstance(target, AwsRegionTraffic)
         scope = Scope.of(target)
         self.api.check_identity(scope)
-        sets = self._record_sets(self.api.client("route53", "us-east-1"), target.hosted_zone_id)
+        sets = self._record_sets(self.api.client("route53", "us-east-1", scope.account),
+                                 target.hosted_zone_id)
         resources: list[Resource] = []
         for name in target.record_names:
             weighted = [r for r in sets if r["Name"] == _fqdn(name) and "Weight" in r]
@@ -114,7 +115,8 @@ class AwsRegionEvacuation:
         target = request.step.target
         assert isinstance(target, AwsRegionTraffic)
         resolved = request.resolved
-        sets = self._record_sets(self.api.client("route53", "us-east-1"), target.hosted_zone_id)
+        sets = self._record_sets(self.api.client("route53", "us-east-1", resolved.scope.account),
+                                 target.hosted_zone_id)
         wanted = {r.id for r in resolved.resources}
         records = [
             WeightedRecord(name=r["Name"], type=r["Type"], set_identifier=r["SetIdentifier"],
@@ -130,7 +132,7 @@ class AwsRegionEvacuation:
     def _set_weights(self, checkpoint: Checkpoint, weight_of: Any, verb: str) -> FaultResult:
         """Upsert each record with `weight_of(record)`, keeping whatever else changed meanwhile."""
         state = EvacuationState.model_validate(checkpoint.state)
-        route53 = self.api.client("route53", "us-east-1")
+        route53 = self.api.client("route53", "us-east-1", checkpoint.scope.account)
         current = {(r["Name"], r["Type"], r.get("SetIdentifier")): r
                    for r in self._record_sets(route53, state.hosted_zone_id) if "Weight" in r}
         result = FaultResult()

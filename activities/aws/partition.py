@@ -97,7 +97,7 @@ class AwsRegionPartition:
         assert isinstance(target, AwsPartitionTarget)
         scope = Scope.of(target)
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(target.region)
+        ec2 = self.api.ec2(target.region, scope.account)
         filters = [{"Name": "vpc-id", "Values": list(target.vpc_ids)}] if target.vpc_ids else []
         subnets = self.api.pages(ec2, "describe_subnets", "Subnets", Filters=filters)
         if target.vpc_ids:
@@ -105,7 +105,7 @@ class AwsRegionPartition:
             if missing:
                 raise TargetNotFound(f"step {request.step.id}: VPC {', '.join(missing)} has no "
                                      f"subnet in {target.region}")
-        paths = peer_paths(self.api, ec2, target.region, list(target.peer_regions))
+        paths = peer_paths(self.api, ec2, target.region, list(target.peer_regions), scope.account)
         current = read_tables(self.api, ec2, (s["VpcId"] for s in subnets))
         held = {t["RouteTableId"] for t in current.made_by(request.run_id)}
         resources = []
@@ -144,12 +144,12 @@ class AwsRegionPartition:
         scope = resolved.scope
         if len(request.run_id) > MAX_TAG_VALUE:
             raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, EC2's tag limit")
-        ec2 = self.api.ec2(scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
         target = request.step.target
         assert isinstance(target, AwsPartitionTarget)
         vpc_of = {r.id: r.detail["vpc"] for r in resolved.resources}
         current = read_tables(self.api, ec2, vpc_of.values())
-        paths = peer_paths(self.api, ec2, scope.region, list(target.peer_regions))
+        paths = peer_paths(self.api, ec2, scope.region, list(target.peer_regions), scope.account)
         by_table: dict[tuple[str, str], dict[str, str]] = {}
         for subnet, vpc in sorted(vpc_of.items()):
             table_id = current.table_of({"SubnetId": subnet, "VpcId": vpc})
@@ -206,7 +206,7 @@ class AwsRegionPartition:
         state = PartitionState.model_validate(checkpoint.state)
         result = FaultResult()
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
         current = read_tables(self.api, ec2, (c.vpc_id for c in state.copies))
         ours = {(tags_of(t).get(TAG_SOURCE), tags_of(t).get(TAG_CHUNK)): t
                 for t in current.made_by(checkpoint.run_id, checkpoint.step_id)}
@@ -285,7 +285,7 @@ class AwsRegionPartition:
         """Put every subnet on a copy back as it was, then delete the copies. Safe to repeat."""
         checkpoint = request.checkpoint
         state = PartitionState.model_validate(checkpoint.state)
-        ec2 = self.api.ec2(checkpoint.scope.region)
+        ec2 = self.api.ec2(checkpoint.scope.region, checkpoint.scope.account)
         vpcs = {c.vpc_id for c in state.copies}  # a step's copies are made only in these
         current = read_tables(self.api, ec2, vpcs)
         ours = [t["RouteTableId"] for t in current.made_by(checkpoint.run_id, checkpoint.step_id)]
@@ -343,9 +343,9 @@ class AwsRegionPartition:
 
     # --- the sweeper's part ---------------------------------------------------------------
 
-    def find(self, region: str) -> list[Leftover]:
+    def find(self, region: str, account: str | None = None) -> list[Leftover]:
         """Every gameday copy of a route table in the region, found by its run tag."""
-        ec2 = self.api.ec2(region)
+        ec2 = self.api.ec2(region, account)
         found = []
         for table in self.api.pages(ec2, "describe_route_tables", "RouteTables",
                                     Filters=[{"Name": "tag-key", "Values": [TAG_RUN]}]):
@@ -356,14 +356,14 @@ class AwsRegionPartition:
                           if a.get("SubnetId"))
             found.append(Leftover(
                 cloud="aws", kind="route-table", id=table["RouteTableId"], run_id=tags[TAG_RUN],
-                step_id=tags.get(TAG_STEP, ""), location=region,
+                step_id=tags.get(TAG_STEP, ""), location=region, account=account or "",
                 detail={"vpc": table["VpcId"], "source": tags[TAG_SOURCE],
                         "subnets_held": ",".join(held)}))
         return found
 
     def sweep(self, leftover: Leftover) -> FaultResult:
         """Undo one copy from its tags alone: its subnets back, then the copy deleted."""
-        ec2 = self.api.ec2(leftover.location)
+        ec2 = self.api.ec2(leftover.location, leftover.account or None)
         current = read_tables(self.api, ec2, [leftover.detail["vpc"]])
         if leftover.id not in current.tables:
             return FaultResult(notes=[f"{leftover.id} is already gone"])

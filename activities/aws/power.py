@@ -168,7 +168,7 @@ class AwsPowerInterruption:
         assert isinstance(target, AwsInstancesTarget)
         scope = Scope.of(target)
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(target.region)
+        ec2 = self.api.ec2(target.region, scope.account)
         zones = self.api.call("DescribeAvailabilityZones", ec2.describe_availability_zones,
                               Filters=[{"Name": "region-name", "Values": [target.region]}])
         names = sorted(z["ZoneName"] for z in zones.get("AvailabilityZones", []))
@@ -196,7 +196,7 @@ class AwsPowerInterruption:
             raise Refused(f"step {request.step.id}: {', '.join(protected)} cannot be stopped "
                           "(stop protection, DisableApiStop, is on); narrow the tags to leave "
                           "them out")
-        group_of = self.group_of(self.api.client("autoscaling", target.region),
+        group_of = self.group_of(self.api.client("autoscaling", target.region, scope.account),
                                  [i["InstanceId"] for i in found])
         resources = [
             Resource(id=i["InstanceId"], kind="instance", name=tags_of(i).get("Name"),
@@ -215,8 +215,8 @@ class AwsPowerInterruption:
         scope = resolved.scope
         if len(request.run_id) > MAX_TAG_VALUE:
             raise Refused(f"run id is longer than {MAX_TAG_VALUE} characters, EC2's tag limit")
-        ec2 = self.api.ec2(scope.region)
-        autoscaling = self.api.client("autoscaling", scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
+        autoscaling = self.api.client("autoscaling", scope.region, scope.account)
         current = self.instances(ec2, (r.id for r in resolved.resources))
         taken = [i for i in current.values() if i["State"]["Name"] in TAKEN]
         for instance in taken:
@@ -264,8 +264,8 @@ class AwsPowerInterruption:
         scope = checkpoint.scope
         state = PowerState.model_validate(checkpoint.state)
         self.api.check_identity(scope)
-        ec2 = self.api.ec2(scope.region)
-        autoscaling = self.api.client("autoscaling", scope.region)
+        ec2 = self.api.ec2(scope.region, scope.account)
+        autoscaling = self.api.client("autoscaling", scope.region, scope.account)
         marks = {TAG_RUN: checkpoint.run_id, TAG_STEP: checkpoint.step_id}
         key = hold_key(checkpoint.run_id, checkpoint.step_id)
         groups = self.groups(autoscaling, (h.name for h in state.groups))
@@ -310,8 +310,9 @@ class AwsPowerInterruption:
         suspended, then remove gameday's marks. Safe to repeat."""
         checkpoint = request.checkpoint
         state = PowerState.model_validate(checkpoint.state)
-        ec2 = self.api.ec2(checkpoint.scope.region)
-        autoscaling = self.api.client("autoscaling", checkpoint.scope.region)
+        ec2 = self.api.ec2(checkpoint.scope.region, checkpoint.scope.account)
+        autoscaling = self.api.client("autoscaling", checkpoint.scope.region,
+                                      checkpoint.scope.account)
         result = self.start_marked(ec2, [i.id for i in state.instances], checkpoint.run_id,
                                    checkpoint.step_id)
         names = [h.name for h in state.groups]

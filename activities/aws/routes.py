@@ -94,7 +94,8 @@ def read_tables(api: AwsApi, ec2: Any, vpc_ids: Iterable[str]) -> Tables:
                         table["RouteTableId"], association["RouteTableAssociationId"])
     return found
 
-def peer_paths(api: AwsApi, ec2: Any, region: str, peer_regions: list[str]) -> PeerPaths:
+def peer_paths(api: AwsApi, ec2: Any, region: str, peer_regions: list[str],
+               account: str | None = None) -> PeerPaths:
     """What leads from `region` to `peer_regions` (the peer regions' VPCs are read only when a
     transit gateway is peered with one of them)."""
     paths = PeerPaths()
@@ -117,7 +118,7 @@ def peer_paths(api: AwsApi, ec2: Any, region: str, peer_regions: list[str]) -> P
                     theirs["Region"])
     if paths.gateways:
         for peer in peer_regions:
-            vpcs = api.pages(api.ec2(peer), "describe_vpcs", "Vpcs")
+            vpcs = api.pages(api.ec2(peer, account), "describe_vpcs", "Vpcs")
             paths.cidrs[peer] = [a["CidrBlock"] for v in vpcs
                                  for a in v.get("CidrBlockAssociationSet", [])
                                  if a.get("CidrBlockState", {}).get("State") != "disassociated"

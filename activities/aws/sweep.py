@@ -65,9 +65,18 @@ class AwsSweeper:
         return sorted(r["RegionName"] for r in found.get("Regions", []))
 
     def find(self, scope: SweepScope) -> list[Leftover]:
+        """The leftovers of every region, in the worker's own account and in each account of
+        `scope.aws_accounts` (reached through its target role)."""
+        leftovers: list[Leftover] = []
+        own = self.api.own_account()
+        for account in [own, *(a for a in scope.aws_accounts if a != own)]:
+            leftovers += self._find(scope, None if account == own else account)
+        return leftovers
+
+    def _find(self, scope: SweepScope, account: str | None) -> list[Leftover]:
         leftovers: list[Leftover] = []
         for region in self.regions(scope):
-            ec2 = self.api.ec2(region)
+            ec2 = self.api.ec2(region, account)
             acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                                Filters=[{"Name": "tag-key", "Values": [TAG_RUN]}])
             for acl in acls:
@@ -77,20 +86,20 @@ class AwsSweeper:
                 held = [a["SubnetId"] for a in acl.get("Associations", [])]
                 leftovers.append(Leftover(
                     cloud="aws", kind="network-acl", id=acl["NetworkAclId"], run_id=tags[TAG_RUN],
-                    step_id=tags.get(TAG_STEP, ""), location=region,
+                    step_id=tags.get(TAG_STEP, ""), location=region, account=account or "",
                     detail={"vpc": acl["VpcId"], "subnets_held": ",".join(sorted(held)),
                             "restore_map": ",".join(f"{k}={v}" for k, v in sorted(subnets.items()))},
                 ))
-            leftovers += self._power_leftovers(region)
-            leftovers += self.database.find(region)
-            leftovers += self.capacity.find(region)
-            leftovers += self.zonal_shift.find(region)
-            leftovers += self.partition.find(region)
+            leftovers += self._power_leftovers(region, account)
+            leftovers += self.database.find(region, account)
+            leftovers += self.capacity.find(region, account)
+            leftovers += self.zonal_shift.find(region, account)
+            leftovers += self.partition.find(region, account)
         return leftovers
 
-    def _power_leftovers(self, region: str) -> list[Leftover]:
+    def _power_leftovers(self, region: str, account: str | None) -> list[Leftover]:
         """Instances, then groups (their sweep starts the instances first anyway)."""
-        ec2 = self.api.ec2(region)
+        ec2 = self.api.ec2(region, account)
         found: list[Leftover] = []
         reservations = self.api.pages(ec2, "describe_instances", "Reservations",
                                       Filters=[{"Name": "tag-key", "Values": [TAG_RUN]}])
@@ -100,10 +109,10 @@ class AwsSweeper:
             tags = tags_of(instance)
             found.append(Leftover(
                 cloud="aws", kind="instance", id=instance["InstanceId"], run_id=tags[TAG_RUN],
-                step_id=tags.get(TAG_STEP, ""), location=region,
+                step_id=tags.get(TAG_STEP, ""), location=region, account=account or "",
                 detail={"state": instance["State"]["Name"], "name": tags.get("Name", ""),
                         "zone": instance.get("Placement", {}).get("AvailabilityZone", "")}))
-        autoscaling = self.api.client("autoscaling", region)
+        autoscaling = self.api.client("autoscaling", region, account)
         groups = self.api.pages(autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups",
                                 Filters=[{"Name": "tag-key", "Values": [TAG_SUSPENDED]}])
         for group in groups:
@@ -112,13 +121,14 @@ class AwsSweeper:
                 found.append(Leftover(
                     cloud="aws", kind="auto-scaling-group", id=group["AutoScalingGroupName"],
                     run_id=run_id, step_id=key.removeprefix(TAG_HOLD).rsplit(":", 1)[0],
-                    location=region, detail={"hold": key,
+                    location=region, account=account or "", detail={"hold": key,
                                              "suspended_by_gameday": tags[TAG_SUSPENDED]}))
         return found
 
     def sweep(self, leftover: Leftover) -> FaultResult:
+        account = leftover.account or None
         if leftover.kind == "instance":
-            return self.power.start_marked(self.api.ec2(leftover.location), [leftover.id],
+            return self.power.start_marked(self.api.ec2(leftover.location, account), [leftover.id],
                                            leftover.run_id, leftover.step_id)
         if leftover.kind == "auto-scaling-group":
             return self._sweep_group(leftover)
@@ -130,7 +140,7 @@ class AwsSweeper:
             return self.zonal_shift.sweep(leftover)
         if leftover.kind == "route-table":
             return self.partition.sweep(leftover)
-        ec2 = self.api.ec2(leftover.location)
+        ec2 = self.api.ec2(leftover.location, account)
         acls = self.api.pages(ec2, "describe_network_acls", "NetworkAcls",
                            Filters=[{"Name": "tag:" + TAG_RUN, "Values": [leftover.run_id]}])
         acl = next((a for a in acls if a["NetworkAclId"] == leftover.id), None)
@@ -143,13 +153,13 @@ class AwsSweeper:
     def _sweep_group(self, leftover: Leftover) -> FaultResult:
         """Start the step's stopped instances first (the group must not replace them), then
         release the step's hold, from the tags alone."""
-        ec2 = self.api.ec2(leftover.location)
+        ec2 = self.api.ec2(leftover.location, leftover.account or None)
         reservations = self.api.pages(ec2, "describe_instances", "Reservations", Filters=[
             {"Name": f"tag:{TAG_RUN}", "Values": [leftover.run_id]},
             {"Name": f"tag:{TAG_STEP}", "Values": [leftover.step_id]}])
         stopped = [i["InstanceId"] for r in reservations for i in r.get("Instances", [])]
         result = self.power.start_marked(ec2, stopped, leftover.run_id, leftover.step_id)
-        autoscaling = self.api.client("autoscaling", leftover.location)
+        autoscaling = self.api.client("autoscaling", leftover.location, leftover.account or None)
         if self.power.release_group(autoscaling, leftover.id, leftover.detail["hold"]):
             result.changed += 1
         else:

@@ -81,8 +81,8 @@ class AwsZonalShift:
     def __init__(self, api: AwsApi | None = None):
         self.api = api or AwsApi()
 
-    def _zone_id(self, region: str, zone: str) -> str:
-        ec2 = self.api.ec2(region)
+    def _zone_id(self, region: str, zone: str, account: str | None) -> str:
+        ec2 = self.api.ec2(region, account)
         zones = self.api.call("DescribeAvailabilityZones", ec2.describe_availability_zones,
                               ZoneNames=[zone])["AvailabilityZones"]
         if not zones:
@@ -106,8 +106,8 @@ class AwsZonalShift:
         self.api.check_identity(scope)
         step_id = request.step.id
         expires_in(getattr(request.step, "duration", None), step_id)
-        zone_id = self._zone_id(target.region, target.zone)
-        arc = self.api.client("arc-zonal-shift", target.region)
+        zone_id = target.zone_id or self._zone_id(target.region, target.zone_name, scope.account)
+        arc = self.api.client("arc-zonal-shift", target.region, scope.account)
         resources = []
         for arn in target.resources:
             managed = self._managed(arc, arn, step_id)
@@ -131,7 +131,8 @@ class AwsZonalShift:
         resolved = request.resolved
         # the plan resolved the zone's AZ ID for this account (an account's AZ IDs never change)
         found = {r.detail.get("away_from") for r in resolved.resources} - {None}
-        zone_id = str(found.pop()) if len(found) == 1 else self._zone_id(target.region, target.zone)
+        zone_id = str(found.pop()) if len(found) == 1 else self._zone_id(
+            target.region, target.zone_name, resolved.scope.account)
         state = ZonalShiftState(
             region=target.region, zone=target.zone, zone_id=zone_id,
             expires_in=expires_in(getattr(request.step, "duration", None), resolved.step_id),
@@ -151,7 +152,7 @@ class AwsZonalShift:
         checkpoint = request.checkpoint
         self.api.check_identity(checkpoint.scope)
         state = ZonalShiftState.model_validate(checkpoint.state)
-        arc = self.api.client("arc-zonal-shift", state.region)
+        arc = self.api.client("arc-zonal-shift", state.region, checkpoint.scope.account)
         result = FaultResult()
         for number, resource in enumerate(state.resources, 1):
             if self._ours(arc, state, resource.arn):
@@ -173,7 +174,7 @@ class AwsZonalShift:
     def restore(self, request: FaultRequest) -> FaultResult:
         checkpoint = request.checkpoint
         state = ZonalShiftState.model_validate(checkpoint.state)
-        arc = self.api.client("arc-zonal-shift", state.region)
+        arc = self.api.client("arc-zonal-shift", state.region, checkpoint.scope.account)
         result = FaultResult()
         for resource in state.resources:
             shifts = self._ours(arc, state, resource.arn)
@@ -184,9 +185,9 @@ class AwsZonalShift:
                 result.changed += 1
         return result
 
-    def find(self, region: str) -> list[Leftover]:
+    def find(self, region: str, account: str | None = None) -> list[Leftover]:
         """The active shifts of the region whose comment is gameday's mark (`gameday run step`)."""
-        arc = self.api.client("arc-zonal-shift", region)
+        arc = self.api.client("arc-zonal-shift", region, account)
         found = []
         for shift in self.api.pages(arc, "list_zonal_shifts", "items", status="ACTIVE"):
             words = str(shift.get("comment", "")).split(" ")
@@ -194,14 +195,15 @@ class AwsZonalShift:
                 continue
             found.append(Leftover(
                 cloud="aws", kind="zonal-shift", id=shift["zonalShiftId"], run_id=words[1],
-                step_id=words[2], location=region,
+                step_id=words[2], location=region, account=account or "",
                 detail={"resource": shift["resourceIdentifier"], "away_from": shift["awayFrom"],
                         "expires": str(shift["expiryTime"])}))
         return found
 
     def sweep(self, leftover: Leftover) -> FaultResult:
         """Cancel the shift (one that ended meanwhile is done)."""
-        cancel(self.api, self.api.client("arc-zonal-shift", leftover.location), leftover.id)
+        arc = self.api.client("arc-zonal-shift", leftover.location, leftover.account or None)
+        cancel(self.api, arc, leftover.id)
         return FaultResult(changed=1)
 
 

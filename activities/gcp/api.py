@@ -25,7 +25,8 @@ from google.auth.exceptions import TransportError
 from google.cloud import compute_v1
 from temporalio import activity
 
-from activities.throttle import BucketKey, Throttle
+from activities.gcp.impersonation import impersonated, service_account_for
+from activities.throttle import BucketKey, Throttle, caller
 from activities.transient import Transient, paced_and_retried
 from gameday.errors import CloudError
 
@@ -64,12 +65,14 @@ class Compute:
     """Read-only: partition_regions reads the ranges of a network's subnets."""
 
 
-@functools.lru_cache(maxsize=4)
-def _compute(endpoint: str | None) -> Compute:
+@functools.lru_cache(maxsize=64)
+def _compute(endpoint: str | None, service_account: str | None = None) -> Compute:
     options: dict[str, Any] = {}
     if endpoint:
         options = {"client_options": ClientOptions(api_endpoint=endpoint),
                    "credentials": AnonymousCredentials()}
+    elif service_account:
+        options = {"credentials": impersonated(service_account)}
     return Compute(
         zones=compute_v1.ZonesClient(**options),
         instances=compute_v1.InstancesClient(**options),
@@ -86,8 +89,11 @@ def _compute(endpoint: str | None) -> Compute:
 
 def compute_clients() -> Compute:
     """Clients for `GAMEDAY_GCP_ENDPOINT` with anonymous credentials when it is set, else for
-    Google with Application Default Credentials."""
-    return _compute(os.environ.get(ENDPOINT_VARIABLE) or None)
+    Google with Application Default Credentials, acting as the service account
+    `GAMEDAY_GCP_IMPERSONATE` names for the project of the current call (its scope,
+    `activities.throttle.caller`; `activities.gcp.impersonation`)."""
+    endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+    return _compute(endpoint, None if endpoint else service_account_for(caller().account))
 
 
 def _retry_after(exc: exceptions.GoogleAPICallError) -> float | None:

@@ -37,6 +37,11 @@ class FaultConfig(BaseModel):
 
     rules: list[FaultRule] = []
     seed: int = 0
+    deny: list[str] = Field([], description=(
+        "permissions the lab's caller lacks, e.g. ec2:ReplaceNetworkAclAssociation, "
+        "compute.firewalls.create, Microsoft.Network/networkSecurityGroups/write: the AWS proxy "
+        "refuses such an EC2 call (dry run or not) with UnauthorizedOperation, GCP's "
+        "testIamPermissions and ARM's permissions list leave them out"))
 
 
 @dataclass
@@ -96,6 +101,11 @@ class FaultInjector:
                     self._failed[index] = self._failed.get(index, 0) + 1
                     injection.rule = rule
             return injection
+
+    def denied(self, permission: str) -> bool:
+        """Whether a `deny` entry names `permission` (case-insensitively, as Azure compares)."""
+        with self._lock:
+            return permission.lower() in {p.lower() for p in self.config.deny}
 
     def record(self, method: str, path: str, key: str, status: int, injected: bool,
                at: float | None = None, throttled: bool = False) -> None:

@@ -29,6 +29,9 @@ module of the cloud's package, so a new fault module is covered without being li
 AWS_ACTIONS: frozenset[str] = frozenset({
     # every resolve and apply_evacuate_region: the credentials' account must be the target's
     "sts:GetCallerIdentity",
+    # a target in another account: its target role (granted to the worker only, on
+    # var.target_role_arns; infra/terraform/aws/target-account makes those roles)
+    "sts:AssumeRole",
     # resolve_blackhole_zone / _region: the zones and matching subnets
     "ec2:DescribeAvailabilityZones",
     "ec2:DescribeSubnets",
@@ -206,6 +209,10 @@ AZURE_ACTIONS: frozenset[str] = frozenset({
     "Microsoft.Network/loadBalancers/read",
     "Microsoft.Network/loadBalancers/write",
     "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+    # every zone step (activities/azure/zones.py): the subscription's physical zones, by List
+    # Locations; refused where the role is assigned on resource groups only (zones then lease by
+    # their logical name)
+    "Microsoft.Resources/subscriptions/locations/read",
 })
 
 GRANTED: dict[str, frozenset[str]] = {
@@ -276,6 +283,8 @@ _NIC_JOINS = frozenset({
 })
 
 AZURE_CALLS: dict[str, frozenset[str]] = {
+    "SubscriptionClient.subscriptions.list_locations": frozenset({
+        "Microsoft.Resources/subscriptions/locations/read"}),
     "ComputeManagementClient.virtual_machines.list": frozenset({
         "Microsoft.Compute/virtualMachines/read"}),
     "ComputeManagementClient.virtual_machines.get": frozenset({
@@ -607,7 +616,8 @@ def _azure_client_calls(module: str, tree: ast.Module) -> Iterator[SdkCall]:
         name = node.arg if isinstance(node, ast.arg) else (
             node.target.id if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
             else None)
-        if annotation is not None and name and _last_name(annotation).endswith("ManagementClient"):
+        if annotation is not None and name and _last_name(annotation).endswith(
+                ("ManagementClient", "SubscriptionClient")):
             held[name] = _last_name(annotation)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \

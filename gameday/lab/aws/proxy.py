@@ -15,10 +15,14 @@ Where moto is laxer than EC2 in a way that hides a race, the proxy answers as EC
 `DependencyViolation`, and `ReplaceNetworkAclAssociation` onto an ACL that does not exist with
 `InvalidNetworkAclID.NotFound` (moto deletes the ACL, and drops a subnet's association before
 finding that its new ACL does not exist: either way the subnet ends with no ACL, where no restore
-finds it); each check is atomic with its call. `AssociateRouteTable` is refused as EC2 refuses
-it (`gameday.lab.aws.route_tables`). Instances show the power states in between
-(`stopping`, `pending`) and EC2's refusals of `StopInstances` and `StartInstances`, which moto
-skips (`gameday.lab.aws.power`).
+finds it); each check is atomic with its call. EC2 calls with `DryRun=true` are answered by the
+proxy itself (`DryRunOperation`, or `UnauthorizedOperation` for an action the fault config's
+`deny` names, which refuses the real call too): moto ignores `DryRun` on the network-ACL calls and
+would make the change. `AssociateRouteTable` is refused as EC2 refuses
+it (`gameday.lab.aws.route_tables`). Accounts other than moto's default see their own zone IDs
+(`gameday.lab.aws.zone_ids`), as AWS shuffles zone names per account. Instances show the power
+states in between (`stopping`, `pending`) and EC2's refusals of `StopInstances` and
+`StartInstances`, which moto skips (`gameday.lab.aws.power`).
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from gameday.lab.aws.accounts import assume_role
 from gameday.lab.aws.databases import FailoverModel
 from gameday.lab.aws.power import PowerModel
 from gameday.lab.aws.route_tables import associate_route_table
 from gameday.lab.aws.zonal_shift import PREFIXES as ZONAL_SHIFT_PATHS
 from gameday.lab.aws.zonal_shift import ZonalShiftModel
+from gameday.lab.aws.zone_ids import ACTIONS as ZONE_ID_ACTIONS
+from gameday.lab.aws.zone_ids import ZoneIds
 from gameday.lab.emulator import ApiError, Emulator, Request, Response
 from gameday.lab.realistic import Bucket, Decision, RateCall
 
@@ -112,6 +119,8 @@ class AwsFaultProxy(Emulator):
         self.power = PowerModel()
         self.failover = FailoverModel()  # Aurora's `failing-over` (gameday.lab.aws.databases)
         self.zonal_shift = ZonalShiftModel(upstream)  # ARC zonal shift (gameday.lab.aws.zonal_shift)
+        self.zone_ids = ZoneIds(upstream)  # zone IDs per account (gameday.lab.aws.zone_ids)
+        self.zonal_shift.zone_ids = self.zone_ids
 
     def reset(self) -> None:
         self.power.reset()
@@ -193,8 +202,12 @@ class AwsFaultProxy(Emulator):
     def handle(self, request: Request) -> Response:
         action = aws_action(request)
         key, region, service = signer(request)
+        if service == "ec2":
+            self._authorize_ec2(action, request)
         if service == "arc-zonal-shift" and request.path.startswith(ZONAL_SHIFT_PATHS):
             return self.zonal_shift.handle(request, key, region)
+        if action == "AssumeRole":  # as IAM: only a role that exists (gameday.lab.aws.accounts)
+            return assume_role(request, self._forward)
         if action in ("StopInstances", "StartInstances"):
             return self.power.power_call(action, request, self._forward)
         if action == "DescribeInstances":
@@ -203,6 +216,8 @@ class AwsFaultProxy(Emulator):
             return self.failover.failover_call(request, self._forward)
         if action == "DescribeDBClusters":
             return self.failover.describe_clusters(request, self._forward)
+        if service == "ec2" and action in ZONE_ID_ACTIONS:
+            return self.zone_ids.handle(request, key, region, self._forward)
         if action == "AssociateRouteTable":
             with self._associations:
                 return associate_route_table(request, self._forward)
@@ -220,6 +235,18 @@ class AwsFaultProxy(Emulator):
                     raise ApiError(400, "InvalidNetworkAclID.NotFound",
                                    f"The networkAcl ID '{acl_id}' does not exist")
             return self._forward(request)
+
+    def _authorize_ec2(self, action: str, request: Request) -> None:
+        """EC2's permission check, which comes before everything else: an action the lab's
+        `deny` names is `UnauthorizedOperation` (403); a `DryRun` call is answered here, never
+        forwarded (moto ignores `DryRun` on the network-ACL calls and makes the change), with
+        EC2's 412 `DryRunOperation`."""
+        if self.faults.denied(f"ec2:{action}"):
+            raise ApiError(403, "UnauthorizedOperation",
+                           "You are not authorized to perform this operation.")
+        if (_form(request).get("DryRun") or [""])[0].lower() == "true":
+            raise ApiError(412, "DryRunOperation",
+                           "Request would have succeeded, but DryRun flag is set.")
 
     def _describe_acl(self, request: Request, acl_id: str) -> bytes:
         """moto's DescribeNetworkAcls answer for this ACL (asked with the caller's headers)."""

@@ -116,9 +116,10 @@ def _associate(ec2: Any, subnet_id: str, acl_id: str) -> None:
                 return
 
 
-def acl_snapshot(region: str = "us-east-1") -> dict[str, Any]:
-    """Every subnet's ACL, and every ACL with its entries and tags: what 'restored' compares."""
-    ec2 = boto3.client("ec2", region_name=region)
+def acl_snapshot(region: str = "us-east-1", ec2: Any = None) -> dict[str, Any]:
+    """Every subnet's ACL, and every ACL with its entries and tags: what 'restored' compares
+    (of the account `ec2` is for; by default the lab's own)."""
+    ec2 = ec2 or boto3.client("ec2", region_name=region)
     associations: dict[str, str] = {}
     acls: dict[str, Any] = {}
     for acl in ec2.get_paginator("describe_network_acls").paginate().build_full_result()[

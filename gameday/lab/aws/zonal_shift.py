@@ -71,6 +71,9 @@ class ZonalShiftModel:
         self.shifts: dict[str, Shift] = {}
         self._lock = threading.Lock()
         self._moto: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.zone_ids: Any = None
+        """The proxy's zone IDs per account (`gameday.lab.aws.zone_ids.ZoneIds`), when set:
+        a load balancer's zones are shown in its account's zone IDs, as EC2 shows them."""
 
     def reset(self) -> None:
         with self._lock:
@@ -104,8 +107,11 @@ class ZonalShiftModel:
     def _resources(self, key: str, region: str) -> dict[str, dict[str, Any]]:
         """moto's load balancers of the caller: ARN to name and AZ IDs."""
         elbv2, ec2 = self._clients(key or "testing", region)
-        zone_ids = {z["ZoneName"]: z["ZoneId"]
-                    for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+        if self.zone_ids is not None:
+            zone_ids = self.zone_ids.ids(self.zone_ids.account(key), region)
+        else:
+            zone_ids = {z["ZoneName"]: z["ZoneId"]
+                        for z in ec2.describe_availability_zones()["AvailabilityZones"]}
         found = {}
         for lb in elbv2.describe_load_balancers()["LoadBalancers"]:
             zones = sorted({zone_ids.get(z["ZoneName"], z["ZoneName"])

@@ -35,11 +35,13 @@ from gameday.lab.azure.arm import (
     respond,
     tags_of,
 )
+from gameday.lab.azure.authorization import AuthorizationProvider
 from gameday.lab.azure.autoscale import AutoscaleProvider
 from gameday.lab.azure.compute import ComputeProvider
 from gameday.lab.azure.graph import ResourceGraphProvider
 from gameday.lab.azure.identity import IDENTITY_PATH, IdentityProvider
 from gameday.lab.azure.loadbalancers import LoadBalancersProvider
+from gameday.lab.azure.locations import LocationsProvider
 from gameday.lab.azure.network import NetworkProvider
 from gameday.lab.azure.operations import ASYNC_OPERATION, LOCATION, STYLES, SYNC, Operations
 from gameday.lab.azure.postgres import PostgresProvider
@@ -112,6 +114,8 @@ class ResourceManagerEmulator(Emulator):
         self.graph = ResourceGraphProvider(self)
         self.postgres = PostgresProvider(self)
         self.load_balancers = LoadBalancersProvider(self, self.network)
+        self.authorization = AuthorizationProvider(self)
+        self.locations = LocationsProvider(self)  # zone mappings per subscription
 
     # --- Emulator hooks ----------------------------------------------------------------------
 

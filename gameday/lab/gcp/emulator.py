@@ -39,11 +39,12 @@ from __future__ import annotations
 from gameday.lab.gcp.balancing import BalancingApi
 from gameday.lab.gcp.batch import BatchApi
 from gameday.lab.gcp.groups import GroupsApi
+from gameday.lab.gcp.iam import IamApi
 from gameday.lab.gcp.locations import LocationsApi
 from gameday.lab.gcp.sqladmin import SqlAdminApi
 
 
-class ComputeEmulator(BatchApi, BalancingApi, GroupsApi, SqlAdminApi, LocationsApi):
+class ComputeEmulator(BatchApi, BalancingApi, GroupsApi, SqlAdminApi, IamApi, LocationsApi):
     """Networks, subnetworks, firewalls, instances, instance groups, backend services, zones,
     regions and operations, the batch endpoint, with fault injection and the `/_emulator/`
     admin API of `gameday.lab.emulator`."""
@@ -55,3 +56,4 @@ class ComputeEmulator(BatchApi, BalancingApi, GroupsApi, SqlAdminApi, LocationsA
         self.register_balancing()
         self.register_groups()
         self.register_sqladmin()
+        self.register_iam()

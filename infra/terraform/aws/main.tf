@@ -279,6 +279,18 @@ data "aws_iam_policy_document" "gameday" {
     }
   }
 
+  # Targets in other accounts: the worker assumes each account's target role
+  # (infra/terraform/aws/target-account); a target role itself assumes nothing.
+  dynamic "statement" {
+    for_each = length(var.target_role_arns) > 0 ? [var.target_role_arns] : []
+    content {
+      sid       = "AssumeTargetRoles"
+      effect    = "Allow"
+      actions   = ["sts:AssumeRole"]
+      resources = statement.value
+    }
+  }
+
   # evacuate_region: the weighted records of the named hosted zones, changed by UPSERT only
   # (and, when route53_record_names is set, only those records).
   dynamic "statement" {

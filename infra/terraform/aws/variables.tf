@@ -27,6 +27,12 @@ variable "route53_record_names" {
   default     = []
 }
 
+variable "target_role_arns" {
+  description = "Target roles in other accounts the worker may assume (GAMEDAY_AWS_TARGET_ROLE), e.g. [\"arn:aws:iam::*:role/gameday-target\"] or one ARN per account. Empty: the worker reaches its own account only."
+  type        = list(string)
+  default     = []
+}
+
 variable "permissions_boundary" {
   description = "ARN of a permissions boundary for the role, if your organisation requires one."
   type        = string

@@ -77,6 +77,9 @@ resource "azurerm_role_definition" "gameday" {
       "Microsoft.Network/loadBalancers/read",
       "Microsoft.Network/loadBalancers/write",
       "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+      # every zone step: the subscription's logical-to-physical zone mapping (List Locations);
+      # effective where the role is assigned on the subscription, else zones lease by logical name
+      "Microsoft.Resources/subscriptions/locations/read",
     ]
     not_actions = []
   }
