@@ -45,8 +45,8 @@ $(AZ_VENV)/.installed:
 
 # The orchestrator under fault, long version: 40 seeded fault runs of one multi-cloud runbook, then
 # 200 generated runbooks, each interrupted at a random moment; each part prints
-# "N runs, N restored exactly, 0 leaked" (the generated part also ", 0 double-counted"). The
-# week-long GameDay on the time-skipping server runs in `make test` (tests/test_week_long.py).
+# "N runs, N restored exactly, 0 leaked" (the generated part also ", 0 double-counted"); then the
+# week-long GameDay on the time-skipping server (drift every minute, a steady state every 15 s).
 faults: install
 	GAMEDAY_FAULT_RUNS=40 GAMEDAY_GENERATED_RUNS=$(or $(GENERATED_RUNS),200) $(BIN)/pytest tests/faults -q -s
 

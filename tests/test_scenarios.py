@@ -233,18 +233,21 @@ def test_drift_a_resource_that_appears_is_cut_and_restored(zone_cloud, client, r
 
 
 def drift_check_answers(history) -> list[int]:
-    """How many resources each drift check (a resolve with only_new) answered, in order."""
-    inputs = {}
+    """How many resources each drift watch (`<cloud>.watch_for_new_resources`, which looks with
+    only_new) answered, in order: 0 for a window that passed with nothing new."""
+    watches = set()
     answers = []
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             scheduled = event.activity_task_scheduled_event_attributes
-            if "resolve" in scheduled.activity_type.name:
-                inputs[event.event_id] = json.loads(scheduled.input.payloads[0].data)
+            if scheduled.activity_type.name.endswith(".watch_for_new_resources"):
+                assert json.loads(scheduled.input.payloads[0].data)["step"]["only_new"]
+                watches.add(event.event_id)
         elif event.HasField("activity_task_completed_event_attributes"):
             done = event.activity_task_completed_event_attributes
-            if inputs.get(done.scheduled_event_id, {}).get("only_new"):
-                answers.append(len(json.loads(done.result.payloads[0].data)["resources"]))
+            if done.scheduled_event_id in watches:
+                found = json.loads(done.result.payloads[0].data)["found"]
+                answers.append(len(found["resources"]) if found else 0)
     return answers
 
 
