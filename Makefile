@@ -49,6 +49,7 @@ $(AZ_VENV)/.installed:
 # week-long GameDay on the time-skipping server (drift every minute, a steady state every 15 s).
 faults: install
 	GAMEDAY_FAULT_RUNS=40 GAMEDAY_GENERATED_RUNS=$(or $(GENERATED_RUNS),200) $(BIN)/pytest tests/faults -q -s
+	GAMEDAY_WEEK_LONG=1 $(BIN)/pytest tests/test_week_long.py -q -s
 
 # Re-record tests/replay/histories (real runs against the lab, ~3 minutes); record from a clean
 # clone of the code that is deployed, after a change no GameDay in flight can meet.
