@@ -32,7 +32,7 @@ import httpx
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -166,22 +166,27 @@ class Run:
     seconds: float
 
 
-async def run_histories(client: Client, workflow_id: str) -> list[int]:
-    """The number of events of every run of the workflow, first run first, following
-    continue-as-new by the run ids the histories name."""
-    lengths: list[int] = []
+async def every_run(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """The history of every run of the workflow, first run first, following continue-as-new by
+    the run ids the histories name."""
+    histories: list[WorkflowHistory] = []
     first = client.get_workflow_handle(workflow_id)
     description = await first.describe()
     run_id: str | None = description.raw_description.workflow_execution_info.first_run_id or None
     while run_id:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        lengths.append(len(history.events))
+        histories.append(history)
         last = history.events[-1]
         if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         else:
             run_id = None
-    return lengths
+    return histories
+
+
+async def run_histories(client: Client, workflow_id: str) -> list[int]:
+    """The number of events of every run of the workflow, first run first."""
+    return [len(history.events) for history in await every_run(client, workflow_id)]
 
 
 async def start(client: Client, book: Runbook, task_queue: str,

@@ -43,6 +43,9 @@ PATCH_DRIFT_WINDOWS = "drift-looks-in-windows"
 PATCH_DRIFT_STOPS_WHEN_TOLD = "drift-stops-when-told"
 """Runs started before this change kept a drift watch going when the activity it was cancelled in
 failed instead of reporting its cancellation, and the GameDay waited for the watch for ever."""
+PATCH_WINDOW_STOPS_BEFORE_HANDOVER = "drift-window-stops-before-handover"
+"""Runs started before this change handed over while a cancelled drift window might still run (or
+wait for its retry), and closed with its cancellation still pending."""
 
 DRIFTING = ("blackhole_zone", "blackhole_region")
 """The actions whose hold brings new resources of the place under the fault: a blackhole cuts
@@ -179,21 +182,37 @@ class DriftWatch:
             step=StepRequest(run_id=workflow.info().workflow_id, step=step,
                              guardrails=self.runbook.guardrails, only_new=True),
             covered=sorted(covered), interval=interval, window=window)
+        stops_first = workflow.patched(PATCH_WINDOW_STOPS_BEFORE_HANDOVER)
         watching = asyncio.create_task(workflow.execute_activity(
             watch_activity_name(target.cloud), request, task_queue=cloud_queue(target.cloud),
             result_type=DriftWatchReport,
             start_to_close_timeout=window + interval + timedelta(minutes=10),
             heartbeat_timeout=HEARTBEAT, retry_policy=RESOLVE_RETRY,
+            cancellation_type=(workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                               if stops_first else workflow.ActivityCancellationType.TRY_CANCEL),
             summary=(f"{step.id}: look for new resources every {format_duration(interval)} for "
                      f"{format_duration(window)}")))
         try:
             await workflow.wait_condition(lambda: watching.done() or self.handing_over)
             if not watching.done():
+                if stops_first:
+                    await self._stopped(watching)
                 return None
             return (await watching).found
         finally:
             if not watching.done():
                 watching.cancel()
+
+    @staticmethod
+    async def _stopped(watching: asyncio.Task[DriftWatchReport]) -> None:
+        """Cancel a drift window at a hand-over and wait until the activity has stopped (it
+        heartbeats every few seconds, so it learns of it at once), so that the run never closes
+        with a look still running or waiting for its retry; what it found, the next run finds."""
+        watching.cancel()
+        try:
+            await watching
+        except (asyncio.CancelledError, ActivityError):
+            pass
 
     def _stop_if_told(self) -> None:
         """A watch told to stop stops, even when the activity its cancellation reached finished
