@@ -33,6 +33,8 @@ class SweepScope(BaseModel):
     """None: every region the account has enabled."""
     aws_accounts: list[str] = []
     """AWS accounts besides the worker's own, each reached through its target role."""
+    aws_own_account: bool = True
+    """False: the worker's own account is left out (another sweep of the same scope covers it)."""
     gcp_projects: list[str] = []
     azure_subscriptions: list[str] = []
     unconfigured: dict[str, str] = {}
@@ -46,6 +48,14 @@ class SweepScope(BaseModel):
             return [cloud for cloud in SWEEP_CLOUDS if cloud in asked], {}
         return ([cloud for cloud in SWEEP_CLOUDS if cloud not in self.unconfigured],
                 {cloud: self.unconfigured[cloud] for cloud in SWEEP_CLOUDS if cloud in self.unconfigured})
+
+    def by_aws_account(self) -> list[SweepScope]:
+        """This scope cut into one scope per AWS account (the worker's own first), so that an
+        account whose role cannot be assumed fails alone while every other is still swept."""
+        own = self.model_copy(update={"aws_accounts": []})
+        return [own, *(self.model_copy(update={"aws_accounts": [account],
+                                               "aws_own_account": False})
+                       for account in dict.fromkeys(self.aws_accounts))]
 
 
 class SweepInput(BaseModel):

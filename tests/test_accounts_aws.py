@@ -19,11 +19,11 @@ from activities.sweep_scope import sweep_scope_from_env
 from activities.throttle import calling_as
 from gameday.lab.aws import acl_snapshot
 from gameday.lab.aws.accounts import SECOND_ACCOUNT, account_ec2, seed_target_account
-from gameday.plan import FaultRequest, PrepareRequest, StepRequest
 from gameday.sweep import SweepScope
 from tests.support.gameday import (
     ACCOUNT,
     abort,
+    apply_without_temporal,
     approve,
     aws_zone_step,
     final,
@@ -114,14 +114,7 @@ def test_a_terminated_run_over_two_accounts_is_restored_by_its_watchdog(
 
 
 def _applied(activities: CloudActivities, account: str, run_id: str) -> None:
-    book = _book(account)
-    [step] = book.fault_steps()
-    resolved = activities.by_name["aws.resolve_blackhole_zone"](
-        StepRequest(run_id=run_id, step=step, guardrails=book.guardrails))
-    checkpoint = activities.by_name["aws.prepare_blackhole_zone"](
-        PrepareRequest(run_id=run_id, step=step, resolved=resolved, guardrails=book.guardrails))
-    activities.by_name["aws.apply_blackhole_zone"](
-        FaultRequest(checkpoint=checkpoint, guardrails=book.guardrails))
+    apply_without_temporal(activities, _book(account), run_id)
 
 
 def test_the_sweeper_finds_and_undoes_a_leftover_in_each_account(aws, second, activities):

@@ -18,6 +18,9 @@ with workflow.unsafe.imports_passed_through():
 
 READ_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UserError", "Refused"])
 SWEEP_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=20))
+PER_AWS_ACCOUNT = "sweep-per-aws-account"
+"""Since this patch each AWS account is searched by an activity of its own: an account whose
+role cannot be assumed is one error of the sweep, and every other account is still swept."""
 
 
 @workflow.defn(name="GameDaySweepWorkflow")
@@ -30,15 +33,19 @@ class GameDaySweepWorkflow:
             start_to_close_timeout=timedelta(seconds=10))
         found: list[Leftover] = []
         clouds, report.skipped = scope.clouds_to_sweep(input.clouds)
+        per_account = workflow.patched(PER_AWS_ACCOUNT)
         for cloud in clouds:
-            try:
-                found += await workflow.execute_activity(
-                    f"{cloud}.find_leftovers", scope, result_type=list[Leftover],
-                    task_queue=cloud_queue(cloud),
-                    start_to_close_timeout=timedelta(minutes=10), retry_policy=READ_RETRY,
-                    summary=f"find gameday artifacts in {cloud}")
-            except ActivityError as error:
-                report.errors.append(f"{cloud}: {describe(error)}")
+            parts = scope.by_aws_account() if cloud == "aws" and per_account else [scope]
+            for part in parts:
+                where = cloud if part.aws_own_account else f"aws account {part.aws_accounts[0]}"
+                try:
+                    found += await workflow.execute_activity(
+                        f"{cloud}.find_leftovers", part, result_type=list[Leftover],
+                        task_queue=cloud_queue(cloud),
+                        start_to_close_timeout=timedelta(minutes=10), retry_policy=READ_RETRY,
+                        summary=f"find gameday artifacts in {where}")
+                except ActivityError as error:
+                    report.errors.append(f"{cloud}: {describe(error)}")
         runs = sorted({leftover.run_id for leftover in found})
         states = await asyncio.gather(*(workflow.execute_activity(
             "gameday.run_state", run, result_type=str, start_to_close_timeout=timedelta(seconds=30),

@@ -65,12 +65,14 @@ class AwsSweeper:
         return sorted(r["RegionName"] for r in found.get("Regions", []))
 
     def find(self, scope: SweepScope) -> list[Leftover]:
-        """The leftovers of every region, in the worker's own account and in each account of
-        `scope.aws_accounts` (reached through its target role)."""
-        leftovers: list[Leftover] = []
+        """The leftovers of every region, in the worker's own account (unless
+        `scope.aws_own_account` is false) and in each account of `scope.aws_accounts` (reached
+        through its target role; one that cannot be assumed is `Refused`)."""
         own = self.api.own_account()
-        for account in [own, *(a for a in scope.aws_accounts if a != own)]:
-            leftovers += self._find(scope, None if account == own else account)
+        leftovers = self._find(scope, None) if scope.aws_own_account else []
+        for account in dict.fromkeys(scope.aws_accounts):
+            if account != own:
+                leftovers += self._find(scope, account)
         return leftovers
 
     def _find(self, scope: SweepScope, account: str | None) -> list[Leftover]:

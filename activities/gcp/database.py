@@ -16,7 +16,8 @@ Either way gameday's labels are gone and every other label stays. Safe to repeat
 
 The client is google-api-python-client's `sqladmin` v1 with its discovery document from the
 wheel (`static_discovery=True`: nothing is fetched at run time), for `GAMEDAY_GCP_ENDPOINT`
-with anonymous credentials when set, else for Google with Application Default Credentials. The
+with anonymous credentials when set, else for Google with Application Default Credentials (as
+the project's `GAMEDAY_GCP_IMPERSONATE` service account, when named). The
 GAPIC `google-cloud-sql` (0.1) offers sqladmin v1 only over gRPC (its REST transport is v1beta4
 only), which an HTTP endpoint cannot serve.
 """
@@ -30,7 +31,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import google.auth
 import google_auth_httplib2
 import httplib2
 from google.auth.credentials import AnonymousCredentials, Credentials
@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from activities.base import poll_until, progress
 from activities.gcp.api import ENDPOINT_VARIABLE
+from activities.gcp.impersonation import project_credentials, service_account_for
 from activities.gcp.power import is_mark, mark_labels, marked_by
 from activities.throttle import BucketKey, Throttle
 from activities.transient import Transient, paced_and_retried
@@ -104,13 +105,15 @@ class FailoverState(BaseModel):
 # --- the client -------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
-def _service(endpoint: str | None) -> tuple[Any, Credentials]:
+@functools.lru_cache(maxsize=64)
+def _service(endpoint: str | None, service_account: str | None = None) -> tuple[Any, Credentials]:
+    """The lab's endpoint anonymously, else Google as `service_account` (impersonated) or, without
+    one, with Application Default Credentials."""
     if endpoint:
         credentials: Credentials = AnonymousCredentials()
         return build("sqladmin", "v1", static_discovery=True, credentials=credentials,
                      client_options={"api_endpoint": endpoint}), credentials
-    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    credentials = project_credentials(service_account)
     return build("sqladmin", "v1", static_discovery=True, credentials=credentials), credentials
 
 
@@ -151,7 +154,8 @@ class SqlAdmin:
     says, and failures turned into `CloudError`s that carry Cloud SQL's reason as `code`."""
 
     def call(self, doing: str, project: str, make: Callable[[Any], Any]) -> dict[str, Any]:
-        service, credentials = _service(os.environ.get(ENDPOINT_VARIABLE) or None)
+        endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+        service, credentials = _service(endpoint, None if endpoint else service_account_for(project))
 
         def send() -> Any:
             # httplib2 is not thread-safe: one Http per call

@@ -3,9 +3,9 @@ as in a project (`{project}` is substituted, e.g. `gameday@{project}.iam.gservic
 
 Promised: the worker's own credentials (Application Default Credentials) only mint short-lived
 tokens of that account (`iam.serviceAccounts.getAccessToken`, google-auth's impersonated
-credentials, refreshed by google-auth before they expire); the calls of a project's faults are made
-as its account. With `GAMEDAY_GCP_ENDPOINT` (the lab) calls stay anonymous and nothing is
-impersonated.
+credentials, refreshed by google-auth before they expire); every call for a project is made as its
+account: its faults', its sweep's (Compute Engine and Cloud SQL) and `gameday plan`'s permission
+check. With `GAMEDAY_GCP_ENDPOINT` (the lab) calls stay anonymous and nothing is impersonated.
 """
 
 from __future__ import annotations
@@ -36,3 +36,12 @@ def impersonated(service_account: str, source: Credentials | None = None) -> Cre
     return impersonated_credentials.Credentials(
         source_credentials=source, target_principal=service_account,
         target_scopes=list(SCOPES), lifetime=LIFETIME)
+
+
+def project_credentials(service_account: str | None) -> Credentials:
+    """The credentials of a project's calls on Google: its service account's when it has one
+    (`service_account_for`), else the worker's own Application Default Credentials."""
+    if service_account:
+        return impersonated(service_account)
+    credentials, _ = google.auth.default(scopes=list(SCOPES))
+    return credentials

@@ -1,6 +1,7 @@
 """`gcp.check_permissions`: may the worker's live credentials make the plan's mutating calls?
 
-One Resource Manager `projects.testIamPermissions` per project, asking for the IAM permissions
+One Resource Manager `projects.testIamPermissions` per project, made as the project's calls are
+(its `GAMEDAY_GCP_IMPERSONATE` service account, when named), asking for the IAM permissions
 of every call the project's steps' apply and restore would make (`MUTATING`); each one not in the
 answer is missing. Compute Engine has no dry run, but every permission gameday needs is granted
 on the project (or inherited by it), so this one question covers them all. Read-only.
@@ -12,13 +13,13 @@ import functools
 import os
 from typing import Any
 
-import google.auth
 from google.auth.credentials import AnonymousCredentials, Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from activities.base import beat
 from activities.gcp.api import ENDPOINT_VARIABLE
+from activities.gcp.impersonation import project_credentials, service_account_for
 from gameday.errors import CloudError
 from gameday.permissions import Permission, PermissionReport, gathered
 from gameday.plan import PermissionCheck
@@ -44,16 +45,17 @@ MUTATING: dict[str, tuple[str, ...]] = {
 same): the one list `gameday plan` checks."""
 
 
-@functools.lru_cache(maxsize=4)
-def _service(endpoint: str | None) -> Any:
+@functools.lru_cache(maxsize=64)
+def _service(endpoint: str | None, service_account: str | None = None) -> Any:
     """Resource Manager v1 (google-api-python-client, its bundled discovery document): the lab's
-    endpoint anonymously, else Google with Application Default Credentials."""
+    endpoint anonymously, else Google as `service_account` (impersonated) or, without one, with
+    Application Default Credentials."""
     if endpoint:
         credentials: Credentials = AnonymousCredentials()
         return build("cloudresourcemanager", "v1", static_discovery=True, credentials=credentials,
                      client_options={"api_endpoint": endpoint})
-    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    return build("cloudresourcemanager", "v1", static_discovery=True, credentials=credentials)
+    return build("cloudresourcemanager", "v1", static_discovery=True,
+                 credentials=project_credentials(service_account))
 
 
 class GcpPermissions:
@@ -75,7 +77,9 @@ class GcpPermissions:
 
     def _held(self, project: str, permissions: list[str]) -> set[str]:
         beat()
-        service = _service(os.environ.get(ENDPOINT_VARIABLE) or None)
+        endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+        # the permissions asked about are those of whoever the project's calls are made as
+        service = _service(endpoint, None if endpoint else service_account_for(project))
         try:
             answer = service.projects().testIamPermissions(
                 resource=project, body={"permissions": permissions}).execute(num_retries=0)

@@ -23,6 +23,7 @@ from activities.gcp.api import Compute, call, compute_clients, last, mutate, tra
 from activities.gcp.blackhole import TAG_PREFIX, GcpZoneBlackhole, parse_description
 from activities.gcp.database import GcpDatabaseFailover
 from activities.gcp.power import GcpPowerInterruption, count
+from activities.throttle import calling_as
 from gameday.errors import UserError
 from gameday.plan import FaultResult, Scope
 from gameday.sweep import Leftover, SweepScope
@@ -44,49 +45,58 @@ class GcpSweeper:
         self.database = GcpDatabaseFailover(clients)
 
     def find(self, scope: SweepScope) -> list[Leftover]:
-        compute = self._clients()
+        """Each project's leftovers, looked for as that project's calls are made (its
+        impersonated service account, when `GAMEDAY_GCP_IMPERSONATE` names one)."""
+        self._clients()  # the worker's own: without credentials the sweep fails here, told
         leftovers: list[Leftover] = []
         for project in scope.gcp_projects:
-            with translated(f"looking for gameday artifacts in project {project}"):
-                tagged = self._tagged(compute, project)
-                stopped = self.power.marked_instances(compute, project)
-                rules = [(rule, parsed) for rule in call(compute.firewalls.list, project=project)
-                         if rule.name.startswith(TAG_PREFIX)
-                         and (parsed := parse_description(rule.description)) is not None]
-            owner: dict[str, tuple[str, str]] = {}
-            for rule, parsed in rules:
-                for tag in rule.target_tags:
-                    owner.setdefault(tag, parsed)
-            holding: dict[str, int] = {}
-            for zone, name, tag in tagged:
-                if tag not in owner and not _BLACKHOLE_TAG.fullmatch(tag):
-                    continue
-                holding[tag] = holding.get(tag, 0) + 1
-                found = _BLACKHOLE_TAG.fullmatch(tag)
-                run_id, step_id = owner.get(tag, (UNKNOWN_RUN, found["step"] if found else ""))
-                leftovers.append(Leftover(
-                    cloud="gcp", kind="instance-tag", id=f"{name}/{tag}", run_id=run_id,
-                    step_id=step_id, location=zone,
-                    detail={"project": project, "zone": zone, "instance": name, "tag": tag,
-                            "tag_owner": "deny rule" if tag in owner else "none found"},
-                ))
-            for rule, (run_id, step_id) in rules:
-                leftovers.append(Leftover(
-                    cloud="gcp", kind="firewall-rule", id=rule.name, run_id=run_id,
-                    step_id=step_id, location=project,
-                    detail={"project": project, "network": last(rule.network),
-                            "direction": rule.direction,
-                            "target_tags": ",".join(rule.target_tags),
-                            "instances_tagged": str(sum(holding.get(t, 0)
-                                                        for t in rule.target_tags))},
-                ))
-            leftovers += [Leftover(
-                cloud="gcp", kind="stopped-instance", id=f"{zone}/{instance.name}", run_id=run_id,
+            with calling_as(account=project):
+                leftovers += self._find(project)
+        return leftovers
+
+    def _find(self, project: str) -> list[Leftover]:
+        compute = self._clients()
+        leftovers: list[Leftover] = []
+        with translated(f"looking for gameday artifacts in project {project}"):
+            tagged = self._tagged(compute, project)
+            stopped = self.power.marked_instances(compute, project)
+            rules = [(rule, parsed) for rule in call(compute.firewalls.list, project=project)
+                     if rule.name.startswith(TAG_PREFIX)
+                     and (parsed := parse_description(rule.description)) is not None]
+        owner: dict[str, tuple[str, str]] = {}
+        for rule, parsed in rules:
+            for tag in rule.target_tags:
+                owner.setdefault(tag, parsed)
+        holding: dict[str, int] = {}
+        for zone, name, tag in tagged:
+            if tag not in owner and not _BLACKHOLE_TAG.fullmatch(tag):
+                continue
+            holding[tag] = holding.get(tag, 0) + 1
+            found = _BLACKHOLE_TAG.fullmatch(tag)
+            run_id, step_id = owner.get(tag, (UNKNOWN_RUN, found["step"] if found else ""))
+            leftovers.append(Leftover(
+                cloud="gcp", kind="instance-tag", id=f"{name}/{tag}", run_id=run_id,
                 step_id=step_id, location=zone,
-                detail={"project": project, "zone": zone, "instance": instance.name,
-                        "status": instance.status})
-                for zone, instance, (run_id, step_id) in stopped]
-            leftovers += self.database.find(project)  # Cloud SQL instances a run failed over
+                detail={"project": project, "zone": zone, "instance": name, "tag": tag,
+                        "tag_owner": "deny rule" if tag in owner else "none found"},
+            ))
+        for rule, (run_id, step_id) in rules:
+            leftovers.append(Leftover(
+                cloud="gcp", kind="firewall-rule", id=rule.name, run_id=run_id,
+                step_id=step_id, location=project,
+                detail={"project": project, "network": last(rule.network),
+                        "direction": rule.direction,
+                        "target_tags": ",".join(rule.target_tags),
+                        "instances_tagged": str(sum(holding.get(t, 0)
+                                                    for t in rule.target_tags))},
+            ))
+        leftovers += [Leftover(
+            cloud="gcp", kind="stopped-instance", id=f"{zone}/{instance.name}", run_id=run_id,
+            step_id=step_id, location=zone,
+            detail={"project": project, "zone": zone, "instance": instance.name,
+                    "status": instance.status})
+            for zone, instance, (run_id, step_id) in stopped]
+        leftovers += self.database.find(project)  # Cloud SQL instances a run failed over
         return leftovers
 
     def _tagged(self, compute: Compute, project: str) -> list[tuple[str, str, str]]:
@@ -102,7 +112,12 @@ class GcpSweeper:
         return sorted(found)
 
     def sweep(self, leftover: Leftover) -> FaultResult:
+        """Undo one leftover, as its project's calls are made."""
         project = leftover.detail.get("project") or leftover.location
+        with calling_as(account=project):
+            return self._sweep(project, leftover)
+
+    def _sweep(self, project: str, leftover: Leftover) -> FaultResult:
         compute = self._clients()
         if leftover.kind == "firewall-rule":
             with translated(f"deleting firewall rule {leftover.id}"):

@@ -12,6 +12,12 @@ State (pids, ports, variables) lives in one JSON file in the lab's directory
 from any shell. The lab also prepares a private gcloud configuration in `<directory>/gcloud`
 (`gameday.lab.gcp.gcloud`) and exports it as `CLOUDSDK_CONFIG`, so after `eval "$(gameday lab env)"`
 the operator's own `gcloud compute ...` shows the lab.
+
+The seeded lab has two AWS accounts: the worker's own (moto's `123456789012`) and a second
+(`210987654321`) with the target role `gameday-target` and a small shop
+(`gameday.lab.aws.accounts.seed_target_account`), so a runbook over two accounts runs on a laptop
+(`runbooks/lab/aws-two-account-zone-blackhole.yaml`); the sweep covers both
+(`GAMEDAY_SWEEP_AWS_ACCOUNTS`) and `status` names them (`aws_accounts`).
 """
 
 from __future__ import annotations
@@ -157,6 +163,14 @@ class Lab:
             **az_env(write_az_config(self.directory / "azure", endpoints["azure_endpoint"],
                                      endpoints["azure_ca_bundle"])),
         }
+        if seed:  # the workers sweep the second account from the start: it is seeded below
+            from gameday.lab.aws.accounts import SECOND_ACCOUNT, TARGET_ROLE
+            from gameday.lab.aws.zone_ids import OWN
+
+            env["GAMEDAY_SWEEP_AWS_ACCOUNTS"] = SECOND_ACCOUNT
+            env["GAMEDAY_LAB_AWS_TARGET_ACCOUNT"] = SECOND_ACCOUNT
+            endpoints["aws_accounts"] = (f"{OWN} (the worker's own), {SECOND_ACCOUNT} "
+                                         f"(as role {TARGET_ROLE})")
         if realistic:
             env["GAMEDAY_RATE_LIMITS"] = "on"  # workers pace to the clouds' rates, as on a real cloud
         shop_port = self._port(SHOP_PORT)  # the lab runbooks probe GAMEDAY_SHOP_URL, default 8270
@@ -198,6 +212,7 @@ class Lab:
             time.sleep(0.2)
 
     def _seed(self, env: dict[str, str]) -> dict[str, Any]:
+        from gameday.lab.aws.accounts import SECOND_ACCOUNT, seed_target_account
         from gameday.lab.aws.databases import seed_databases
         from gameday.lab.aws.seed import seed_aws
         from gameday.lab.azure.peers_seed import seed_azure_peers
@@ -208,7 +223,8 @@ class Lab:
         os.environ.update(env)
         try:
             summary = {
-                "aws": {**seed_aws(), "db_clusters": seed_databases()},
+                "aws": {**seed_aws(), "db_clusters": seed_databases(),
+                        "target_accounts": {SECOND_ACCOUNT: seed_target_account(SECOND_ACCOUNT)}},
                 "gcp": seed_gcp(env["GAMEDAY_GCP_ENDPOINT"]),
                 "azure": seed_azure(env["GAMEDAY_AZURE_ENDPOINT"], env["GAMEDAY_AZURE_CA_BUNDLE"],
                                     powered_off=True),

@@ -139,3 +139,17 @@ def phase_is(*phases: str) -> Callable[[GameDayStatus], bool]:
 
 def step_state(step_id: str, *states: str) -> Callable[[GameDayStatus], bool]:
     return lambda s: any(x.id == step_id and x.state in states for x in s.steps)
+
+
+def apply_without_temporal(activities: Any, book: Runbook, run_id: str) -> None:
+    """Apply the runbook's one blackhole by calling the AWS activities directly, as a run would
+    that Temporal never heard of (so: over): a leftover for the sweep and the watchdog to find."""
+    from gameday.plan import FaultRequest, PrepareRequest, StepRequest
+
+    [step] = book.fault_steps()
+    resolved = activities.by_name["aws.resolve_blackhole_zone"](
+        StepRequest(run_id=run_id, step=step, guardrails=book.guardrails))
+    checkpoint = activities.by_name["aws.prepare_blackhole_zone"](
+        PrepareRequest(run_id=run_id, step=step, resolved=resolved, guardrails=book.guardrails))
+    activities.by_name["aws.apply_blackhole_zone"](
+        FaultRequest(checkpoint=checkpoint, guardrails=book.guardrails))
