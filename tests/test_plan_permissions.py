@@ -120,6 +120,20 @@ def test_plan_lists_the_one_permission_denied_per_cloud_and_exits_1(cli, servers
     assert lab_view(servers.env) == before  # plan is read-only, dry runs included
 
 
+def test_a_gameday_is_refused_before_approval_when_the_worker_lacks_a_permission(cli, servers, labs):
+    """`gameday run` checks as `plan` does, before anyone is asked to approve: nothing changes."""
+    book = str(ROOT / "runbooks/lab/multicloud-region-evacuation.yaml")
+    before = lab_view(servers.env)
+    _deny(servers, DENIED_ONE_EACH["aws"])
+    run = cli("run", book)
+    assert run.returncode == 1, run.stdout + run.stderr
+    said = run.stdout + run.stderr
+    assert (f"the worker lacks permissions the plan needs: aws {ACCOUNT}: may not "
+            "ec2:ReplaceNetworkAclAssociation") in said, said
+    assert "Traceback" not in said and "awaiting approval" not in said.lower(), said
+    assert lab_view(servers.env) == before
+
+
 def _zone_steps(servers) -> list[dict]:
     return [CLOUD_LABS[name](servers).zone_step(f"blackhole-{name}", "1m")
             for name in ("aws", "gcp", "azure")]

@@ -4,6 +4,7 @@ activity, on that cloud's queue, with the plan's resolved steps on that cloud.""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 from temporalio import workflow
@@ -12,9 +13,24 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from gameday.permissions import PermissionReport, gathered
-    from gameday.plan import PermissionCheck, PlanResult, ResolvedStep
+    from gameday.plan import PermissionCheck, PlanResult, ResolvedStep, Resource
     from workflows.errors import describe
     from workflows.routing import HEARTBEAT, cloud_queue
+
+AZURE_GROUP = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+", re.IGNORECASE)
+
+
+def tried_on(step: ResolvedStep) -> ResolvedStep:
+    """The step with the resources a check looks at: its first, and one of each other resource
+    group and kind (AWS tries each call on a step's first resource; Azure asks per resource group,
+    and per endpoint type for Traffic Manager). A step of 1,000 subnets sends one, not 1,000."""
+    kept: dict[tuple[str, str, str], Resource] = {}
+    for resource in step.resources:
+        group = AZURE_GROUP.match(resource.id)
+        kept.setdefault((group.group(0).lower() if group else "", resource.kind,
+                         resource.detail.get("type", "")), resource)
+    return step.model_copy(update={"resources": list(kept.values())})
+
 
 CHECK_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1),
                           non_retryable_error_types=["Refused", "UserError"])
@@ -25,7 +41,7 @@ async def check_permissions(result: PlanResult) -> None:
     becomes a problem of the plan, in one sentence."""
     by_cloud: dict[str, list[ResolvedStep]] = {}
     for step in result.steps:
-        by_cloud.setdefault(step.scope.cloud, []).append(step)
+        by_cloud.setdefault(step.scope.cloud, []).append(tried_on(step))
     clouds = sorted(by_cloud)
     reports = await asyncio.gather(*(workflow.execute_activity(
         f"{cloud}.check_permissions", PermissionCheck(steps=by_cloud[cloud]),

@@ -1,5 +1,6 @@
 """The GameDay's plan: every fault step resolved, hashed (approvals name the hash), and checked
-against the guardrails and for unit ids two units would share, before any change."""
+against the guardrails, for unit ids two units would share, and for the permissions its calls need
+(as `gameday plan` checks them), before anyone is asked to approve and before any change."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from gameday.plan import plan_hash
+    from gameday.plan import PlanResult, ResolvedStep, plan_hash
     from gameday.runbook import Runbook
     from workflows.errors import Refused
     from workflows.fault_calls import fault_units
+    from workflows.permissions import check_permissions
     from workflows.planning import guardrail_problems, resolve_step, unit_collisions
     from workflows.status_board import StatusBoard
+
+PATCH_RUN_CHECKS_PERMISSIONS = "run-checks-permissions"
+"""GameDays started before this change learnt of a missing permission from a failed apply."""
 
 
 async def make_plan(runbook: Runbook, board: StatusBoard) -> list[str]:
@@ -38,4 +43,26 @@ async def make_plan(runbook: Runbook, board: StatusBoard) -> list[str]:
         if problems:
             raise Refused("refused by guardrails: " + "; ".join(problems))
         raise Refused(f"refused before any change: {'; '.join(collisions)}; rename the step")
+    if workflow.patched(PATCH_RUN_CHECKS_PERMISSIONS):
+        await _check_permissions(runbook, resolved, board)
     return [unit_id for _, unit_id in units]
+
+
+async def _check_permissions(runbook: Runbook, resolved: list[ResolvedStep],
+                             board: StatusBoard) -> None:
+    """The plan's live permission check (contract §11) before the approval: `Refused` (every
+    step skipped) when the worker may not make a call the plan needs. A check that could not be
+    made, or a permission the cloud offers no dry run for, is an event: the apply will tell, and
+    whatever it changed is restored as always."""
+    result = PlanResult(runbook=runbook.name, steps=resolved)
+    await check_permissions(result)
+    for problem in result.problems:
+        board.event("permissions_unchecked", problem)
+    if result.unchecked_permissions:
+        board.event("permissions_unchecked", "; ".join(p.sentence for p in result.unchecked_permissions))
+    if result.missing_permissions:
+        for step in runbook.fault_steps():
+            board.steps[step.id].state = "skipped"
+        missing = "; ".join(p.sentence for p in result.missing_permissions)
+        raise Refused(f"refused before any change: the worker lacks permissions the plan needs: "
+                      f"{missing}")
