@@ -42,7 +42,7 @@ from tests.support.gameday import final
 from tests.support.health import HealthServer
 from workflows.gameday import GameDayWorkflow
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(1200)
 
 DRIFT = "1m"
 """Drift every minute, as issue 21 asks: each drift watch looks every minute for an hour
@@ -69,9 +69,26 @@ def _week_runbook(health: HealthServer) -> Runbook:
                            health.url, interval="15s")
 
 
+_HANDED_OVER: dict[str, tuple[str, list[int]]] = {}
+"""Workflow id → (its latest run id, the lengths of the runs before it), as last seen."""
+
+
+async def _lengths(client: Client, workflow_id: str) -> list[int]:
+    """Every run's history length: the latest run's from its description (one cheap call, made
+    every two seconds while the server skips time), the runs before it read once per hand-over."""
+    info = (await client.get_workflow_handle(workflow_id).describe()).raw_description
+    run_id = info.workflow_execution_info.execution.run_id
+    known = _HANDED_OVER.get(workflow_id)
+    if known is None or known[0] != run_id:
+        lengths = await run_histories(client, workflow_id)
+        _HANDED_OVER[workflow_id] = (run_id, lengths[:-1])
+        return lengths
+    return [*known[1], info.workflow_execution_info.history_length]
+
+
 async def _bounded(client: Client, workflow_id: str) -> list[int]:
     """Every run's history length; fails as soon as one passes Temporal's warning."""
-    lengths = await run_histories(client, workflow_id)
+    lengths = await _lengths(client, workflow_id)
     over = [(index, length) for index, length in enumerate(lengths) if length >= WARNING_EVENTS]
     if over:
         run, length = over[0]
@@ -131,7 +148,7 @@ async def _closed(env: WorkflowEnvironment, closing: asyncio.Task[GameDayStatus]
                   workflow_id: str) -> tuple[GameDayStatus, list[int]]:
     """The closed run's status and every run's history length, checked until it closes."""
     await _follow(env, closing, workflow_id, lambda runs: False)
-    return await closing, await _bounded(env.client, workflow_id)
+    return await closing, await run_histories(env.client, workflow_id)
 
 
 def _add_subnet(vpc: str) -> tuple[str, str]:
