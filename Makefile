@@ -45,10 +45,11 @@ $(AZ_VENV)/.installed:
 
 # The orchestrator under fault, long version: 40 seeded fault runs of one multi-cloud runbook, then
 # 200 generated runbooks, each interrupted at a random moment; each part prints
-# "N runs, N restored exactly, 0 leaked" (the generated part also ", 0 double-counted"). The
-# week-long GameDay (tests/test_week_long.py) is part of make test.
+# "N runs, N restored exactly, 0 leaked" (the generated part also ", 0 double-counted"); then the
+# week-long GameDay on the time-skipping server (drift every minute, a steady state every 15 s).
 faults: install
 	GAMEDAY_FAULT_RUNS=40 GAMEDAY_GENERATED_RUNS=$(or $(GENERATED_RUNS),200) $(BIN)/pytest tests/faults -q -s
+	GAMEDAY_WEEK_LONG=1 $(BIN)/pytest tests/test_week_long.py -q -s
 
 # Re-record tests/replay/histories (real runs against the lab, ~3 minutes); record from a clean
 # clone of the code that is deployed, after a change no GameDay in flight can meet.
