@@ -87,13 +87,20 @@ def _compute(endpoint: str | None, service_account: str | None = None) -> Comput
     )
 
 
+def reached_as(project: str) -> tuple[str | None, str | None]:
+    """Where and as whom a call for `project` goes: `GAMEDAY_GCP_ENDPOINT` (the lab, anonymous)
+    and no service account when it is set, else Google (None) as the service account
+    `GAMEDAY_GCP_IMPERSONATE` names for the project, or None for the worker's own credentials."""
+    endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+    return endpoint, None if endpoint else service_account_for(project)
+
+
 def compute_clients() -> Compute:
     """Clients for `GAMEDAY_GCP_ENDPOINT` with anonymous credentials when it is set, else for
     Google with Application Default Credentials, acting as the service account
     `GAMEDAY_GCP_IMPERSONATE` names for the project of the current call (its scope,
     `activities.throttle.caller`; `activities.gcp.impersonation`)."""
-    endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
-    return _compute(endpoint, None if endpoint else service_account_for(caller().account))
+    return _compute(*reached_as(caller().account))
 
 
 def _retry_after(exc: exceptions.GoogleAPICallError) -> float | None:

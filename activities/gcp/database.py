@@ -39,8 +39,8 @@ from googleapiclient.errors import HttpError
 from pydantic import BaseModel
 
 from activities.base import poll_until, progress
-from activities.gcp.api import ENDPOINT_VARIABLE
-from activities.gcp.impersonation import project_credentials, service_account_for
+from activities.gcp.api import reached_as
+from activities.gcp.impersonation import project_credentials
 from activities.gcp.power import is_mark, mark_labels, marked_by
 from activities.throttle import BucketKey, Throttle
 from activities.transient import Transient, paced_and_retried
@@ -154,8 +154,7 @@ class SqlAdmin:
     says, and failures turned into `CloudError`s that carry Cloud SQL's reason as `code`."""
 
     def call(self, doing: str, project: str, make: Callable[[Any], Any]) -> dict[str, Any]:
-        endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
-        service, credentials = _service(endpoint, None if endpoint else service_account_for(project))
+        service, credentials = _service(*reached_as(project))
 
         def send() -> Any:
             # httplib2 is not thread-safe: one Http per call

@@ -10,7 +10,6 @@ on the project (or inherited by it), so this one question covers them all. Read-
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from google.auth.credentials import AnonymousCredentials, Credentials
@@ -18,8 +17,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from activities.base import beat
-from activities.gcp.api import ENDPOINT_VARIABLE
-from activities.gcp.impersonation import project_credentials, service_account_for
+from activities.gcp.api import reached_as
+from activities.gcp.impersonation import project_credentials
 from gameday.errors import CloudError
 from gameday.permissions import Permission, PermissionReport, gathered
 from gameday.plan import PermissionCheck
@@ -77,9 +76,8 @@ class GcpPermissions:
 
     def _held(self, project: str, permissions: list[str]) -> set[str]:
         beat()
-        endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
         # the permissions asked about are those of whoever the project's calls are made as
-        service = _service(endpoint, None if endpoint else service_account_for(project))
+        service = _service(*reached_as(project))
         try:
             answer = service.projects().testIamPermissions(
                 resource=project, body={"permissions": permissions}).execute(num_retries=0)
